@@ -1,0 +1,14 @@
+# kms/ - base code shared by every process, kmsd, kmsctl, the client library.
+#
+# Fragment conventions (every directory's *.mk follows them):
+#   LIBS += name        build/lib/libname.a from name_SRCS
+#   PROGS += name       build/bin/name from name_SRCS linked with name_LIBS
+#   TESTS += name       build/tests/name, run under prove by `make check`
+#   BENCHES += name     build/bench/name, run by `make bench`
+#   FUZZERS += name     build/fuzz/name: a libFuzzer target; its _SRCS list
+#                       tests/fuzz/driver.c, which `make check` uses to run the
+#                       corpus tests/fuzz/corpus/<name>/ plus mutations as TAP
+#   name_LIBS lists project libraries in link order (dependents first).
+
+LIBS += base
+base_SRCS := kms/base.c kms/secmem.c kms/util.c

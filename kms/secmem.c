@@ -1,0 +1,90 @@
+/*
+ * secmem.c - locked, non-dumpable memory for key bytes, PINs and shares;
+ * constant-time compare; process hardening. Runs in kmsd, kmsctl, tsmd.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "base.h"
+
+void
+wipe(void *p, size_t n)
+{
+	if (p != NULL && n > 0)
+		OPENSSL_cleanse(p, n);
+}
+
+int
+ct_equal(const void *a, const void *b, size_t n)
+{
+	return CRYPTO_memcmp(a, b, n) == 0;
+}
+
+static size_t
+page_round(size_t n)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+
+	return (n + pg - 1) / pg * pg;
+}
+
+/*
+ * Each allocation gets its own mapping: mlock'ed so it never reaches swap,
+ * MADV_DONTDUMP so a core (if one is ever allowed) leaves it out. mlock
+ * failing (RLIMIT_MEMLOCK) is logged once and tolerated: refusing to run
+ * would push operators to worse workarounds.
+ */
+void *
+secmem_alloc(size_t n)
+{
+	static int warned;
+	size_t len;
+	void *p;
+
+	if (n == 0)
+		n = 1;
+	len = page_round(n);
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+	    -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	if (mlock(p, len) != 0 && !warned) {
+		warned = 1;
+		log_msg(LOG_WARN, "event=mlock_failed errno=%d", errno);
+	}
+	(void)madvise(p, len, MADV_DONTDUMP);
+	return p;
+}
+
+void
+secmem_free(void *p, size_t n)
+{
+	size_t len;
+
+	if (p == NULL)
+		return;
+	if (n == 0)
+		n = 1;
+	len = page_round(n);
+	wipe(p, len);
+	(void)munlock(p, len);
+	(void)munmap(p, len);
+}
+
+int
+process_harden(void)
+{
+	struct rlimit rl = { 0, 0 };
+
+	if (setrlimit(RLIMIT_CORE, &rl) != 0)
+		return ERR_IO;
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+		return ERR_IO;
+	return 0;
+}
