@@ -12,6 +12,7 @@
 # Each directory describes its libraries, programs and tests in a *.mk
 # fragment (see kms/kms.mk for the variables); this file holds the rules.
 
+.DEFAULT_GOAL := all
 SANITIZE ?= 0
 V ?= 0
 TOP := $(abspath .)
