@@ -12,3 +12,16 @@
 
 LIBS += base
 base_SRCS := kms/base.c kms/secmem.c kms/util.c
+base_SRCS += kms/proto.c kms/audit.c kms/kdf.c
+
+# the client library tsmd links (no PKCS#11)
+LIBS += kmsclient
+kmsclient_SRCS := kms/client.c
+
+# code shared by kmsd and kmsctl (links pkcs11/)
+LIBS += kmscore
+kmscore_SRCS := kms/keystore.c
+
+PROGS += kmsd
+kmsd_SRCS := kms/kmsd_main.c kms/kmsd.c kms/kmsd_ops.c kms/keyset.c
+kmsd_LIBS := kmscore policy p11 base

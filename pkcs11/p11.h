@@ -198,7 +198,9 @@ enum p11_wrap_mech {
 /* *outlen: capacity in, length out. */
 int  p11_wrap(struct p11 *p, int mech, p11_obj kek, p11_obj key, uint8_t *out,
 	    size_t *outlen) WUR;
-/* Unwraps into a new secret key object of type kt and length keylen. */
+/* Unwraps into a new secret key object of type kt. The wrapped data fixes
+ * the length: the caller checks it is keylen (SoftHSM2 reports
+ * CKA_VALUE_LEN 0 for unwrapped keys, so wrap it again and look). */
 int  p11_unwrap(struct p11 *p, int mech, p11_obj kek, const uint8_t *in,
 	    size_t n, CK_KEY_TYPE kt, size_t keylen, const struct p11_keyspec *s,
 	    p11_obj *out) WUR;
@@ -216,8 +218,9 @@ int  p11_hmac_sha256_verify(struct p11 *p, p11_obj key, const uint8_t *d,
 
 /* CKM_AES_ECB_ENCRYPT_DATA: new AES key = AES-ECB(master, data); data is
  * 16 or 32 bytes and gives a key of that length. The new key is always
- * sensitive and never extractable, whatever the spec says: derivation must
- * not be a way to read a key. */
+ * sensitive, whatever the spec says: derivation must not be a way to read
+ * a key (any session could otherwise derive a readable copy). The template
+ * is built here from the spec; a caller's template never passes through. */
 int  p11_derive_ecb(struct p11 *p, p11_obj master, const uint8_t *data,
 	    size_t n, const struct p11_keyspec *s, p11_obj *out) WUR;
 /* CKM_SP800_108_COUNTER_KDF with the GP SCP03 layout (00x11|const|00|L|i|

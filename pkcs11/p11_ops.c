@@ -433,7 +433,9 @@ p11_unwrap(struct p11 *p, int mech, p11_obj kek, const uint8_t *in, size_t n,
 	CK_RV rv;
 	int rc;
 
-	(void)keylen;	/* the wrapped data fixes the length; checked by caller */
+	/* No CKA_VALUE_LEN in the template: SoftHSM2 refuses it on unwrap
+	 * (and leaves it 0 on the new key); the caller checks the length. */
+	(void)keylen;
 	if ((rc = wrap_mech(mech, &m, iv, &oaep)) != 0)
 		return rc;
 	t_add(&t, CKA_CLASS, &cls, sizeof(cls));
@@ -455,19 +457,18 @@ p11_derive_ecb(struct p11 *p, p11_obj master, const uint8_t *data, size_t n,
 	CK_ULONG vlen = n;
 	CK_KEY_DERIVATION_STRING_DATA dd = { (CK_BYTE *)(uintptr_t)data, n };
 	CK_MECHANISM m = { CKM_AES_ECB_ENCRYPT_DATA, &dd, sizeof(dd) };
-	struct p11_keyspec safe = *s;
 	struct tmpl t = { .n = 0 };
 	CK_SESSION_HANDLE h;
 	CK_RV rv;
 
 	if (n != 16 && n != 32)
 		return ERR_INVAL;
-	/* Derivation must never produce a readable key. */
-	safe.extractable = 0;
+	/* t_secret makes the new key sensitive whatever the caller passes:
+	 * derivation must never produce a readable key. */
 	t_add(&t, CKA_CLASS, &cls, sizeof(cls));
 	t_add(&t, CKA_KEY_TYPE, &kt, sizeof(kt));
 	t_add(&t, CKA_VALUE_LEN, &vlen, sizeof(vlen));
-	t_secret(&t, &safe);
+	t_secret(&t, s);
 	P11_RETRY(p, h, rv, rv = p->f->C_DeriveKey(h, &m, master, t.a, t.n, out));
 	if (rv != CKR_OK)
 		return p11_fail("C_DeriveKey", rv);

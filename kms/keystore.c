@@ -1,0 +1,835 @@
+/*
+ * keystore.c - managed token keys: per-class attributes, versions, states
+ * and check values, persisted as JSON in one private CKO_DATA object per
+ * label. Runs in kmsd and kmsctl; trusts the token, validates the JSON it
+ * reads back.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <openssl/evp.h>
+
+#include "kms/keystore.h"
+
+const char *const ks_class_names[] = { "storage-kek", "audit", "backup-kek",
+	"transport-kek", "transport-rsa", "master", "mac", "ca", "keyset",
+	"session", NULL };
+
+const char *
+ks_class_name(int cls)
+{
+	if (cls > KS_NONE && cls < KS_CLASS_COUNT)
+		return ks_class_names[cls - 1];
+	return "none";
+}
+
+int
+ks_class_parse(const char *s)
+{
+	int i;
+
+	for (i = 1; i < KS_CLASS_COUNT; i++)
+		if (strcmp(s, ks_class_names[i - 1]) == 0)
+			return i;
+	return KS_NONE;
+}
+
+int
+ks_class_backup_eligible(int cls)
+{
+	/* The backup KEK is re-entered from components, never backed up;
+	 * key-set members and session keys never live on the token. */
+	return cls != KS_BACKUP_KEK && cls != KS_KEYSET && cls != KS_SESSION &&
+	    cls != KS_NONE;
+}
+
+/* Token attributes of each class (ARCHITECTURE.md "Key hierarchy"). */
+struct class_spec {
+	int      cls;
+	int      default_alg;
+	uint32_t usage;		/* secret key, or private key of a pair */
+	uint32_t pub_usage;	/* public key of a pair */
+};
+
+static const struct class_spec class_specs[] = {
+	{ KS_STORAGE_KEK, KMS_ALG_AES256, P11_WRAP | P11_UNWRAP, 0 },
+	{ KS_AUDIT, KMS_ALG_HMAC, P11_SIGN | P11_VERIFY, 0 },
+	{ KS_BACKUP_KEK, KMS_ALG_AES256, P11_WRAP | P11_UNWRAP, 0 },
+	{ KS_TRANSPORT_KEK, KMS_ALG_AES128, P11_UNWRAP, 0 },
+	{ KS_TRANSPORT_RSA, KMS_ALG_RSA, P11_UNWRAP | P11_DECRYPT,
+	    P11_WRAP | P11_ENCRYPT },
+	{ KS_MASTER, KMS_ALG_AES128, P11_DERIVE, 0 },
+	{ KS_MAC, KMS_ALG_HMAC, P11_SIGN | P11_VERIFY, 0 },
+	{ KS_CA, KMS_ALG_EC_P256, P11_SIGN, P11_VERIFY },
+};
+
+static const struct class_spec *
+spec_of(int cls)
+{
+	size_t i;
+
+	for (i = 0; i < ARRAY_LEN(class_specs); i++)
+		if (class_specs[i].cls == cls)
+			return &class_specs[i];
+	return NULL;
+}
+
+static int
+alg_fits(int cls, int alg)
+{
+	switch (cls) {
+	case KS_STORAGE_KEK:
+	case KS_BACKUP_KEK:
+		return alg == KMS_ALG_AES256 || alg == KMS_ALG_AES128;
+	case KS_TRANSPORT_KEK:
+		return alg == KMS_ALG_AES128 || alg == KMS_ALG_AES192 ||
+		    alg == KMS_ALG_AES256 || alg == KMS_ALG_DES3;
+	case KS_MASTER:
+		return alg == KMS_ALG_AES128 || alg == KMS_ALG_AES192 ||
+		    alg == KMS_ALG_AES256;
+	case KS_AUDIT:
+	case KS_MAC:
+		return alg == KMS_ALG_HMAC;
+	case KS_TRANSPORT_RSA:
+		return alg == KMS_ALG_RSA;
+	case KS_CA:
+		return alg == KMS_ALG_EC_P256 || alg == KMS_ALG_EC_P384;
+	}
+	return 0;
+}
+
+int
+ks_state_allows(int state, int use)
+{
+	switch (state) {
+	case KMS_ST_ACTIVE:
+		return 1;
+	case KMS_ST_DEACTIVATED:
+		return use == KS_USE_PROCESS || use == KS_USE_INFO;
+	case KMS_ST_PRE_ACTIVE:
+	case KMS_ST_SUSPENDED:
+	case KMS_ST_COMPROMISED:
+	case KMS_ST_PENDING_DESTRUCTION:
+	case KMS_ST_DESTROYED:
+		return use == KS_USE_INFO;
+	}
+	return 0;
+}
+
+/* ---- KCV in software (for component bytes) ---- */
+
+int
+ks_kcv_bytes(int alg, int method, const uint8_t *key, size_t n, uint8_t *kcv,
+    size_t *kcvlen)
+{
+	static const uint8_t ones[16] = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+		1, 1, 1 };
+	static const uint8_t zeros[16];
+	const EVP_CIPHER *c = NULL;
+	EVP_CIPHER_CTX *ctx;
+	uint8_t out[32];
+	int ol = 0, rc = ERR_CRYPTO;
+
+	if (alg == KMS_ALG_DES3) {
+		if (n != 24 || method != KMS_KCV_GP)
+			return ERR_INVAL;
+		c = EVP_des_ede3_ecb();
+	} else if (n == 16 || n == 24 || n == 32) {
+		c = n == 16 ? EVP_aes_128_ecb() : n == 24 ? EVP_aes_192_ecb() :
+		    EVP_aes_256_ecb();
+	} else {
+		return ERR_INVAL;
+	}
+	if (method == KMS_KCV_CMAC) {
+		EVP_MAC *mac = EVP_MAC_fetch(NULL, "CMAC", NULL);
+		EVP_MAC_CTX *mc = mac ? EVP_MAC_CTX_new(mac) : NULL;
+		OSSL_PARAM params[2];
+		size_t ml = 0;
+		char name[16];
+
+		snprintf(name, sizeof(name), "AES-%zu-CBC", n * 8);
+		params[0] = OSSL_PARAM_construct_utf8_string("cipher", name, 0);
+		params[1] = OSSL_PARAM_construct_end();
+		if (mc != NULL && EVP_MAC_init(mc, key, n, params) == 1 &&
+		    EVP_MAC_update(mc, zeros, 16) == 1 &&
+		    EVP_MAC_final(mc, out, &ml, sizeof(out)) == 1 && ml == 16) {
+			memcpy(kcv, out, 5);
+			*kcvlen = 5;
+			rc = 0;
+		}
+		EVP_MAC_CTX_free(mc);
+		EVP_MAC_free(mac);
+		wipe(out, sizeof(out));
+		return rc;
+	}
+	if (method != KMS_KCV_GP)
+		return ERR_INVAL;
+	ctx = EVP_CIPHER_CTX_new();
+	if (ctx == NULL)
+		return ERR_NOMEM;
+	if (EVP_EncryptInit_ex(ctx, c, NULL, key, NULL) == 1 &&
+	    EVP_CIPHER_CTX_set_padding(ctx, 0) == 1 &&
+	    EVP_EncryptUpdate(ctx, out, &ol, alg == KMS_ALG_DES3 ? zeros : ones,
+	    alg == KMS_ALG_DES3 ? 8 : 16) == 1 && ol > 0) {
+		memcpy(kcv, out, 3);
+		*kcvlen = 3;
+		rc = 0;
+	}
+	EVP_CIPHER_CTX_free(ctx);
+	wipe(out, sizeof(out));
+	return rc;
+}
+
+/* ---- metadata JSON ---- */
+
+static json_t *
+meta_to_json(const struct ks_key *k)
+{
+	json_t *o = json_object(), *vs = json_array();
+	char kcv[16];
+	size_t i;
+
+	json_object_set_new(o, "format", json_integer(1));
+	json_object_set_new(o, "label", json_string(k->label));
+	json_object_set_new(o, "class", json_string(ks_class_name(k->cls)));
+	json_object_set_new(o, "alg", json_string(kms_alg_name(k->alg)));
+	json_object_set_new(o, "current", json_integer(k->current));
+	for (i = 0; i < k->nvers; i++) {
+		const struct ks_version *v = &k->vers[i];
+		json_t *jv = json_object();
+
+		hex_encode(v->kcv, v->kcvlen, kcv);
+		json_object_set_new(jv, "version", json_integer(v->v));
+		json_object_set_new(jv, "state", json_string(kms_state_name(v->state)));
+		json_object_set_new(jv, "kcv", json_string(kcv));
+		json_object_set_new(jv, "created", json_integer(v->created));
+		json_object_set_new(jv, "changed", json_integer(v->changed));
+		if (v->destroy_after)
+			json_object_set_new(jv, "destroyAfter",
+			    json_integer(v->destroy_after));
+		if (v->reason[0])
+			json_object_set_new(jv, "reason", json_string(v->reason));
+		json_array_append_new(vs, jv);
+	}
+	json_object_set_new(o, "versions", vs);
+	return o;
+}
+
+static int
+meta_from_json(const uint8_t *p, size_t n, struct ks_key *k)
+{
+	json_error_t je;
+	json_t *o, *vs, *jv;
+	const char *label = NULL, *cls = NULL, *alg = NULL;
+	json_int_t cur = 0;
+	size_t i;
+	int rc = ERR_PARSE;
+
+	memset(k, 0, sizeof(*k));
+	o = json_loadb((const char *)p, n, JSON_REJECT_DUPLICATES, &je);
+	if (o == NULL)
+		return ERR_PARSE;
+	if (json_unpack(o, "{s:s, s:s, s:s, s:I, s:o}", "label", &label, "class",
+	    &cls, "alg", &alg, "current", &cur, "versions", &vs) != 0 ||
+	    !json_is_array(vs) || strlen(label) >= sizeof(k->label))
+		goto out;
+	snprintf(k->label, sizeof(k->label), "%s", label);
+	k->cls = ks_class_parse(cls);
+	k->alg = kms_alg_parse(alg);
+	k->current = (uint32_t)cur;
+	if (k->cls == KS_NONE || k->alg == 0 || json_array_size(vs) > 10000)
+		goto out;
+	k->nvers = json_array_size(vs);
+	k->vers = calloc(k->nvers ? k->nvers : 1, sizeof(*k->vers));
+	if (k->vers == NULL) {
+		rc = ERR_NOMEM;
+		goto out;
+	}
+	json_array_foreach(vs, i, jv) {
+		struct ks_version *v = &k->vers[i];
+		const char *st = NULL, *kcv = "", *reason = NULL;
+		json_int_t ver = 0, created = 0, changed = 0, da = 0;
+
+		if (json_unpack(jv, "{s:I, s:s, s?s, s?I, s?I, s?I, s?s}", "version",
+		    &ver, "state", &st, "kcv", &kcv, "created", &created, "changed",
+		    &changed, "destroyAfter", &da, "reason", &reason) != 0)
+			goto out;
+		v->v = (uint32_t)ver;
+		v->state = kms_state_parse(st);
+		if (v->state == 0 || hex_decode(kcv, strlen(kcv), v->kcv,
+		    sizeof(v->kcv), &v->kcvlen) != 0)
+			goto out;
+		v->created = created;
+		v->changed = changed;
+		v->destroy_after = da;
+		if (reason)
+			snprintf(v->reason, sizeof(v->reason), "%s", reason);
+	}
+	rc = 0;
+out:
+	if (rc != 0) {
+		free(k->vers);
+		k->vers = NULL;
+		k->nvers = 0;
+	}
+	json_decref(o);
+	return rc;
+}
+
+int
+ks_save(struct keystore *ks, struct ks_key *k)
+{
+	json_t *o = meta_to_json(k);
+	char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+	int rc;
+
+	json_decref(o);
+	if (s == NULL)
+		return ERR_NOMEM;
+	if (k->meta == 0)
+		rc = p11_data_create(ks->p, KS_APPLICATION, k->label, s, strlen(s),
+		    &k->meta);
+	else
+		rc = p11_set_bytes(ks->p, k->meta, CKA_VALUE, s, strlen(s));
+	free(s);
+	if (rc != 0)
+		log_msg(LOG_ERR, "event=keystore_save_failed label=%s err=%s p11=\"%s\"",
+		    k->label, err_name(rc), p11_last_error());
+	return rc;
+}
+
+/* ---- loading ---- */
+
+static void
+key_free(struct ks_key *k)
+{
+	free(k->vers);
+	k->vers = NULL;
+	k->nvers = 0;
+}
+
+void
+ks_free(struct keystore *ks)
+{
+	size_t i;
+
+	for (i = 0; i < ks->n; i++)
+		key_free(&ks->keys[i]);
+	free(ks->keys);
+	ks->keys = NULL;
+	ks->n = ks->cap = 0;
+}
+
+static int
+ks_append(struct keystore *ks, struct ks_key **out)
+{
+	if (ks->n == ks->cap) {
+		size_t nc = ks->cap ? ks->cap * 2 : 16;
+		struct ks_key *nk = realloc(ks->keys, nc * sizeof(*nk));
+
+		if (nk == NULL)
+			return ERR_NOMEM;
+		ks->keys = nk;
+		ks->cap = nc;
+	}
+	*out = &ks->keys[ks->n++];
+	memset(*out, 0, sizeof(**out));
+	return 0;
+}
+
+int
+ks_load(struct keystore *ks, struct p11 *p)
+{
+	p11_obj *objs = NULL;
+	struct buf app, val;
+	struct ks_key k, *slot;
+	size_t n = 0, i;
+	int rc;
+
+	ks_free(ks);
+	ks->p = p;
+	buf_init(&app);
+	buf_init(&val);
+	if ((rc = p11_find_all(p, CKO_DATA, &objs, &n)) != 0)
+		return rc;
+	for (i = 0; i < n; i++) {
+		if (p11_attr_bytes(p, objs[i], CKA_APPLICATION, &app) != 0 ||
+		    app.len != strlen(KS_APPLICATION) ||
+		    memcmp(app.p, KS_APPLICATION, app.len) != 0)
+			continue;
+		if ((rc = p11_attr_bytes(p, objs[i], CKA_VALUE, &val)) != 0)
+			goto out;
+		if (meta_from_json(val.p, val.len, &k) != 0) {
+			log_msg(LOG_ERR, "event=keystore_bad_metadata object=%lu",
+			    (unsigned long)objs[i]);
+			continue;
+		}
+		if (ks_find(ks, k.label) != NULL) {
+			log_msg(LOG_ERR, "event=keystore_duplicate label=%s", k.label);
+			key_free(&k);
+			continue;
+		}
+		k.meta = objs[i];
+		if ((rc = ks_append(ks, &slot)) != 0) {
+			key_free(&k);
+			goto out;
+		}
+		*slot = k;
+	}
+	rc = 0;
+out:
+	free(objs);
+	buf_free(&app);
+	buf_free(&val);
+	return rc;
+}
+
+struct ks_key *
+ks_find(struct keystore *ks, const char *label)
+{
+	size_t i;
+
+	for (i = 0; i < ks->n; i++)
+		if (strcmp(ks->keys[i].label, label) == 0)
+			return &ks->keys[i];
+	return NULL;
+}
+
+int
+ks_version(struct ks_key *k, uint32_t v, struct ks_version **out)
+{
+	size_t i;
+
+	if (v == 0)
+		v = k->current;
+	for (i = 0; i < k->nvers; i++) {
+		if (k->vers[i].v == v) {
+			*out = &k->vers[i];
+			return 0;
+		}
+	}
+	return ERR_NOKEY;
+}
+
+static void
+ver_id(uint32_t v, uint8_t id[4])
+{
+	id[0] = (uint8_t)(v >> 24);
+	id[1] = (uint8_t)(v >> 16);
+	id[2] = (uint8_t)(v >> 8);
+	id[3] = (uint8_t)v;
+}
+
+static int
+is_pair(int cls)
+{
+	return cls == KS_TRANSPORT_RSA || cls == KS_CA;
+}
+
+int
+ks_object(struct keystore *ks, struct ks_key *k, struct ks_version *ver,
+    p11_obj *out)
+{
+	uint8_t id[4];
+	int rc;
+
+	if (ver->state == KMS_ST_DESTROYED)
+		return ERR_NOKEY;
+	if (ver->obj != 0) {
+		*out = ver->obj;
+		return 0;
+	}
+	ver_id(ver->v, id);
+	rc = p11_find(ks->p, is_pair(k->cls) ? CKO_PRIVATE_KEY : CKO_SECRET_KEY,
+	    k->label, id, 4, &ver->obj);
+	if (rc == ERR_NOTFOUND)
+		return ERR_NOKEY;
+	if (rc == 0)
+		*out = ver->obj;
+	return rc;
+}
+
+int
+ks_public(struct keystore *ks, struct ks_key *k, struct ks_version *ver,
+    p11_obj *out)
+{
+	uint8_t id[4];
+	int rc;
+
+	if (!is_pair(k->cls) || ver->state == KMS_ST_DESTROYED)
+		return ERR_KEYCLASS;
+	if (ver->pub != 0) {
+		*out = ver->pub;
+		return 0;
+	}
+	ver_id(ver->v, id);
+	rc = p11_find(ks->p, CKO_PUBLIC_KEY, k->label, id, 4, &ver->pub);
+	if (rc == ERR_NOTFOUND)
+		return ERR_NOKEY;
+	if (rc == 0)
+		*out = ver->pub;
+	return rc;
+}
+
+void
+ks_forget(struct keystore *ks, struct ks_key *k, struct ks_version *ver)
+{
+	uint8_t id[4];
+
+	ver_id(ver->v, id);
+	p11_cache_drop(ks->p, is_pair(k->cls) ? CKO_PRIVATE_KEY : CKO_SECRET_KEY,
+	    k->label, id, 4);
+	if (is_pair(k->cls))
+		p11_cache_drop(ks->p, CKO_PUBLIC_KEY, k->label, id, 4);
+	ver->obj = ver->pub = 0;
+}
+
+/* ---- creation ---- */
+
+/* Finds or makes the record for label and appends a new version. */
+static int
+new_version(struct keystore *ks, const char *label, int cls, int alg,
+    int rotate, struct ks_key **kout, struct ks_version **vout)
+{
+	struct ks_key *k = ks_find(ks, label);
+	struct ks_version *nv;
+	uint32_t next = 1;
+	size_t i;
+	int rc;
+
+	if (strlen(label) == 0 || strlen(label) >= KS_LABEL_MAX)
+		return ERR_INVAL;
+	if (k != NULL) {
+		if (!rotate)
+			return ERR_EXISTS;
+		if (k->cls != cls || k->alg != alg)
+			return ERR_KEYCLASS;
+		for (i = 0; i < k->nvers; i++)
+			if (k->vers[i].v >= next)
+				next = k->vers[i].v + 1;
+	} else {
+		if ((rc = ks_append(ks, &k)) != 0)
+			return rc;
+		snprintf(k->label, sizeof(k->label), "%s", label);
+		k->cls = cls;
+		k->alg = alg;
+	}
+	nv = realloc(k->vers, (k->nvers + 1) * sizeof(*nv));
+	if (nv == NULL)
+		return ERR_NOMEM;
+	k->vers = nv;
+	*vout = &k->vers[k->nvers];
+	memset(*vout, 0, sizeof(**vout));
+	(*vout)->v = next;
+	(*vout)->created = (*vout)->changed = wall_seconds();
+	*kout = k;
+	return 0;
+}
+
+/* Undo of new_version when creation failed. */
+static void
+drop_version(struct keystore *ks, struct ks_key *k)
+{
+	if (k->nvers == 0 && k->meta == 0) {
+		/* a fresh record: remove it entirely */
+		size_t idx = (size_t)(k - ks->keys);
+
+		key_free(k);
+		ks->keys[idx] = ks->keys[--ks->n];
+	}
+}
+
+/* GP KCV of a token AES key created with CKA_ENCRYPT, which is then turned
+ * off when the class does not need it. */
+static int
+kcv_then_restrict(struct keystore *ks, p11_obj o, uint32_t usage,
+    struct ks_version *v)
+{
+	static const uint8_t ones[16] = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+		1, 1, 1 };
+	CK_BBOOL off = CK_FALSE;
+	uint8_t out[16];
+	int rc;
+
+	if ((rc = p11_aes_encrypt(ks->p, o, P11_ECB, NULL, ones, 16, out)) != 0)
+		return rc;
+	memcpy(v->kcv, out, 3);
+	v->kcvlen = 3;
+	if (usage & P11_ENCRYPT)
+		return 0;
+	return p11_set_bytes(ks->p, o, CKA_ENCRYPT, &off, sizeof(off));
+}
+
+static void
+spec_for(struct p11_keyspec *s, const char *label, const uint8_t id[4], int cls,
+    uint32_t usage)
+{
+	memset(s, 0, sizeof(*s));
+	s->label = label;
+	s->id = id;
+	s->idlen = 4;
+	s->token = 1;
+	s->extractable = ks_class_backup_eligible(cls);
+	s->usage = usage;
+}
+
+int
+ks_generate(struct keystore *ks, const char *label, int cls, int alg,
+    int rotate, int pre_active, uint32_t *version)
+{
+	const struct class_spec *cs = spec_of(cls);
+	struct p11_keyspec s, ps;
+	struct ks_key *k;
+	struct ks_version *v;
+	uint8_t id[4];
+	p11_obj o = 0, pub = 0;
+	int rc;
+
+	if (cs == NULL)
+		return ERR_KEYCLASS;
+	if (alg == 0)
+		alg = cs->default_alg;
+	if (!alg_fits(cls, alg))
+		return ERR_INVAL;
+	if ((rc = new_version(ks, label, cls, alg, rotate, &k, &v)) != 0)
+		return rc;
+	ver_id(v->v, id);
+	spec_for(&s, label, id, cls, cs->usage);
+	switch (alg) {
+	case KMS_ALG_AES128:
+	case KMS_ALG_AES192:
+	case KMS_ALG_AES256:
+		s.usage |= P11_ENCRYPT;	/* for the KCV, removed below */
+		rc = p11_aes_generate(ks->p, kms_alg_keylen(alg), &s, &o);
+		if (rc == 0)
+			rc = kcv_then_restrict(ks, o, cs->usage, v);
+		break;
+	case KMS_ALG_HMAC:
+		rc = p11_secret_generate(ks->p, 32, &s, &o);
+		break;
+	case KMS_ALG_EC_P256:
+	case KMS_ALG_EC_P384:
+		spec_for(&ps, label, id, cls, cs->pub_usage);
+		ps.extractable = 0;
+		rc = p11_ec_generate(ks->p, alg == KMS_ALG_EC_P256 ? 256 : 384,
+		    &ps, &s, &pub, &o);
+		break;
+	case KMS_ALG_RSA:
+		spec_for(&ps, label, id, cls, cs->pub_usage);
+		ps.extractable = 0;
+		rc = p11_rsa_generate(ks->p, 3072, &ps, &s, &pub, &o);
+		break;
+	default:
+		rc = ERR_INVAL;
+	}
+	if (rc != 0)
+		goto fail;
+	v->state = pre_active ? KMS_ST_PRE_ACTIVE : KMS_ST_ACTIVE;
+	v->obj = o;
+	v->pub = pub;
+	k->nvers++;
+	if (!pre_active || k->current == 0)
+		k->current = v->v;
+	if ((rc = ks_save(ks, k)) != 0) {
+		k->nvers--;
+		goto fail;
+	}
+	*version = v->v;
+	return 0;
+fail:
+	log_msg(LOG_ERR, "event=keygen_failed label=%s class=%s err=%s p11=\"%s\"",
+	    label, ks_class_name(cls), err_name(rc), p11_last_error());
+	if (o != 0 && p11_destroy(ks->p, o) != 0)
+		log_msg(LOG_WARN, "event=keygen_cleanup_failed label=%s", label);
+	if (pub != 0 && p11_destroy(ks->p, pub) != 0)
+		log_msg(LOG_WARN, "event=keygen_cleanup_failed label=%s", label);
+	drop_version(ks, k);
+	return rc;
+}
+
+int
+ks_import_secret(struct keystore *ks, const char *label, int cls, int alg,
+    const uint8_t *val, size_t n, const uint8_t *kcv, int rotate,
+    uint32_t *version)
+{
+	const struct class_spec *cs = spec_of(cls);
+	struct p11_keyspec s;
+	struct ks_key *k;
+	struct ks_version *v;
+	uint8_t id[4];
+	CK_KEY_TYPE kt;
+	p11_obj o = 0;
+	int rc;
+
+	if (cs == NULL || cls == KS_TRANSPORT_RSA || cls == KS_CA)
+		return ERR_KEYCLASS;
+	if (alg == 0)
+		alg = cs->default_alg;
+	if (!alg_fits(cls, alg))
+		return ERR_INVAL;
+	if (alg == KMS_ALG_HMAC) {
+		kt = CKK_GENERIC_SECRET;
+		if (n < 16 || n > 64)
+			return ERR_INVAL;
+	} else {
+		kt = alg == KMS_ALG_DES3 ? CKK_DES3 : CKK_AES;
+		if (n != kms_alg_keylen(alg))
+			return ERR_INVAL;
+	}
+	if ((rc = new_version(ks, label, cls, alg, rotate, &k, &v)) != 0)
+		return rc;
+	if (kcv != NULL) {
+		memcpy(v->kcv, kcv, 3);
+		v->kcvlen = 3;
+	} else if (ks_kcv_bytes(alg == KMS_ALG_HMAC ? KMS_ALG_AES128 : alg,
+	    KMS_KCV_GP, val, n, v->kcv, &v->kcvlen) != 0) {
+		v->kcvlen = 0;	/* no AES-style KCV for this length */
+	}
+	ver_id(v->v, id);
+	spec_for(&s, label, id, cls, cs->usage);
+	if ((rc = p11_secret_import(ks->p, kt, val, n, &s, &o)) != 0)
+		goto fail;
+	v->state = KMS_ST_ACTIVE;
+	v->obj = o;
+	k->nvers++;
+	k->current = v->v;
+	if ((rc = ks_save(ks, k)) != 0) {
+		k->nvers--;
+		goto fail;
+	}
+	*version = v->v;
+	return 0;
+fail:
+	if (o != 0 && p11_destroy(ks->p, o) != 0)
+		log_msg(LOG_WARN, "event=import_cleanup_failed label=%s", label);
+	drop_version(ks, k);
+	return rc;
+}
+
+int
+ks_record(struct keystore *ks, const char *label, int cls, int alg,
+    uint32_t version, int state, const uint8_t *kcv, size_t kcvlen)
+{
+	struct ks_key *k = ks_find(ks, label);
+	struct ks_version *v, *nv;
+	int rc;
+
+	if (kcvlen > 3)
+		return ERR_INVAL;
+	if (k == NULL) {
+		if ((rc = ks_append(ks, &k)) != 0)
+			return rc;
+		snprintf(k->label, sizeof(k->label), "%s", label);
+		k->cls = cls;
+		k->alg = alg;
+	} else if (k->cls != cls || k->alg != alg) {
+		return ERR_KEYCLASS;
+	}
+	if (ks_version(k, version, &v) != 0) {
+		nv = realloc(k->vers, (k->nvers + 1) * sizeof(*nv));
+		if (nv == NULL)
+			return ERR_NOMEM;
+		k->vers = nv;
+		v = &k->vers[k->nvers++];
+		memset(v, 0, sizeof(*v));
+		v->v = version;
+		v->created = wall_seconds();
+	}
+	v->state = state;
+	v->changed = wall_seconds();
+	memcpy(v->kcv, kcv, kcvlen);
+	v->kcvlen = kcvlen;
+	if (state == KMS_ST_ACTIVE && version > k->current)
+		k->current = version;
+	return ks_save(ks, k);
+}
+
+/* SP 800-57 transitions; DESTROYED only through ks_destroy_version. */
+static int
+transition_ok(int from, int to)
+{
+	switch (to) {
+	case KMS_ST_ACTIVE:
+		return from == KMS_ST_PRE_ACTIVE || from == KMS_ST_SUSPENDED;
+	case KMS_ST_SUSPENDED:
+		return from == KMS_ST_ACTIVE;
+	case KMS_ST_DEACTIVATED:
+		return from == KMS_ST_ACTIVE || from == KMS_ST_SUSPENDED ||
+		    from == KMS_ST_PRE_ACTIVE;
+	case KMS_ST_COMPROMISED:
+		return from != KMS_ST_DESTROYED && from != KMS_ST_COMPROMISED;
+	case KMS_ST_PENDING_DESTRUCTION:
+		return from == KMS_ST_DEACTIVATED || from == KMS_ST_COMPROMISED ||
+		    from == KMS_ST_PRE_ACTIVE;
+	}
+	return 0;
+}
+
+int
+ks_set_state(struct keystore *ks, struct ks_key *k, struct ks_version *ver,
+    int state, const char *reason, int64_t destroy_after)
+{
+	struct ks_version save = *ver;
+	int rc;
+
+	/* Cancelling a pending destruction returns to the state it came
+	 * from, recorded in `reason` as "from=STATE". */
+	if (ver->state == KMS_ST_PENDING_DESTRUCTION &&
+	    (state == KMS_ST_DEACTIVATED || state == KMS_ST_COMPROMISED)) {
+		;
+	} else if (!transition_ok(ver->state, state)) {
+		return ERR_WRONGSTATE;
+	}
+	ver->state = state;
+	ver->changed = wall_seconds();
+	ver->destroy_after = destroy_after;
+	if (reason != NULL)
+		snprintf(ver->reason, sizeof(ver->reason), "%s", reason);
+	if ((rc = ks_save(ks, k)) != 0)
+		*ver = save;
+	return rc;
+}
+
+int
+ks_destroy_version(struct keystore *ks, struct ks_key *k,
+    struct ks_version *ver, const char *reason)
+{
+	p11_obj o;
+	int rc;
+
+	if (ver->state != KMS_ST_PENDING_DESTRUCTION)
+		return ERR_WRONGSTATE;
+	if ((rc = ks_object(ks, k, ver, &o)) == 0)
+		rc = p11_destroy(ks->p, o);
+	if (rc != 0 && rc != ERR_NOKEY && rc != ERR_HANDLE)
+		return rc;
+	if (is_pair(k->cls) && ks_public(ks, k, ver, &o) == 0 &&
+	    p11_destroy(ks->p, o) != 0)
+		log_msg(LOG_WARN, "event=destroy_public_failed label=%s", k->label);
+	ks_forget(ks, k, ver);
+	ver->state = KMS_ST_DESTROYED;
+	ver->changed = wall_seconds();
+	ver->destroy_after = 0;
+	if (reason != NULL)
+		snprintf(ver->reason, sizeof(ver->reason), "%s", reason);
+	return ks_save(ks, k);
+}
+
+int
+ks_set_current(struct keystore *ks, struct ks_key *k, uint32_t v)
+{
+	struct ks_version *ver;
+	uint32_t old = k->current;
+	int rc;
+
+	if ((rc = ks_version(k, v, &ver)) != 0)
+		return rc;
+	if (ver->state != KMS_ST_ACTIVE)
+		return ERR_WRONGSTATE;
+	k->current = v;
+	if ((rc = ks_save(ks, k)) != 0)
+		k->current = old;
+	return rc;
+}

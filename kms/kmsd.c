@@ -1,0 +1,558 @@
+/*
+ * kmsd.c - the key management daemon: one Unix socket per role, callers
+ * identified by SO_PEERCRED, framed requests dispatched through one table
+ * (kmsd_ops.c), every decision audited, session objects owned by the
+ * connection that made them. Single-threaded event loop; the only
+ * long-running process that loads PKCS#11. Trusts the token and the policy
+ * file; nothing that arrives on a socket.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "kms/kmsd.h"
+
+#define READ_CHUNK   65536
+#define OUT_HIGH     (4u << 20)	/* stop reading a client that does not read */
+#define MAX_HANDLES  (1u << 16)
+#define HID_SLOT_BITS 16
+
+static uint32_t hid_gen;
+
+/* ---- audit ---- */
+
+static int
+audit_mac_cb(void *ctx, const uint8_t *d, size_t n, uint8_t mac[32])
+{
+	struct kmsd *k = ctx;
+	struct ks_key *key = ks_find(&k->ks, k->cfg.audit_key);
+	struct ks_version *v;
+	p11_obj o;
+	int rc;
+
+	if (key == NULL || key->cls != KS_AUDIT)
+		return ERR_NOKEY;
+	if ((rc = ks_version(key, 0, &v)) != 0 ||
+	    (rc = ks_object(&k->ks, key, v, &o)) != 0)
+		return rc;
+	rc = p11_hmac_sha256(k->p, o, d, n, mac);
+	if (rc == ERR_HANDLE) {
+		ks_forget(&k->ks, key, v);
+		if ((rc = ks_object(&k->ks, key, v, &o)) == 0)
+			rc = p11_hmac_sha256(k->p, o, d, n, mac);
+	}
+	return rc;
+}
+
+int
+kmsd_audit(struct req *rq, const char *op, const char *key, const char *result,
+    const char *detail, int durable)
+{
+	struct audit_rec r = {
+		.uid = rq->c ? (uint32_t)rq->c->uid : (uint32_t)getuid(),
+		.pid = rq->c ? (int32_t)rq->c->pid : (int32_t)getpid(),
+		.role = rq->c ? policy_role_name(rq->c->role) : "kmsd",
+		.op = op,
+		.key = key,
+		.params = rq->body.p,
+		.nparams = rq->body.len,
+		.result = result,
+		.detail = detail,
+	};
+	int rc = audit_log(rq->d->audit, &r, durable);
+
+	if (rc != 0)
+		log_msg(LOG_ERR, "event=audit_write_failed op=%s err=%s", op,
+		    err_name(rc));
+	return rc;
+}
+
+/* ---- handles ---- */
+
+struct handle *
+kmsd_handle_get(struct conn *c, uint32_t id)
+{
+	size_t slot = id & ((1u << HID_SLOT_BITS) - 1);
+
+	if (id == 0 || slot >= c->nh || c->h[slot].id != id)
+		return NULL;
+	return &c->h[slot];
+}
+
+int
+kmsd_handle_new(struct conn *c, struct handle **out)
+{
+	size_t i;
+
+	for (i = 1; i < c->nh; i++)
+		if (c->h[i].id == 0)
+			break;
+	if (i >= c->nh) {
+		size_t nn = c->nh ? c->nh * 2 : 16;
+		struct handle *nh;
+
+		if (nn > MAX_HANDLES)
+			return ERR_LIMIT;
+		nh = realloc(c->h, nn * sizeof(*nh));
+		if (nh == NULL)
+			return ERR_NOMEM;
+		memset(nh + c->nh, 0, (nn - c->nh) * sizeof(*nh));
+		c->h = nh;
+		i = c->nh ? c->nh : 1;
+		c->nh = nn;
+	}
+	/* Ids carry a generation, kmsd-wide, so a closed handle's id is not
+	 * soon reused and one connection's ids rarely mean anything in
+	 * another (where they would not be found anyway). */
+	hid_gen = (hid_gen + 1) & 0xffff;
+	if (hid_gen == 0)
+		hid_gen = 1;
+	memset(&c->h[i], 0, sizeof(c->h[i]));
+	c->h[i].id = ((uint32_t)hid_gen << HID_SLOT_BITS) | (uint32_t)i;
+	c->h[i].last_used_ms = now_ms();
+	*out = &c->h[i];
+	return 0;
+}
+
+void
+kmsd_handle_free(struct kmsd *d, struct conn *c, struct handle *h,
+    const char *why)
+{
+	char key[32], detail[96];
+	struct req rq = { .d = d, .c = c };
+
+	if (h->id == 0)
+		return;
+	if (h->obj != 0 && p11_destroy(d->p, h->obj) != 0)
+		log_msg(LOG_WARN, "event=session_object_destroy_failed p11=\"%s\"",
+		    p11_last_error());
+	snprintf(key, sizeof(key), "h:%u", h->id);
+	snprintf(detail, sizeof(detail), "%s uses=%llu", why,
+	    (unsigned long long)h->uses);
+	(void)kmsd_audit(&rq, "handle.close", key, "ok", detail, 0);
+	memset(h, 0, sizeof(*h));
+}
+
+static void
+handles_free_all(struct kmsd *d, struct conn *c, const char *why)
+{
+	size_t i;
+
+	for (i = 0; i < c->nh; i++)
+		kmsd_handle_free(d, c, &c->h[i], why);
+	free(c->h);
+	c->h = NULL;
+	c->nh = 0;
+}
+
+/* ---- login ---- */
+
+int
+kmsd_login(struct kmsd *d, const char *pin, size_t pinlen)
+{
+	char rep[256];
+	int rc;
+
+	if ((rc = p11_login(d->p, pin, pinlen)) != 0)
+		return rc;
+	if ((rc = p11_probe(d->p, &d->caps, rep, sizeof(rep))) != 0)
+		return rc;
+	log_msg(LOG_INFO, "event=token_probe token=\"%s\" %s",
+	    p11_token_label(d->p), rep);
+	if ((d->caps & P11_CAP_REQUIRED) != P11_CAP_REQUIRED) {
+		log_msg(LOG_ERR, "event=token_lacks_required_mechanisms %s", rep);
+		return ERR_P11_MECH;
+	}
+	if ((rc = ks_load(&d->ks, d->p)) != 0)
+		return rc;
+	log_msg(LOG_INFO, "event=keystore_loaded keys=%zu", d->ks.n);
+	d->sealed = 0;
+	audit_set_mac(d->audit, audit_mac_cb, d);
+	if (ks_find(&d->ks, d->cfg.audit_key) == NULL)
+		log_msg(LOG_WARN, "event=no_audit_key label=%s note=\"audit records "
+		    "wait in memory until the key exists\"", d->cfg.audit_key);
+	else if ((rc = audit_flush_pending(d->audit)) != 0)
+		log_msg(LOG_ERR, "event=audit_flush_failed err=%s", err_name(rc));
+	return 0;
+}
+
+/* ---- connections ---- */
+
+void
+kmsd_conn_close(struct kmsd *d, struct conn *c)
+{
+	struct conn **pp;
+	struct req rq = { .d = d, .c = c };
+	char detail[64];
+
+	snprintf(detail, sizeof(detail), "handles=%zu", c->nh);
+	handles_free_all(d, c, "connection closed");
+	(void)kmsd_audit(&rq, "disconnect", NULL, "ok", detail, 0);
+	for (pp = &d->conns; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	}
+	for (pp = &d->dirty; *pp != NULL; pp = &(*pp)->next_dirty) {
+		if (*pp == c) {
+			*pp = c->next_dirty;
+			break;
+		}
+	}
+	epoll_ctl(d->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	buf_free(&c->in);
+	buf_free(&c->out);
+	free(c);
+}
+
+void
+kmsd_mark_dirty(struct kmsd *d, struct conn *c)
+{
+	if (!c->dirty) {
+		c->dirty = 1;
+		c->next_dirty = d->dirty;
+		d->dirty = c;
+	}
+}
+
+/* Re-arms epoll only when the wanted events change (a syscall saved per
+ * reply on the hot path). */
+static void
+update_events(struct kmsd *d, struct conn *c)
+{
+	struct epoll_event ev = { 0 };
+
+	ev.events = (c->out.len < OUT_HIGH && !c->closing ? EPOLLIN : 0) |
+	    (c->out.len > 0 ? EPOLLOUT : 0);
+	if (ev.events == c->events)
+		return;
+	ev.data.ptr = c;
+	if (epoll_ctl(d->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+		c->events = ev.events;
+}
+
+/* Appends a reply frame. */
+static int
+reply(struct conn *c, const struct kms_hdr *rh, int status, const struct buf *b)
+{
+	struct kms_hdr h = { 0 };
+	uint8_t hb[KMS_HDR_LEN];
+	int rc;
+
+	h.len = (uint32_t)b->len;
+	h.type = rh->type;
+	h.flags = KMS_FLAG_REPLY;
+	h.id = rh->id;
+	h.status = status;
+	kms_hdr_encode(&h, hb);
+	if ((rc = buf_put(&c->out, hb, sizeof(hb))) != 0)
+		return rc;
+	return buf_put(&c->out, b->p, b->len);
+}
+
+static void
+error_body(struct buf *b, int status, const char *msg)
+{
+	buf_reset(b);
+	if (buf_put_str(b, msg && *msg ? msg : err_str(status)) != 0)
+		buf_reset(b);
+}
+
+/* Serves one complete frame. Returns -1 when the connection must close. */
+static int
+serve_frame(struct kmsd *d, struct conn *c, const struct kms_hdr *h,
+    const uint8_t *body)
+{
+	const struct op_row *row;
+	struct buf out;
+	struct req rq;
+	int status;
+
+	buf_init(&out);
+	memset(&rq, 0, sizeof(rq));
+	rq.d = d;
+	rq.c = c;
+	rq.h = h;
+	rd_init(&rq.body, body, h->len);
+	rq.reply = &out;
+
+	row = kmsd_op_find(h->type);
+	if (h->flags & KMS_FLAG_REPLY) {
+		status = ERR_PROTO;
+		snprintf(rq.msg, sizeof(rq.msg), "reply flag set on a request");
+	} else if (row == NULL) {
+		status = ERR_UNKNOWN_OP;
+		snprintf(rq.msg, sizeof(rq.msg), "unknown operation 0x%04x",
+		    h->type);
+		(void)kmsd_audit(&rq, "unknown", NULL, "deny", rq.msg, 0);
+	} else if (!c->hello && h->type != KMS_OP_HELLO) {
+		status = ERR_PROTO;
+		snprintf(rq.msg, sizeof(rq.msg), "hello must come first");
+	} else if (!(row->roles & (1u << c->role))) {
+		status = ERR_DENIED;
+		snprintf(rq.msg, sizeof(rq.msg), "%s is not available to role %s",
+		    row->name, policy_role_name(c->role));
+		(void)kmsd_audit(&rq, row->name, NULL, "deny", rq.msg, 0);
+	} else if (d->sealed && !row->sealed_ok) {
+		status = ERR_SEALED;
+		snprintf(rq.msg, sizeof(rq.msg), "kmsd is sealed: custodians must "
+		    "unseal it first");
+	} else {
+		status = row->fn(&rq);
+		/* One record per decision, with the outcome; repeat uses of a
+		 * handle already audited for this operation are only counted. */
+		if (row->audit != AUDIT_NONE && !rq.audited &&
+		    !(rq.skip_audit && status == 0)) {
+			char detail[256];
+
+			snprintf(detail, sizeof(detail), "%s: %s", err_name(status),
+			    rq.msg[0] ? rq.msg : err_str(status));
+			(void)kmsd_audit(&rq, row->name, rq.key[0] ? rq.key : NULL,
+			    status == 0 ? "ok" : "error", status == 0 ? NULL : detail,
+			    row->audit == AUDIT_DURABLE && status == 0);
+		}
+	}
+	if (status != 0)
+		error_body(&out, status, rq.msg);
+	if (reply(c, h, status, &out) != 0) {
+		buf_free(&out);
+		return -1;
+	}
+	buf_free(&out);
+	kmsd_mark_dirty(d, c);
+	/* A malformed frame ends the conversation: the stream cannot be
+	 * trusted to be in step any more. */
+	if (status == ERR_PROTO || (status == ERR_VERSION && !c->hello))
+		c->closing = 1;
+	return 0;
+}
+
+/* Parses and serves every complete frame in c->in. */
+int
+kmsd_serve_input(struct kmsd *d, struct conn *c)
+{
+	struct kms_hdr h;
+	size_t off = 0;
+
+	while (!c->closing && c->in.len - off >= KMS_HDR_LEN) {
+		if (kms_hdr_decode(c->in.p + off, &h) != 0) {
+			/* Length over the maximum: answer once, then close,
+			 * without reading (or allocating for) the body. */
+			struct buf eb;
+			struct kms_hdr rh = h;
+
+			buf_init(&eb);
+			error_body(&eb, ERR_TOOBIG, "frame larger than the maximum");
+			if (reply(c, &rh, ERR_TOOBIG, &eb) != 0) {
+				buf_free(&eb);
+				return -1;
+			}
+			buf_free(&eb);
+			kmsd_mark_dirty(d, c);
+			c->closing = 1;
+			break;
+		}
+		if (c->in.len - off - KMS_HDR_LEN < h.len)
+			break;
+		if (serve_frame(d, c, &h, c->in.p + off + KMS_HDR_LEN) != 0)
+			return -1;
+		off += KMS_HDR_LEN + h.len;
+	}
+	buf_consume(&c->in, off);
+	return 0;
+}
+
+void
+kmsd_conn_read(struct kmsd *d, struct conn *c)
+{
+	ssize_t n;
+	int rc;
+
+	for (;;) {
+		if (c->closing || c->out.len >= OUT_HIGH)
+			break;
+		if ((rc = buf_reserve(&c->in, READ_CHUNK)) != 0) {
+			kmsd_conn_close(d, c);
+			return;
+		}
+		n = read(c->fd, c->in.p + c->in.len, READ_CHUNK);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				break;
+			kmsd_conn_close(d, c);
+			return;
+		}
+		if (n == 0) {
+			kmsd_conn_close(d, c);
+			return;
+		}
+		c->in.len += (size_t)n;
+		if (kmsd_serve_input(d, c) != 0) {
+			kmsd_conn_close(d, c);
+			return;
+		}
+		if ((size_t)n < READ_CHUNK)
+			break;
+	}
+	/* A client that sent a partial header of a too-large frame, or more
+	 * than a frame's worth without completing it, is cut off. */
+	if (c->in.len > KMS_MAX_FRAME + KMS_HDR_LEN)
+		c->closing = 1;
+}
+
+/* Returns -1 when the connection was closed. */
+int
+kmsd_conn_flush(struct kmsd *d, struct conn *c)
+{
+	ssize_t n;
+
+	while (c->out.len > 0) {
+		n = write(c->fd, c->out.p, c->out.len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				break;
+			kmsd_conn_close(d, c);
+			return -1;
+		}
+		buf_consume(&c->out, (size_t)n);
+	}
+	if (c->out.len == 0 && c->closing) {
+		kmsd_conn_close(d, c);
+		return -1;
+	}
+	update_events(d, c);
+	return 0;
+}
+
+void
+kmsd_accept(struct kmsd *d, int role)
+{
+	struct ucred cred;
+	socklen_t cl = sizeof(cred);
+	struct epoll_event ev = { 0 };
+	struct conn *c;
+	struct req rq = { .d = d };
+	char detail[96];
+	int fd;
+
+	fd = accept4(d->lfd[role], NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) != 0) {
+		close(fd);
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		close(fd);
+		return;
+	}
+	c->fd = fd;
+	c->role = role;
+	c->uid = cred.uid;
+	c->gid = cred.gid;
+	c->pid = cred.pid;
+	buf_init(&c->in);
+	buf_init(&c->out);
+	rq.c = c;
+	/* The socket gives the role; the policy's identity lines say whether
+	 * this uid/gid may hold it. */
+	if (!policy_identity_allows(d->pol, cred.uid, cred.gid, role)) {
+		snprintf(detail, sizeof(detail), "uid %u gid %u may not act as %s",
+		    cred.uid, cred.gid, policy_role_name(role));
+		(void)kmsd_audit(&rq, "connect", NULL, "deny", detail, 0);
+		log_msg(LOG_WARN, "event=connect_denied uid=%u gid=%u role=%s",
+		    cred.uid, cred.gid, policy_role_name(role));
+		close(fd);
+		free(c);
+		return;
+	}
+	ev.events = EPOLLIN;
+	ev.data.ptr = c;
+	c->events = EPOLLIN;
+	if (epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+		close(fd);
+		free(c);
+		return;
+	}
+	c->next = d->conns;
+	d->conns = c;
+	(void)kmsd_audit(&rq, "connect", NULL, "allow", NULL, 0);
+}
+
+/* Destroys handles idle longer than the timeout. */
+void
+kmsd_sweep(struct kmsd *d)
+{
+	uint64_t now = now_ms(), limit = (uint64_t)d->cfg.idle_timeout_s * 1000;
+	struct conn *c;
+	size_t i;
+
+	for (c = d->conns; c != NULL; c = c->next)
+		for (i = 0; i < c->nh; i++)
+			if (c->h[i].id != 0 && now - c->h[i].last_used_ms > limit)
+				kmsd_handle_free(d, c, &c->h[i], "idle timeout");
+}
+
+/* Group commit: durable audit records reach the disk before any reply that
+ * depends on them leaves; then every connection with output is flushed. */
+void
+kmsd_flush_dirty(struct kmsd *d)
+{
+	struct conn *c, *next;
+
+	if (audit_sync(d->audit) != 0)
+		log_msg(LOG_ERR, "event=audit_sync_failed");
+	for (c = d->dirty, d->dirty = NULL; c != NULL; c = next) {
+		next = c->next_dirty;
+		c->dirty = 0;
+		c->next_dirty = NULL;
+		(void)kmsd_conn_flush(d, c);
+	}
+}
+
+int
+kmsd_load_policy(struct kmsd *d)
+{
+	struct policy_error pe;
+	struct policy *np;
+	struct buf b;
+	int rc;
+
+	buf_init(&b);
+	if ((rc = file_read_all(d->cfg.policy, 1u << 20, &b)) != 0) {
+		log_msg(LOG_ERR, "event=policy_unreadable path=%s err=%s",
+		    d->cfg.policy, err_name(rc));
+		return rc;
+	}
+	rc = policy_parse((const char *)b.p, b.len, kmsd_vocab(), &np, &pe);
+	buf_free(&b);
+	if (rc != 0) {
+		log_msg(LOG_ERR, "event=policy_invalid path=%s line=%u col=%u "
+		    "msg=\"%s\"", d->cfg.policy, pe.line, pe.col, pe.msg);
+		fprintf(stderr, "kmsd: %s:%u:%u: %s\n", d->cfg.policy, pe.line,
+		    pe.col, pe.msg);
+		return rc;
+	}
+	policy_free(d->pol);
+	d->pol = np;
+	log_msg(LOG_INFO, "event=policy_loaded path=%s rules=%zu", d->cfg.policy,
+	    policy_rule_count(np));
+	return 0;
+}

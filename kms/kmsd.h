@@ -1,0 +1,184 @@
+/*
+ * kmsd.h - internals shared by the files of kmsd (the server loop in
+ * kmsd.c, the operations in kmsd_ops.c, key-set blobs in blob.c). Not a
+ * public header. kmsd is the only long-running process that loads PKCS#11.
+ */
+#ifndef SPTSM_KMSD_H
+#define SPTSM_KMSD_H
+
+#include <sys/types.h>
+
+#include "kms/audit.h"
+#include "kms/keystore.h"
+#include "kms/proto.h"
+#include "policy/policy.h"
+
+/* Usages of handles (keyset members use KMS_USE_ENC/MAC/DEK). */
+enum { H_SENC = 11, H_SMAC = 12, H_SRMAC = 13 };
+
+struct handle {
+	uint32_t id;		/* 0: free slot */
+	p11_obj  obj;
+	int      cls;		/* KS_KEYSET or KS_SESSION */
+	int      usage;		/* KMS_USE_* or H_* */
+	int      alg;
+	int      exportable;
+	uint8_t  kcv[3];
+	uint8_t  kcv_cmac[5];
+	uint64_t last_used_ms;
+	uint64_t uses;
+	uint32_t audited;	/* bit per op already audited on this handle */
+};
+
+struct conn {
+	int            fd;
+	int            role;
+	uid_t          uid;
+	gid_t          gid;
+	pid_t          pid;
+	int            hello;		/* handshake done */
+	int            closing;		/* close after the output drains */
+	uint32_t       events;		/* epoll events armed */
+	int            dirty;		/* on the flush list */
+	struct buf     in;
+	struct buf     out;
+	struct handle *h;		/* slots */
+	size_t         nh;
+	struct conn   *next;		/* all connections */
+	struct conn   *next_dirty;
+};
+
+struct kmsd_cfg {
+	const char *var;		/* var dir */
+	const char *run_dir;		/* sockets */
+	const char *policy;
+	const char *audit_path;
+	const char *module;
+	const char *token_uri;
+	const char *pin_file;		/* --insecure-pin-file */
+	const char *storage_kek;	/* label */
+	const char *audit_key;		/* label */
+	unsigned    idle_timeout_s;
+	int         fd_limit;
+};
+
+struct kmsd {
+	struct kmsd_cfg cfg;
+	struct p11     *p;
+	struct keystore ks;
+	struct policy  *pol;
+	struct audit   *audit;
+	int             sealed;
+	uint32_t        caps;
+	int             epfd;
+	int             lfd[ROLE_COUNT];	/* listening socket per role */
+	int             sigfd;
+	int             stop;
+	struct conn    *conns;
+	struct conn    *dirty;
+	uint64_t        next_sweep_ms;
+	/* quorum state (kmsctl unseal) */
+	void           *unseal;
+};
+
+/* One request being served. */
+struct req {
+	struct kmsd         *d;
+	struct conn         *c;
+	const struct kms_hdr *h;
+	struct rd            body;
+	struct buf          *reply;
+	char                 msg[200];	/* error detail for the client */
+	char                 key[160];	/* key named in the audit record */
+	int                  audited;	/* the handler wrote the record */
+	int                  skip_audit; /* repeat use of an audited handle */
+};
+
+/* The dispatch table (kmsd_ops.c). */
+struct op_row {
+	uint16_t    type;
+	const char *name;
+	int (*fn)(struct req *rq);
+	unsigned    roles;		/* bit per role that may reach the handler */
+	int         audit;		/* AUDIT_* */
+	int         sealed_ok;		/* may run while sealed */
+};
+enum { AUDIT_NONE = 0, AUDIT_EACH = 1, AUDIT_DURABLE = 2, AUDIT_FIRST_USE = 3 };
+
+const struct op_row *kmsd_op_find(uint16_t type);
+/* Every operation name (policy vocabulary), NULL-terminated. */
+extern const char *const kmsd_op_names[];
+extern const char *const kmsd_param_names[];
+const struct policy_vocab *kmsd_vocab(void);
+
+/* kmsd.c services used by the operations */
+int  kmsd_audit(struct req *rq, const char *op, const char *key,
+	    const char *result, const char *detail, int durable);
+struct handle *kmsd_handle_get(struct conn *c, uint32_t id);
+int  kmsd_handle_new(struct conn *c, struct handle **out);
+void kmsd_handle_free(struct kmsd *d, struct conn *c, struct handle *h,
+	    const char *why);
+int  kmsd_login(struct kmsd *d, const char *pin, size_t pinlen) WUR;
+int  kmsd_load_policy(struct kmsd *d) WUR;
+
+/* kmsd.c: connections (the loop in kmsd_main.c drives them) */
+void kmsd_accept(struct kmsd *d, int role);
+void kmsd_conn_read(struct kmsd *d, struct conn *c);
+void kmsd_conn_close(struct kmsd *d, struct conn *c);
+int  kmsd_conn_flush(struct kmsd *d, struct conn *c);
+void kmsd_mark_dirty(struct kmsd *d, struct conn *c);
+void kmsd_flush_dirty(struct kmsd *d);
+void kmsd_sweep(struct kmsd *d);
+/* Serves every complete frame buffered in c->in, replies into c->out;
+ * no I/O (the fuzz target calls it directly). -1: close the connection. */
+int  kmsd_serve_input(struct kmsd *d, struct conn *c);
+
+/* ---- key sets (keyset.c): blobs and their members ---- */
+
+/* A member as a session object in the token. */
+struct member {
+	int      usage;		/* KMS_USE_ENC/MAC/DEK */
+	p11_obj  obj;
+	uint8_t  kcv[3];	/* GP */
+	uint8_t  kcv_cmac[5];
+};
+
+#define BLOB_WRAPPED 1		/* members wrapped under the storage KEK */
+#define BLOB_DERIVED 2		/* members re-derived from master keys */
+
+/* What policy needs to know before anything is unwrapped. */
+struct blob_head {
+	int      type;
+	int      alg;
+	size_t   n;
+	char     key[KS_LABEL_MAX];	/* storage KEK, or first master label */
+	uint32_t version;
+};
+int  keyset_peek(const uint8_t *blob, size_t n, struct blob_head *h) WUR;
+
+/* New random key set wrapped under the storage KEK (master == NULL), or a
+ * set diversified from <master>/enc|mac|dek with div. KCVs in out[]. */
+int  keyset_generate(struct kmsd *d, int alg, const char *master,
+	    const uint8_t *div, size_t divlen, struct buf *blob,
+	    struct member out[3], char *msg, size_t msgcap) WUR;
+
+struct wrapped_in {
+	uint8_t        usage;
+	const uint8_t *w;
+	size_t         wlen;
+	const uint8_t *kcv;
+	size_t         kcvlen;
+};
+int  keyset_import(struct kmsd *d, const char *kek, int mech, int alg,
+	    int kcv_method, const struct wrapped_in *in, size_t n,
+	    struct buf *blob, struct member out[], char *msg, size_t msgcap) WUR;
+
+/* Members as session objects, usable for their role; exportable ones may
+ * be wrapped under a DEK (PUT KEY). The caller owns out[i].obj. */
+int  keyset_open(struct kmsd *d, const uint8_t *blob, size_t n, int exportable,
+	    struct member out[KMS_KEYSET_MAX], size_t *nout, int *alg, char *msg,
+	    size_t msgcap) WUR;
+/* Session-object template of a member's role. */
+void keyset_member_spec(int usage, int exportable, struct p11_keyspec *s);
+
+#endif

@@ -1,0 +1,1149 @@
+/*
+ * kmsd_ops.c - kmsd's dispatch table and one handler per operation. Each
+ * handler parses its body exactly (trailing bytes refused), resolves keys,
+ * asks the policy, then acts. No handler ever returns secret key bytes.
+ * Runs in kmsd; trusts nothing in the request.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kms/kdf.h"
+#include "kms/kmsd.h"
+
+#define ROLES_ALL ((1u << ROLE_TSM) | (1u << ROLE_CUSTODIAN) | (1u << ROLE_AUDITOR))
+#define R_TSM (1u << ROLE_TSM)
+#define R_CUS (1u << ROLE_CUSTODIAN)
+#define R_AUD (1u << ROLE_AUDITOR)
+#define MAX_RANDOM 4096
+
+/* ---- helpers ---- */
+
+static int
+bad_request(struct req *rq, int rc, const char *what)
+{
+	snprintf(rq->msg, sizeof(rq->msg), "malformed %s request: %s (%s)",
+	    kms_op_name(rq->h->type), what, err_str(rc));
+	return rc == ERR_TRAILING || rc == ERR_TRUNC || rc == ERR_TOOBIG ||
+	    rc == ERR_INVAL ? rc : ERR_PROTO;
+}
+
+/* Every request must be consumed exactly. */
+static int
+end_of_body(struct req *rq)
+{
+	int rc = rd_end(&rq->body);
+
+	if (rc != 0)
+		return bad_request(rq, rc, "trailing bytes after the last field");
+	return 0;
+}
+
+static const char *
+usage_param(int usage)
+{
+	switch (usage) {
+	case KMS_USE_ENC: return "enc";
+	case KMS_USE_MAC: return "mac";
+	case KMS_USE_DEK: return "dek";
+	case H_SENC: return "senc";
+	case H_SMAC: return "smac";
+	case H_SRMAC: return "srmac";
+	}
+	return "none";
+}
+
+/*
+ * The policy decision. A denial is audited here; an allowed request is
+ * audited once it has run, with its outcome (serve_frame).
+ */
+static int
+authorize(struct req *rq, const char *op, int cls,
+    const struct policy_param *pp, size_t np)
+{
+	struct policy_caller pc = { (uint32_t)rq->c->uid, (uint32_t)rq->c->gid,
+	    rq->c->role };
+	struct policy_request pr = { op, cls == KS_NONE ? NULL : ks_class_name(cls),
+	    pp, np };
+	struct policy_decision dec = policy_check(rq->d->pol, &pc, &pr);
+
+	if (dec.allow)
+		return 0;
+	if (dec.line)
+		snprintf(rq->msg, sizeof(rq->msg), "policy denies %s on a %s key "
+		    "for role %s (rule at line %u)", op, pr.key_class ?
+		    pr.key_class : "(no)", policy_role_name(rq->c->role), dec.line);
+	else
+		snprintf(rq->msg, sizeof(rq->msg), "policy denies %s on a %s key "
+		    "for role %s (no rule allows it)", op, pr.key_class ?
+		    pr.key_class : "(no)", policy_role_name(rq->c->role));
+	(void)kmsd_audit(rq, op, rq->key, "deny", rq->msg, 0);
+	rq->audited = 1;
+	return ERR_DENIED;
+}
+
+/* A handle of this connection; any other id is refused. */
+static int
+get_handle(struct req *rq, const struct kms_wref *ref, struct handle **out)
+{
+	struct handle *h = NULL;
+
+	if (ref->kind != KMS_REF_HANDLE) {
+		snprintf(rq->msg, sizeof(rq->msg), "%s needs a handle, not a label",
+		    kms_op_name(rq->h->type));
+		return ERR_KEYCLASS;
+	}
+	snprintf(rq->key, sizeof(rq->key), "h:%u", ref->handle);
+	h = kmsd_handle_get(rq->c, ref->handle);
+	if (h == NULL) {
+		snprintf(rq->msg, sizeof(rq->msg), "handle %u is unknown or closed "
+		    "(handles belong to the connection that opened them)",
+		    ref->handle);
+		return ERR_HANDLE;
+	}
+	h->last_used_ms = now_ms();
+	h->uses++;
+	*out = h;
+	return 0;
+}
+
+/* A token key by label, with its state checked for `use`. */
+static int
+get_token_key(struct req *rq, const struct kms_wref *ref, int use,
+    struct ks_key **kout, struct ks_version **vout, p11_obj *o)
+{
+	struct ks_key *k;
+	struct ks_version *v;
+	int rc;
+
+	if (ref->kind != KMS_REF_LABEL) {
+		snprintf(rq->msg, sizeof(rq->msg), "%s needs a token key label, not "
+		    "a handle", kms_op_name(rq->h->type));
+		return ERR_KEYCLASS;
+	}
+	snprintf(rq->key, sizeof(rq->key), "%s", ref->label);
+	k = ks_find(&rq->d->ks, ref->label);
+	if (k == NULL) {
+		snprintf(rq->msg, sizeof(rq->msg), "no key labelled '%s'", ref->label);
+		return ERR_NOKEY;
+	}
+	if ((rc = ks_version(k, ref->version, &v)) != 0) {
+		snprintf(rq->msg, sizeof(rq->msg), "key '%s' has no version %u",
+		    ref->label, ref->version);
+		return rc;
+	}
+	snprintf(rq->key, sizeof(rq->key), "%s#%u", k->label, v->v);
+	*kout = k;
+	*vout = v;
+	if (!ks_state_allows(v->state, use)) {
+		snprintf(rq->msg, sizeof(rq->msg), "key '%s' v%u is %s", k->label,
+		    v->v, kms_state_name(v->state));
+		return ERR_KEYSTATE;
+	}
+	if (o == NULL)
+		return 0;
+	rc = ks_object(&rq->d->ks, k, v, o);
+	if (rc == ERR_HANDLE) {
+		ks_forget(&rq->d->ks, k, v);
+		rc = ks_object(&rq->d->ks, k, v, o);
+	}
+	if (rc != 0)
+		snprintf(rq->msg, sizeof(rq->msg), "key '%s' v%u is not in the token",
+		    k->label, v->v);
+	return rc;
+}
+
+/* Retries once with a fresh handle when a cached token handle went stale. */
+#define TOKEN_OP(rq, k, v, o, rc, EXPR) do {				\
+	rc = (EXPR);							\
+	if (rc == ERR_HANDLE) {						\
+		ks_forget(&(rq)->d->ks, (k), (v));			\
+		if ((rc = ks_object(&(rq)->d->ks, (k), (v), &(o))) == 0) \
+			rc = (EXPR);					\
+	}								\
+} while (0)
+
+static int
+p11_msg(struct req *rq, int rc, const char *what)
+{
+	if (rc != 0 && rq->msg[0] == '\0')
+		snprintf(rq->msg, sizeof(rq->msg), "%s failed: %s", what,
+		    p11_last_error());
+	return rc;
+}
+
+/* First use of a handle for an op is audited; repeats are counted only
+ * (the count reaches the audit log when the handle closes). */
+static void
+first_use(struct req *rq, struct handle *h, int bit)
+{
+	if (h->audited & (1u << bit))
+		rq->skip_audit = 1;
+	else
+		h->audited |= 1u << bit;
+}
+
+/* ---- hello, ping, status ---- */
+
+static int
+op_hello(struct req *rq)
+{
+	uint16_t lo, hi;
+	char client[64], server[160];
+	int rc;
+
+	if ((rc = rd_u16(&rq->body, &lo)) != 0 ||
+	    (rc = rd_u16(&rq->body, &hi)) != 0 ||
+	    (rc = rd_str(&rq->body, client, sizeof(client))) != 0)
+		return bad_request(rq, rc, "version range and client name");
+	if ((rc = end_of_body(rq)) != 0)
+		return rc;
+	snprintf(rq->key, sizeof(rq->key), "client=%s", client);
+	if (lo > KMS_PROTO_VERSION || hi < KMS_PROTO_VERSION) {
+		snprintf(rq->msg, sizeof(rq->msg), "client speaks versions %u-%u, "
+		    "kmsd speaks %u", lo, hi, KMS_PROTO_VERSION);
+		return ERR_VERSION;
+	}
+	if (rq->c->hello) {
+		snprintf(rq->msg, sizeof(rq->msg), "hello sent twice");
+		return ERR_PROTO;
+	}
+	rq->c->hello = 1;
+	snprintf(server, sizeof(server), "kmsd/%d token=%s", KMS_PROTO_VERSION,
+	    p11_token_label(rq->d->p));
+	if ((rc = buf_put_u16(rq->reply, KMS_PROTO_VERSION)) != 0 ||
+	    (rc = buf_put_u8(rq->reply, (uint8_t)rq->c->role)) != 0 ||
+	    (rc = buf_put_u8(rq->reply, (uint8_t)rq->d->sealed)) != 0 ||
+	    (rc = buf_put_u32(rq->reply, KMS_MAX_FRAME)) != 0 ||
+	    (rc = buf_put_str(rq->reply, server)) != 0)
+		return rc;
+	return 0;
+}
+
+static int
+op_ping(struct req *rq)
+{
+	return end_of_body(rq);
+}
+
+static int
+op_status(struct req *rq)
+{
+	struct conn *c;
+	uint32_t nconn = 0, nhandles = 0;
+	size_t i;
+	int rc;
+
+	if ((rc = end_of_body(rq)) != 0)
+		return rc;
+	for (c = rq->d->conns; c != NULL; c = c->next) {
+		nconn++;
+		for (i = 0; i < c->nh; i++)
+			nhandles += c->h[i].id != 0;
+	}
+	if ((rc = buf_put_u8(rq->reply, (uint8_t)rq->d->sealed)) != 0 ||
+	    (rc = buf_put_str(rq->reply, p11_token_label(rq->d->p))) != 0 ||
+	    (rc = buf_put_str(rq->reply, p11_token_serial(rq->d->p))) != 0 ||
+	    (rc = buf_put_u32(rq->reply, rq->d->caps)) != 0 ||
+	    (rc = buf_put_u32(rq->reply, (uint32_t)rq->d->ks.n)) != 0 ||
+	    (rc = buf_put_u64(rq->reply, audit_seq(rq->d->audit))) != 0 ||
+	    (rc = buf_put_u32(rq->reply, nconn)) != 0 ||
+	    (rc = buf_put_u32(rq->reply, nhandles)) != 0)
+		return rc;
+	return 0;
+}
+
+/* ---- random, key.info, kcv ---- */
+
+static int
+op_random(struct req *rq)
+{
+	struct policy_param pp[1];
+	uint32_t n;
+	char lens[16];
+	int rc;
+
+	if ((rc = rd_u32(&rq->body, &n)) != 0)
+		return bad_request(rq, rc, "length");
+	if ((rc = end_of_body(rq)) != 0)
+		return rc;
+	snprintf(lens, sizeof(lens), "%u", n);
+	pp[0] = (struct policy_param){ "len", lens };
+	if ((rc = authorize(rq, "random", KS_NONE, pp, 1)) != 0)
+		return rc;
+	if (n == 0 || n > MAX_RANDOM) {
+		snprintf(rq->msg, sizeof(rq->msg), "random length must be 1-%d",
+		    MAX_RANDOM);
+		return ERR_INVAL;
+	}
+	if ((rc = buf_reserve(rq->reply, n)) != 0)
+		return rc;
+	if ((rc = p11_random(rq->d->p, rq->reply->p, n)) != 0)
+		return p11_msg(rq, rc, "C_GenerateRandom");
+	rq->reply->len = n;
+	return 0;
+}
+
+static int
+put_info(struct buf *b, const char *label, const char *cls, int alg,
+    uint32_t version, int state, const uint8_t *kcv, size_t kcvlen,
+    int64_t created)
+{
+	int rc;
+
+	if ((rc = buf_put_str(b, label)) != 0 ||
+	    (rc = buf_put_str(b, cls)) != 0 ||
+	    (rc = buf_put_u8(b, (uint8_t)alg)) != 0 ||
+	    (rc = buf_put_u32(b, version)) != 0 ||
+	    (rc = buf_put_u8(b, (uint8_t)state)) != 0 ||
+	    (rc = buf_put_lv16(b, kcv, kcvlen)) != 0 ||
+	    (rc = buf_put_u64(b, (uint64_t)created)) != 0)
+		return rc;
+	return 0;
+}
+
+static int
+op_key_info(struct req *rq)
+{
+	struct kms_wref ref;
+	struct handle *h = NULL;
+	struct ks_key *k;
+	struct ks_version *v;
+	int rc;
+
+	if ((rc = kms_get_ref(&rq->body, &ref)) != 0)
+		return bad_request(rq, rc, "key reference");
+	if ((rc = end_of_body(rq)) != 0)
+		return rc;
+	if (ref.kind == KMS_REF_HANDLE) {
+		if ((rc = get_handle(rq, &ref, &h)) != 0)
+			return rc;
+		if ((rc = authorize(rq, "key.info", h->cls, NULL, 0)) != 0)
+			return rc;
+		return put_info(rq->reply, rq->key, ks_class_name(h->cls), h->alg, 0,
+		    KMS_ST_ACTIVE, h->kcv, h->cls == KS_KEYSET ? 3 : 0, 0);
+	}
+	if ((rc = get_token_key(rq, &ref, KS_USE_INFO, &k, &v, NULL)) != 0)
+		return rc;
+	if ((rc = authorize(rq, "key.info", k->cls, NULL, 0)) != 0)
+		return rc;
+	return put_info(rq->reply, k->label, ks_class_name(k->cls), k->alg, v->v,
+	    v->state, v->kcv, v->kcvlen, v->created);
+}
+
+static int
+op_kcv(struct req *rq)
+{
+	struct policy_param pp[1];
+	struct kms_wref ref;
+	struct handle *h = NULL;
+	struct ks_key *k;
+	struct ks_version *v;
+	uint8_t method;
+	int rc;
+
+	if ((rc = kms_get_ref(&rq->body, &ref)) != 0 ||
+	    (rc = rd_u8(&rq->body, &method)) != 0)
+		return bad_request(rq, rc, "key reference and method");
+	if ((rc = end_of_body(rq)) != 0)
+		return rc;
+	if (method != KMS_KCV_GP && method != KMS_KCV_CMAC) {
+		snprintf(rq->msg, sizeof(rq->msg), "unknown KCV method %u", method);
+		return ERR_INVAL;
+	}
+	pp[0] = (struct policy_param){ "method", method == KMS_KCV_GP ? "gp" :
+	    "cmac" };
+	if (ref.kind == KMS_REF_HANDLE) {
+		if ((rc = get_handle(rq, &ref, &h)) != 0)
+			return rc;
+		if ((rc = authorize(rq, "kcv", h->cls, pp, 1)) != 0)
+			return rc;
+		if (h->cls != KS_KEYSET) {
+			snprintf(rq->msg, sizeof(rq->msg), "check values are kept for "
+			    "key-set members only");
+			return ERR_KEYCLASS;
+		}
+		return method == KMS_KCV_GP ? buf_put_lv16(rq->reply, h->kcv, 3) :
+		    buf_put_lv16(rq->reply, h->kcv_cmac, 5);
+	}
+	if ((rc = get_token_key(rq, &ref, KS_USE_INFO, &k, &v, NULL)) != 0)
+		return rc;
+	if ((rc = authorize(rq, "kcv", k->cls, pp, 1)) != 0)
+		return rc;
+	if (method != KMS_KCV_GP || v->kcvlen == 0) {
+		snprintf(rq->msg, sizeof(rq->msg), "no %s check value recorded for "
+		    "'%s'", method == KMS_KCV_GP ? "GP" : "CMAC", k->label);
+		return ERR_NOTSUP;
+	}
+	return buf_put_lv16(rq->reply, v->kcv, v->kcvlen);
+}
+
+/* ---- key sets ---- */
+
+static int
+put_kcvs(struct buf *b, const struct member *m, size_t n, int method)
+{
+	size_t i;
+	int rc;
+
+	if ((rc = buf_put_u8(b, (uint8_t)n)) != 0)
+		return rc;
+	for (i = 0; i < n; i++) {
+		if ((rc = buf_put_u8(b, (uint8_t)m[i].usage)) != 0)
+			return rc;
+		rc = method == KMS_KCV_CMAC ? buf_put_lv16(b, m[i].kcv_cmac, 5) :
+		    buf_put_lv16(b, m[i].kcv, 3);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int
+op_keyset_generate(struct req *rq)
+{
+	struct policy_param pp[3];
+	struct member m[3];
+	struct buf blob;
+	uint8_t alg, method, source;
+	const uint8_t *div = NULL;
+	size_t divlen = 0;
+	char master[KS_LABEL_MAX] = "";
+	int rc;
+
+	if ((rc = rd_u8(&rq->body, &alg)) != 0 ||
+	    (rc = rd_u8(&rq->body, &method)) != 0 ||
+	    (rc = rd_u8(&rq->body, &source)) != 0)
+		return bad_request(rq, rc, "alg, method, source");
+	if (source == KMS_KEYSET_DIVERSIFIED &&
+	    ((rc = rd_str(&rq->body, master, sizeof(master))) != 0 ||
+	    (rc = rd_lv16(&rq->body, &div, &divlen)) != 0))
+		return bad_request(rq, rc, "master label and diversification data");
+	if ((rc = end_of_body(rq)) != 0)
+		return rc;
+	if (source != KMS_KEYSET_RANDOM && source != KMS_KEYSET_DIVERSIFIED) {
+		snprintf(rq->msg, sizeof(rq->msg), "unknown key-set source %u", source);
+		return ERR_INVAL;
+	}
+	if (method != KMS_KCV_GP && method != KMS_KCV_CMAC) {
+		snprintf(rq->msg, sizeof(rq->msg), "unknown KCV method %u", method);
+		return ERR_INVAL;
+	}
+	snprintf(rq->key, sizeof(rq->key), "%s", source == KMS_KEYSET_RANDOM ?
+	    rq->d->cfg.storage_kek : master);
+	pp[0] = (struct policy_param){ "alg", kms_alg_name(alg) };
+	pp[1] = (struct policy_param){ "source", source == KMS_KEYSET_RANDOM ?
+	    "random" : "diversified" };
+	pp[2] = (struct policy_param){ "method", method == KMS_KCV_GP ? "gp" :
+	    "cmac" };
+	if ((rc = authorize(rq, "keyset.generate", source == KMS_KEYSET_RANDOM ?
+	    KS_STORAGE_KEK : KS_MASTER, pp, 3)) != 0)
+		return rc;
+	buf_init(&blob);
+	rc = keyset_generate(rq->d, alg, source == KMS_KEYSET_RANDOM ? NULL :
+	    master, div, divlen, &blob, m, rq->msg, sizeof(rq->msg));
+	if (rc == 0 && (rc = buf_put_lv32(rq->reply, blob.p, blob.len)) == 0)
+		rc = put_kcvs(rq->reply, m, 3, method);
+	buf_free(&blob);
+	return rc;
+}
+
+static int
+op_keyset_import(struct req *rq)
+{
+	struct policy_param pp[3];
+	struct wrapped_in in[KMS_KEYSET_MAX];
+	struct member m[KMS_KEYSET_MAX];
+	struct buf blob;
+	uint8_t mech, alg, method, n, i;
+	char kek[KS_LABEL_MAX];
+	struct ks_key *k;
+	int rc;
+
+	if ((rc = rd_str(&rq->body, kek, sizeof(kek))) != 0 ||
+	    (rc = rd_u8(&rq->body, &mech)) != 0 ||
+	    (rc = rd_u8(&rq->body, &alg)) != 0 ||
+	    (rc = rd_u8(&rq->body, &method)) != 0 ||
+	    (rc = rd_u8(&rq->body, &n)) != 0)
+		return bad_request(rq, rc, "kek, mech, alg, method, count");
+	if (n == 0 || n > KMS_KEYSET_MAX) {
+		snprintf(rq->msg, sizeof(rq->msg), "a key set has 1 to %d keys",
+		    KMS_KEYSET_MAX);
+		return ERR_INVAL;
+	}
+	for (i = 0; i < n; i++) {
+		if ((rc = rd_u8(&rq->body, &in[i].usage)) != 0 ||
+		    (rc = rd_lv16(&rq->body, &in[i].w, &in[i].wlen)) != 0 ||
+		    (rc = rd_lv16(&rq->body, &in[i].kcv, &in[i].kcvlen)) != 0)
+			return bad_request(rq, rc, "wrapped key list");
+	}
+	if ((rc = end_of_body(rq)) != 0)
+		return rc;
+	snprintf(rq->key, sizeof(rq->key), "%s", kek);
+	k = ks_find(&rq->d->ks, kek);
+	pp[0] = (struct policy_param){ "mech", kms_wrap_name(mech) };
+	pp[1] = (struct policy_param){ "alg", kms_alg_name(alg) };
+	pp[2] = (struct policy_param){ "method", method == KMS_KCV_GP ? "gp" :
+	    "cmac" };
+	if ((rc = authorize(rq, "keyset.import", k ? k->cls : KS_TRANSPORT_KEK,
+	    pp, 3)) != 0)
+		return rc;
+	buf_init(&blob);
+	rc = keyset_import(rq->d, kek, mech, alg, method, in, n, &blob, m,
+	    rq->msg, sizeof(rq->msg));
+	if (rc == 0 && (rc = buf_put_lv32(rq->reply, blob.p, blob.len)) == 0)
+		rc = put_kcvs(rq->reply, m, n, method);
+	buf_free(&blob);
+	return rc;
+}
+
+static int
+op_keyset_open(struct req *rq)
+{
+	struct policy_param pp[1];
+	struct member m[KMS_KEYSET_MAX];
+	struct blob_head bh;
+	const uint8_t *blob;
+	size_t bl, n = 0, i;
+	uint8_t flags;
+	int alg = 0, rc;
+
+	if ((rc = rd_lv32(&rq->body, KMS_MAX_FRAME, &blob, &bl)) != 0 ||
+	    (rc = rd_u8(&rq->body, &flags)) != 0)
+		return bad_request(rq, rc, "blob and flags");
+	if ((rc = end_of_body(rq)) != 0)
+		return rc;
+	if ((rc = keyset_peek(blob, bl, &bh)) != 0) {
+		snprintf(rq->msg, sizeof(rq->msg), "not a key-set blob");
+		return rc;
+	}
+	snprintf(rq->key, sizeof(rq->key), "%s#%u", bh.key, bh.version);
+	pp[0] = (struct policy_param){ "exportable",
+	    (flags & KMS_OPEN_EXPORTABLE) ? "1" : "0" };
+	if ((rc = authorize(rq, "keyset.open", bh.type == BLOB_WRAPPED ?
+	    KS_STORAGE_KEK : KS_MASTER, pp, 1)) != 0)
+		return rc;
+	if (flags & ~KMS_OPEN_EXPORTABLE) {
+		snprintf(rq->msg, sizeof(rq->msg), "unknown flags 0x%02x", flags);
+		return ERR_INVAL;
+	}
+	if ((rc = keyset_open(rq->d, blob, bl, (flags & KMS_OPEN_EXPORTABLE) != 0,
+	    m, &n, &alg, rq->msg, sizeof(rq->msg))) != 0)
+		return rc;
+	if ((rc = buf_put_u8(rq->reply, (uint8_t)alg)) != 0 ||
+	    (rc = buf_put_u8(rq->reply, (uint8_t)n)) != 0)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		struct handle *h = NULL;
+
+		if ((rc = kmsd_handle_new(rq->c, &h)) != 0)
+			goto fail;
+		h->obj = m[i].obj;
+		m[i].obj = 0;
+		h->cls = KS_KEYSET;
+		h->usage = m[i].usage;
+		h->alg = alg;
+		h->exportable = (flags & KMS_OPEN_EXPORTABLE) != 0;
+		memcpy(h->kcv, m[i].kcv, 3);
+		memcpy(h->kcv_cmac, m[i].kcv_cmac, 5);
+		if ((rc = buf_put_u8(rq->reply, (uint8_t)h->usage)) != 0 ||
+		    (rc = buf_put_u32(rq->reply, h->id)) != 0 ||
+		    (rc = buf_put_lv16(rq->reply, h->kcv, 3)) != 0)
+			goto fail;
+	}
+	return 0;
+fail:
+	for (i = 0; i < n; i++)
+		if (m[i].obj != 0 && p11_destroy(rq->d->p, m[i].obj) != 0)
+			log_msg(LOG_WARN, "event=member_destroy_failed");
+	return rc;
+}
+
+static int
+op_handle_close(struct req *rq)
+{
+	struct kms_wref ref = { .kind = KMS_REF_HANDLE };
+	struct handle *h = NULL;
+	int rc;
+
+	if ((rc = rd_u32(&rq->body, &ref.handle)) != 0)
+		return bad_request(rq, rc, "handle");
+	if ((rc = end_of_body(rq)) != 0)
+		return rc;
+	if ((rc = get_handle(rq, &ref, &h)) != 0)
+		return rc;
+	if ((rc = authorize(rq, "handle.close", h->cls, NULL, 0)) != 0)
+		return rc;
+	kmsd_handle_free(rq->d, rq->c, h, "closed by client");
+	rq->audited = 1;
+	return 0;
+}
+
+/* ---- SCP03 ---- */
+
+struct prf_ctx {
+	struct p11 *p;
+	p11_obj     key;
+};
+
+static int
+prf_cmac(void *ctx, const uint8_t *in, size_t n, uint8_t out[16])
+{
+	struct prf_ctx *c = ctx;
+
+	return p11_cmac(c->p, c->key, in, n, out);
+}
+
+/* The GP SCP03 KDF (gp-reference §1.3) with the CMAC computed in the token. */
+static int
+scp03_kdf_bytes(struct kmsd *d, p11_obj key, uint8_t konst,
+    const uint8_t *ctx, size_t clen, uint16_t lbits, uint8_t *out)
+{
+	struct prf_ctx pc = { d->p, key };
+
+	return kdf_scp03(prf_cmac, &pc, konst, ctx, clen, lbits, out);
+}
+
+static int
+op_scp03_derive(struct req *rq)
+{
+	struct policy_param pp[2];
+	struct kms_wref ref;
+	struct handle *base = NULL, *nh;
+	struct p11_keyspec s;
+	const uint8_t *ctx;
+	size_t clen, klen;
+	uint8_t konst, *kb = NULL;
+	uint16_t lbits;
+	char cs[4];
+	p11_obj o = 0;
+	int want, usage, rc;
+
+	if ((rc = kms_get_ref(&rq->body, &ref)) != 0 ||
+	    (rc = rd_u8(&rq->body, &konst)) != 0 ||
+	    (rc = rd_lv16(&rq->body, &ctx, &clen)) != 0 ||
+	    (rc = rd_u16(&rq->body, &lbits)) != 0)
+		return bad_request(rq, rc, "base, const, context, L");
+	if ((rc = end_of_body(rq)) != 0)
+		return rc;
+	if ((rc = get_handle(rq, &ref, &base)) != 0)
+		return rc;
+	snprintf(cs, sizeof(cs), "%02x", konst);
+	pp[0] = (struct policy_param){ "const", cs };
+	pp[1] = (struct policy_param){ "usage", usage_param(base->usage) };
+	if ((rc = authorize(rq, "scp03.derive", base->cls, pp, 2)) != 0)
+		return rc;
+	/* Session keys only, from the right static key (gp-reference §1.3). */
+	switch (konst) {
+	case 0x04: want = KMS_USE_ENC; usage = H_SENC; break;
+	case 0x06: want = KMS_USE_MAC; usage = H_SMAC; break;
+	case 0x07: want = KMS_USE_MAC; usage = H_SRMAC; break;
+	default:
+		snprintf(rq->msg, sizeof(rq->msg), "scp03.derive makes session keys "
+		    "only (constants 04, 06, 07), not %02x", konst);
+		return ERR_INVAL;
+	}
+	if (base->cls != KS_KEYSET || base->usage != want) {
+		snprintf(rq->msg, sizeof(rq->msg), "constant %02x needs the static "
+		    "%s key", konst, kms_usage_name(want));
+		return ERR_KEYCLASS;
+	}
+	klen = kms_alg_keylen(base->alg);
+	if (lbits != klen * 8 || (clen != 16 && clen != 32)) {
+		snprintf(rq->msg, sizeof(rq->msg), "L must be the key length in bits "
+		    "(%zu) and the context 16 or 32 bytes", klen * 8);
+		return ERR_INVAL;
+	}
+	memset(&s, 0, sizeof(s));
+	s.usage = usage == H_SENC ? (P11_ENCRYPT | P11_DECRYPT) : P11_SIGN;
+	if (rq->d->caps & P11_CAP_SP800_108) {
+		rc = p11_derive_scp03(rq->d->p, base->obj, konst, ctx, clen, lbits, &s,
+		    &o);
+	} else {
+		/* The token has no SP 800-108 mechanism: the KDF output is
+		 * computed here from in-token CMACs and imported as a session
+		 * object; the bytes live in locked memory and are wiped. */
+		kb = secmem_alloc(32);
+		if (kb == NULL)
+			return ERR_NOMEM;
+		rc = scp03_kdf_bytes(rq->d, base->obj, konst, ctx, clen, lbits, kb);
+		if (rc == 0)
+			rc = p11_secret_import(rq->d->p, CKK_AES, kb, klen, &s, &o);
+		secmem_free(kb, 32);
+	}
+	if (rc != 0)
+		return p11_msg(rq, rc, "session key derivation");
+	if ((rc = kmsd_handle_new(rq->c, &nh)) != 0) {
+		if (p11_destroy(rq->d->p, o) != 0)
+			log_msg(LOG_WARN, "event=session_key_destroy_failed");
+		return rc;
+	}
+	nh->obj = o;
+	nh->cls = KS_SESSION;
+	nh->usage = usage;
+	nh->alg = base->alg;
+	return buf_put_u32(rq->reply, nh->id);
+}
+
+static int
+op_scp03_kdf(struct req *rq)
+{
+	struct policy_param pp[2];
+	struct kms_wref ref;
+	struct handle *h = NULL;
+	const uint8_t *ctx;
+	size_t clen;
+	uint8_t konst, out[16];
+	uint16_t lbits;
+	char cs[4];
+	int rc;
+
+	if ((rc = kms_get_ref(&rq->body, &ref)) != 0 ||
+	    (rc = rd_u8(&rq->body, &konst)) != 0 ||
+	    (rc = rd_lv16(&rq->body, &ctx, &clen)) != 0 ||
+	    (rc = rd_u16(&rq->body, &lbits)) != 0)
+		return bad_request(rq, rc, "key, const, context, L");
+	if ((rc = end_of_body(rq)) != 0)
+		return rc;
+	if ((rc = get_handle(rq, &ref, &h)) != 0)
+		return rc;
+	snprintf(cs, sizeof(cs), "%02x", konst);
+	pp[0] = (struct policy_param){ "const", cs };
+	pp[1] = (struct policy_param){ "usage", usage_param(h->usage) };
+	if ((rc = authorize(rq, "scp03.kdf", h->cls, pp, 2)) != 0)
+		return rc;
+	/* Bytes out only for cryptograms (00, 01 with S-MAC) and the
+	 * pseudo-random card challenge (02 with the static ENC key). */
+	if (!((konst == 0x00 || konst == 0x01) && h->cls == KS_SESSION &&
+	    h->usage == H_SMAC) &&
+	    !(konst == 0x02 && h->cls == KS_KEYSET && h->usage == KMS_USE_ENC)) {
+		snprintf(rq->msg, sizeof(rq->msg), "scp03.kdf gives bytes only for "
+		    "constants 00/01 (S-MAC) and 02 (static ENC)");
+		return ERR_DENIED;
+	}
+	if ((lbits != 64 && lbits != 128) || clen > 64) {
+		snprintf(rq->msg, sizeof(rq->msg), "L must be 64 or 128, the context "
+		    "at most 64 bytes");
+		return ERR_INVAL;
+	}
+	first_use(rq, h, 1);
+	if ((rc = scp03_kdf_bytes(rq->d, h->obj, konst, ctx, clen, lbits, out)) != 0)
+		return p11_msg(rq, rc, "KDF");
+	return buf_put(rq->reply, out, lbits / 8);
+}
+
+static int
+op_cmac(struct req *rq)
+{
+	struct policy_param pp[1];
+	struct kms_wref ref;
+	struct handle *h = NULL;
+	const uint8_t *d;
+	size_t n;
+	uint8_t mac[16];
+	int rc;
+
+	if ((rc = kms_get_ref(&rq->body, &ref)) != 0 ||
+	    (rc = rd_lv32(&rq->body, KMS_MAX_FRAME, &d, &n)) != 0)
+		return bad_request(rq, rc, "key and data");
+	if ((rc = end_of_body(rq)) != 0)
+		return rc;
+	if ((rc = get_handle(rq, &ref, &h)) != 0)
+		return rc;
+	pp[0] = (struct policy_param){ "usage", usage_param(h->usage) };
+	if ((rc = authorize(rq, "cmac", h->cls, pp, 1)) != 0)
+		return rc;
+	/* Never with a static key: CMAC over a KDF block would hand out a
+	 * session key. */
+	if (h->cls != KS_SESSION || (h->usage != H_SMAC && h->usage != H_SRMAC)) {
+		snprintf(rq->msg, sizeof(rq->msg), "cmac needs an S-MAC or S-RMAC "
+		    "session key");
+		return ERR_KEYCLASS;
+	}
+	first_use(rq, h, 2);
+	if ((rc = p11_cmac(rq->d->p, h->obj, d, n, mac)) != 0)
+		return p11_msg(rq, rc, "CMAC");
+	return buf_put(rq->reply, mac, 16);
+}
+
+static int
+crypt_op(struct req *rq, int enc)
+{
+	const char *op = enc ? "encrypt" : "decrypt";
+	struct policy_param pp[2];
+	struct kms_wref ref;
+	struct handle *h = NULL;
+	const uint8_t *iv, *d;
+	size_t n;
+	uint8_t mode;
+	int rc;
+
+	if ((rc = kms_get_ref(&rq->body, &ref)) != 0 ||
+	    (rc = rd_u8(&rq->body, &mode)) != 0 ||
+	    (rc = rd_bytes(&rq->body, 16, &iv)) != 0 ||
+	    (rc = rd_lv32(&rq->body, KMS_MAX_FRAME, &d, &n)) != 0)
+		return bad_request(rq, rc, "key, mode, iv, data");
+	if ((rc = end_of_body(rq)) != 0)
+		return rc;
+	if ((rc = get_handle(rq, &ref, &h)) != 0)
+		return rc;
+	pp[0] = (struct policy_param){ "mode", mode == KMS_ECB ? "ecb" :
+	    mode == KMS_CBC ? "cbc" : "unknown" };
+	pp[1] = (struct policy_param){ "usage", usage_param(h->usage) };
+	if ((rc = authorize(rq, op, h->cls, pp, 2)) != 0)
+		return rc;
+	if (!((h->cls == KS_SESSION && h->usage == H_SENC) ||
+	    (h->cls == KS_KEYSET && h->usage == KMS_USE_DEK))) {
+		snprintf(rq->msg, sizeof(rq->msg), "%s needs S-ENC or a DEK", op);
+		return ERR_KEYCLASS;
+	}
+	if ((mode != KMS_ECB && mode != KMS_CBC) || n == 0 || n % 16 != 0) {
+		snprintf(rq->msg, sizeof(rq->msg), "mode must be ECB or CBC and the "
+		    "data a non-empty multiple of 16 bytes");
+		return ERR_INVAL;
+	}
+	first_use(rq, h, enc ? 3 : 4);
+	if ((rc = buf_put_u32(rq->reply, (uint32_t)n)) != 0 ||
+	    (rc = buf_reserve(rq->reply, n)) != 0)
+		return rc;
+	rc = (enc ? p11_aes_encrypt : p11_aes_decrypt)(rq->d->p, h->obj,
+	    mode == KMS_ECB ? P11_ECB : P11_CBC, iv, d, n,
+	    rq->reply->p + rq->reply->len);
+	if (rc != 0)
+		return p11_msg(rq, rc, op);
+	rq->reply->len += n;
+	return 0;
+}
+
+static int op_encrypt(struct req *rq) { return crypt_op(rq, 1); }
+static int op_decrypt(struct req *rq) { return crypt_op(rq, 0); }
+
+static int
+op_wrap(struct req *rq)
+{
+	struct policy_param pp[1];
+	struct kms_wref dref, kref;
+	struct handle *dek = NULL, *key = NULL;
+	uint8_t out[64];
+	size_t ol = sizeof(out);
+	int rc;
+
+	if ((rc = kms_get_ref(&rq->body, &dref)) != 0 ||
+	    (rc = kms_get_ref(&rq->body, &kref)) != 0)
+		return bad_request(rq, rc, "DEK and key");
+	if ((rc = end_of_body(rq)) != 0)
+		return rc;
+	if ((rc = get_handle(rq, &kref, &key)) != 0 ||
+	    (rc = get_handle(rq, &dref, &dek)) != 0)
+		return rc;
+	pp[0] = (struct policy_param){ "usage", usage_param(dek->usage) };
+	if ((rc = authorize(rq, "wrap", dek->cls, pp, 1)) != 0)
+		return rc;
+	if (dek->cls != KS_KEYSET || dek->usage != KMS_USE_DEK) {
+		snprintf(rq->msg, sizeof(rq->msg), "wrap needs a key-set DEK");
+		return ERR_KEYCLASS;
+	}
+	if (key->cls != KS_KEYSET || !key->exportable) {
+		snprintf(rq->msg, sizeof(rq->msg), "only key-set members opened "
+		    "exportable can be wrapped");
+		return ERR_KEYCLASS;
+	}
+	if ((rc = p11_wrap(rq->d->p, P11_WRAP_AES_CBC0, dek->obj, key->obj, out,
+	    &ol)) != 0)
+		return p11_msg(rq, rc, "AES-CBC wrap");
+	return buf_put_lv16(rq->reply, out, ol);
+}
+
+static int
+op_diversify(struct req *rq)
+{
+	struct policy_param pp[1];
+	struct kms_wref ref;
+	struct ks_key *k;
+	struct ks_version *v;
+	struct handle *nh;
+	struct p11_keyspec s;
+	const uint8_t *d;
+	size_t n;
+	uint8_t usage;
+	p11_obj mo, o = 0;
+	int rc;
+
+	if ((rc = kms_get_ref(&rq->body, &ref)) != 0 ||
+	    (rc = rd_lv16(&rq->body, &d, &n)) != 0 ||
+	    (rc = rd_u8(&rq->body, &usage)) != 0)
+		return bad_request(rq, rc, "master, data, usage");
+	if ((rc = end_of_body(rq)) != 0)
+		return rc;
+	if ((rc = get_token_key(rq, &ref, KS_USE_PROCESS, &k, &v, &mo)) != 0)
+		return rc;
+	pp[0] = (struct policy_param){ "usage", usage_param(usage) };
+	if ((rc = authorize(rq, "diversify", k->cls, pp, 1)) != 0)
+		return rc;
+	if (k->cls != KS_MASTER) {
+		snprintf(rq->msg, sizeof(rq->msg), "diversify needs a master key");
+		return ERR_KEYCLASS;
+	}
+	if (usage < KMS_USE_ENC || usage > KMS_USE_DEK ||
+	    n != kms_alg_keylen(k->alg) || (n != 16 && n != 32)) {
+		snprintf(rq->msg, sizeof(rq->msg), "usage must be enc/mac/dek and the "
+		    "data as long as the master key");
+		return ERR_INVAL;
+	}
+	keyset_member_spec(usage, 0, &s);
+	TOKEN_OP(rq, k, v, mo, rc, p11_derive_ecb(rq->d->p, mo, d, n, &s, &o));
+	if (rc != 0)
+		return p11_msg(rq, rc, "derivation");
+	if ((rc = kmsd_handle_new(rq->c, &nh)) != 0) {
+		if (p11_destroy(rq->d->p, o) != 0)
+			log_msg(LOG_WARN, "event=derived_key_destroy_failed");
+		return rc;
+	}
+	nh->obj = o;
+	nh->cls = KS_KEYSET;
+	nh->usage = usage;
+	nh->alg = k->alg;
+	return buf_put_u32(rq->reply, nh->id);
+}
+
+/* ---- signatures and MACs ---- */
+
+/*
+ * Issuing-profile hook: before the CA key signs, the to-be-signed data must
+ * satisfy the profile named by the caller. Profile 0 is "raw" (no check);
+ * the policy decides who may use it. The certificate issue adds profiles.
+ */
+static int
+sign_profile_check(uint8_t profile, const uint8_t *tbs, size_t n, char *msg,
+    size_t cap)
+{
+	(void)tbs;
+	(void)n;
+	if (profile == 0)
+		return 0;
+	snprintf(msg, cap, "unknown issuing profile %u", profile);
+	return ERR_INVAL;
+}
+
+static int
+op_sign(struct req *rq)
+{
+	struct policy_param pp[2];
+	struct kms_wref ref;
+	struct ks_key *k;
+	struct ks_version *v;
+	const uint8_t *d;
+	size_t n, sl;
+	uint8_t mech, profile, sig[132];
+	char ps[8];
+	p11_obj o;
+	int rc;
+
+	if ((rc = kms_get_ref(&rq->body, &ref)) != 0 ||
+	    (rc = rd_u8(&rq->body, &mech)) != 0 ||
+	    (rc = rd_u8(&rq->body, &profile)) != 0 ||
+	    (rc = rd_lv32(&rq->body, KMS_MAX_FRAME, &d, &n)) != 0)
+		return bad_request(rq, rc, "key, mech, profile, data");
+	if ((rc = end_of_body(rq)) != 0)
+		return rc;
+	if ((rc = get_token_key(rq, &ref, KS_USE_PROTECT, &k, &v, &o)) != 0)
+		return rc;
+	snprintf(ps, sizeof(ps), "%u", profile);
+	pp[0] = (struct policy_param){ "mech", mech == KMS_SIGN_ECDSA_SHA256 ?
+	    "ecdsa-sha256" : mech == KMS_SIGN_ECDSA_SHA384 ? "ecdsa-sha384" :
+	    "unknown" };
+	pp[1] = (struct policy_param){ "profile", ps };
+	if ((rc = authorize(rq, "sign", k->cls, pp, 2)) != 0)
+		return rc;
+	if (k->cls != KS_CA ||
+	    !((mech == KMS_SIGN_ECDSA_SHA256 && k->alg == KMS_ALG_EC_P256) ||
+	    (mech == KMS_SIGN_ECDSA_SHA384 && k->alg == KMS_ALG_EC_P384))) {
+		snprintf(rq->msg, sizeof(rq->msg), "mechanism does not fit key '%s' "
+		    "(%s)", k->label, kms_alg_name(k->alg));
+		return ERR_KEYCLASS;
+	}
+	if ((rc = sign_profile_check(profile, d, n, rq->msg, sizeof(rq->msg))) != 0)
+		return rc;
+	sl = sizeof(sig);
+	TOKEN_OP(rq, k, v, o, rc, p11_ecdsa_sign(rq->d->p, o,
+	    k->alg == KMS_ALG_EC_P256 ? 256 : 384, d, n, sig, &sl));
+	if (rc != 0)
+		return p11_msg(rq, rc, "ECDSA");
+	return buf_put_lv16(rq->reply, sig, sl);
+}
+
+static int
+hmac_op(struct req *rq, int verify)
+{
+	const char *op = verify ? "hmac.verify" : "hmac";
+	struct kms_wref ref;
+	struct ks_key *k;
+	struct ks_version *v;
+	const uint8_t *d, *mac = NULL;
+	size_t n;
+	uint8_t out[32];
+	p11_obj o;
+	int rc;
+
+	if ((rc = kms_get_ref(&rq->body, &ref)) != 0 ||
+	    (rc = rd_lv32(&rq->body, KMS_MAX_FRAME, &d, &n)) != 0)
+		return bad_request(rq, rc, "key and data");
+	if (verify && (rc = rd_bytes(&rq->body, 32, &mac)) != 0)
+		return bad_request(rq, rc, "MAC");
+	if ((rc = end_of_body(rq)) != 0)
+		return rc;
+	if ((rc = get_token_key(rq, &ref, verify ? KS_USE_PROCESS : KS_USE_PROTECT,
+	    &k, &v, &o)) != 0)
+		return rc;
+	if ((rc = authorize(rq, op, k->cls, NULL, 0)) != 0)
+		return rc;
+	if (k->cls != KS_MAC && k->cls != KS_AUDIT) {
+		snprintf(rq->msg, sizeof(rq->msg), "%s needs a MAC key", op);
+		return ERR_KEYCLASS;
+	}
+	if (verify) {
+		TOKEN_OP(rq, k, v, o, rc, p11_hmac_sha256_verify(rq->d->p, o, d, n,
+		    mac));
+		if (rc == ERR_AUTH)
+			snprintf(rq->msg, sizeof(rq->msg), "MAC does not verify");
+		return rc == ERR_AUTH ? rc : p11_msg(rq, rc, "HMAC verify");
+	}
+	TOKEN_OP(rq, k, v, o, rc, p11_hmac_sha256(rq->d->p, o, d, n, out));
+	if (rc != 0)
+		return p11_msg(rq, rc, "HMAC");
+	return buf_put(rq->reply, out, 32);
+}
+
+static int op_hmac(struct req *rq) { return hmac_op(rq, 0); }
+static int op_hmac_verify(struct req *rq) { return hmac_op(rq, 1); }
+
+/* ---- custodian/auditor views ---- */
+
+static int
+op_key_list(struct req *rq)
+{
+	struct keystore *ks = &rq->d->ks;
+	size_t i, j;
+	int rc;
+
+	if ((rc = end_of_body(rq)) != 0)
+		return rc;
+	if ((rc = authorize(rq, "key.list", KS_NONE, NULL, 0)) != 0)
+		return rc;
+	if ((rc = buf_put_u32(rq->reply, (uint32_t)ks->n)) != 0)
+		return rc;
+	for (i = 0; i < ks->n; i++) {
+		const struct ks_key *k = &ks->keys[i];
+
+		if ((rc = buf_put_str(rq->reply, k->label)) != 0 ||
+		    (rc = buf_put_str(rq->reply, ks_class_name(k->cls))) != 0 ||
+		    (rc = buf_put_u8(rq->reply, (uint8_t)k->alg)) != 0 ||
+		    (rc = buf_put_u32(rq->reply, k->current)) != 0 ||
+		    (rc = buf_put_u32(rq->reply, (uint32_t)k->nvers)) != 0)
+			return rc;
+		for (j = 0; j < k->nvers; j++) {
+			const struct ks_version *v = &k->vers[j];
+
+			if ((rc = buf_put_u32(rq->reply, v->v)) != 0 ||
+			    (rc = buf_put_u8(rq->reply, (uint8_t)v->state)) != 0 ||
+			    (rc = buf_put_lv16(rq->reply, v->kcv, v->kcvlen)) != 0 ||
+			    (rc = buf_put_u64(rq->reply, (uint64_t)v->created)) != 0 ||
+			    (rc = buf_put_u64(rq->reply, (uint64_t)v->changed)) != 0 ||
+			    (rc = buf_put_u64(rq->reply,
+			    (uint64_t)v->destroy_after)) != 0 ||
+			    (rc = buf_put_str(rq->reply, v->reason)) != 0)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+static int
+op_reload(struct req *rq)
+{
+	int rc;
+
+	if ((rc = end_of_body(rq)) != 0)
+		return rc;
+	if ((rc = authorize(rq, "reload", KS_NONE, NULL, 0)) != 0)
+		return rc;
+	if ((rc = ks_load(&rq->d->ks, rq->d->p)) != 0)
+		snprintf(rq->msg, sizeof(rq->msg), "reloading key metadata failed");
+	return rc;
+}
+
+/* ---- the table ---- */
+
+static const struct op_row ops[] = {
+	{ KMS_OP_HELLO, "hello", op_hello, ROLES_ALL, AUDIT_EACH, 1 },
+	{ KMS_OP_PING, "ping", op_ping, ROLES_ALL, AUDIT_NONE, 1 },
+	{ KMS_OP_STATUS, "status", op_status, ROLES_ALL, AUDIT_NONE, 1 },
+	{ KMS_OP_RANDOM, "random", op_random, R_TSM | R_CUS, AUDIT_EACH, 0 },
+	{ KMS_OP_KEY_INFO, "key.info", op_key_info, ROLES_ALL, AUDIT_EACH, 0 },
+	{ KMS_OP_KCV, "kcv", op_kcv, ROLES_ALL, AUDIT_EACH, 0 },
+	{ KMS_OP_KEYSET_GENERATE, "keyset.generate", op_keyset_generate, R_TSM,
+	    AUDIT_DURABLE, 0 },
+	{ KMS_OP_KEYSET_IMPORT, "keyset.import", op_keyset_import, R_TSM,
+	    AUDIT_DURABLE, 0 },
+	{ KMS_OP_KEYSET_OPEN, "keyset.open", op_keyset_open, R_TSM, AUDIT_EACH, 0 },
+	{ KMS_OP_HANDLE_CLOSE, "handle.close", op_handle_close, R_TSM,
+	    AUDIT_EACH, 0 },
+	{ KMS_OP_SCP03_DERIVE, "scp03.derive", op_scp03_derive, R_TSM,
+	    AUDIT_EACH, 0 },
+	{ KMS_OP_SCP03_KDF, "scp03.kdf", op_scp03_kdf, R_TSM, AUDIT_FIRST_USE, 0 },
+	{ KMS_OP_CMAC, "cmac", op_cmac, R_TSM, AUDIT_FIRST_USE, 0 },
+	{ KMS_OP_ENCRYPT, "encrypt", op_encrypt, R_TSM, AUDIT_FIRST_USE, 0 },
+	{ KMS_OP_DECRYPT, "decrypt", op_decrypt, R_TSM, AUDIT_FIRST_USE, 0 },
+	{ KMS_OP_WRAP, "wrap", op_wrap, R_TSM, AUDIT_EACH, 0 },
+	{ KMS_OP_DIVERSIFY, "diversify", op_diversify, R_TSM, AUDIT_EACH, 0 },
+	{ KMS_OP_SIGN, "sign", op_sign, R_TSM, AUDIT_EACH, 0 },
+	{ KMS_OP_HMAC, "hmac", op_hmac, R_TSM, AUDIT_EACH, 0 },
+	{ KMS_OP_HMAC_VERIFY, "hmac.verify", op_hmac_verify, R_TSM | R_AUD,
+	    AUDIT_EACH, 0 },
+	{ KMS_OP_KEY_LIST, "key.list", op_key_list, R_CUS | R_AUD, AUDIT_EACH, 0 },
+	{ KMS_OP_RELOAD, "reload", op_reload, R_CUS, AUDIT_DURABLE, 0 },
+};
+
+const struct op_row *
+kmsd_op_find(uint16_t type)
+{
+	size_t i;
+
+	for (i = 0; i < ARRAY_LEN(ops); i++)
+		if (ops[i].type == type)
+			return &ops[i];
+	return NULL;
+}
+
+const char *const kmsd_op_names[] = { "hello", "ping", "status", "random",
+	"key.info", "kcv", "keyset.generate", "keyset.import", "keyset.open",
+	"handle.close", "scp03.derive", "scp03.kdf", "cmac", "encrypt",
+	"decrypt", "wrap", "diversify", "sign", "hmac", "hmac.verify",
+	"key.list", "reload", "unseal", "key.state", NULL };
+
+const char *const kmsd_param_names[] = { "len", "const", "usage", "mode",
+	"mech", "alg", "method", "source", "exportable", "profile", NULL };
+
+static size_t
+count(const char *const *l)
+{
+	size_t n = 0;
+
+	while (l[n] != NULL)
+		n++;
+	return n;
+}
+
+const struct policy_vocab *
+kmsd_vocab(void)
+{
+	static struct policy_vocab v;
+
+	v.ops = kmsd_op_names;
+	v.nops = count(kmsd_op_names);
+	v.classes = ks_class_names;
+	v.nclasses = count(ks_class_names);
+	v.params = kmsd_param_names;
+	v.nparams = count(kmsd_param_names);
+	return &v;
+}

@@ -1,0 +1,3 @@
+# policy/ - pure policy parser and decision function.
+LIBS += policy
+policy_SRCS := policy/policy.c

@@ -1,0 +1,1141 @@
+/*
+ * kmsd_test.c - drives a real kmsd process over its sockets through the
+ * client library, against a fresh SoftHSM2 token: every operation, the
+ * public SCP03 known answers (gp-reference §2, all 17 cases where the token
+ * supports the key size), every bad-input case of the KMS core issue, the
+ * roles, a bit-flip/truncate loop on the wire, session objects of a dead
+ * client, restart, and audit tamper detection.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ecdsa.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/param_build.h>
+#include <openssl/rsa.h>
+
+#include "kms/audit.h"
+#include "kms/kms.h"
+#include "kms/proto.h"
+#include "tests/kmsenv.h"
+#include "tests/tap.h"
+
+static struct kmsenv E;
+static struct kms_client *C;
+static uint32_t token_caps;
+
+/* ---- OpenSSL reference computations (independent of the token) ---- */
+
+static void
+ossl_cmac(const uint8_t *k, size_t kl, const uint8_t *d, size_t n, uint8_t out[16])
+{
+	EVP_MAC *mac = EVP_MAC_fetch(NULL, "CMAC", NULL);
+	EVP_MAC_CTX *c = EVP_MAC_CTX_new(mac);
+	OSSL_PARAM p[2];
+	char name[16];
+	size_t ol;
+
+	snprintf(name, sizeof(name), "AES-%zu-CBC", kl * 8);
+	p[0] = OSSL_PARAM_construct_utf8_string("cipher", name, 0);
+	p[1] = OSSL_PARAM_construct_end();
+	if (EVP_MAC_init(c, k, kl, p) != 1 || EVP_MAC_update(c, d, n) != 1 ||
+	    EVP_MAC_final(c, out, &ol, 16) != 1)
+		bail("OpenSSL CMAC");
+	EVP_MAC_CTX_free(c);
+	EVP_MAC_free(mac);
+}
+
+static void
+ossl_ecb(const uint8_t *k, size_t kl, const uint8_t *in, size_t n, uint8_t *out)
+{
+	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+	int ol;
+
+	if (EVP_EncryptInit_ex(c, kl == 16 ? EVP_aes_128_ecb() : kl == 24 ?
+	    EVP_aes_192_ecb() : EVP_aes_256_ecb(), NULL, k, NULL) != 1 ||
+	    EVP_CIPHER_CTX_set_padding(c, 0) != 1 ||
+	    EVP_EncryptUpdate(c, out, &ol, in, (int)n) != 1)
+		bail("OpenSSL ECB");
+	EVP_CIPHER_CTX_free(c);
+}
+
+/* RFC 3394 / 5649 wrap in software, as a peer would. */
+static size_t
+ossl_wrap(const uint8_t *kek, size_t kl, int pad, const uint8_t *key, size_t n,
+    uint8_t *out)
+{
+	const EVP_CIPHER *ci = pad ? (kl == 16 ? EVP_aes_128_wrap_pad() :
+	    EVP_aes_256_wrap_pad()) : (kl == 16 ? EVP_aes_128_wrap() :
+	    EVP_aes_256_wrap());
+	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+	int l1 = 0, l2 = 0;
+
+	EVP_CIPHER_CTX_set_flags(c, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
+	if (EVP_EncryptInit_ex(c, ci, NULL, kek, NULL) != 1 ||
+	    EVP_EncryptUpdate(c, out, &l1, key, (int)n) != 1 ||
+	    EVP_EncryptFinal_ex(c, out + l1, &l2) != 1)
+		bail("OpenSSL wrap");
+	EVP_CIPHER_CTX_free(c);
+	return (size_t)(l1 + l2);
+}
+
+static size_t
+unhex(const char *h, uint8_t *out, size_t cap)
+{
+	size_t n;
+
+	if (hex_decode(h, strlen(h), out, cap, &n) != 0)
+		bail("bad hex %s", h);
+	return n;
+}
+
+static void
+gp_kcv(const uint8_t *k, size_t kl, uint8_t kcv[3])
+{
+	static const uint8_t ones[16] = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+		1, 1, 1 };
+	uint8_t out[16];
+
+	ossl_ecb(k, kl, ones, 16, out);
+	memcpy(kcv, out, 3);
+}
+
+/* Imports ENC/MAC/DEK (each kl bytes) under peer/test/kek256 with AES-KW. */
+static int
+import_set(const uint8_t keys[3][32], size_t kl, struct buf *blob,
+    struct kms_keyset_kcvs *kc)
+{
+	struct kms_wrapped w[3];
+	uint8_t wrapped[3][48], kcv[3][3];
+	int i, alg = kl == 16 ? KMS_ALG_AES128 : kl == 24 ? KMS_ALG_AES192 :
+	    KMS_ALG_AES256;
+
+	for (i = 0; i < 3; i++) {
+		w[i].usage = (uint8_t)(KMS_USE_ENC + i);
+		w[i].wlen = ossl_wrap(kmsenv_kek256, 32, 0, keys[i], kl, wrapped[i]);
+		w[i].wrapped = wrapped[i];
+		gp_kcv(keys[i], kl, kcv[i]);
+		w[i].kcv = kcv[i];
+		w[i].kcvlen = 3;
+	}
+	return kms_keyset_import(C, "peer/test/kek256", KMS_WRAP_AES_KW, alg,
+	    KMS_KCV_GP, w, 3, blob, kc);
+}
+
+/* ---- SCP03 known answers through kmsd ---- */
+
+struct kat {
+	const char *name;
+	int s16;
+	uint8_t keys[3][32];
+	size_t kl;
+	uint8_t host[16], card[16], cardcrypt[16], hostcrypt[16];
+};
+
+static int
+load_kat(json_t *cs, struct kat *k)
+{
+	const char *enc, *mac, *dek = NULL, *hc, *iur, *ea, *name;
+	uint8_t iu[64], eab[64];
+	size_t iul, eal, cl;
+	int s16;
+
+	memset(k, 0, sizeof(*k));
+	/* The Samsung cases carry no DEK; any key of the length will do. */
+	if (json_unpack(cs, "{s:s, s:b, s:s, s:s, s?s, s:s, s:s, s:s}", "name",
+	    &name, "s16", &s16, "enc", &enc, "mac", &mac, "dek", &dek,
+	    "hostChallenge", &hc, "initUpdateResponse", &iur,
+	    "externalAuthenticate", &ea) != 0)
+		return -1;
+	k->name = name;
+	k->s16 = s16;
+	k->kl = unhex(enc, k->keys[0], 32);
+	unhex(mac, k->keys[1], 32);
+	unhex(dek ? dek : enc, k->keys[2], 32);
+	cl = s16 ? 16 : 8;
+	unhex(hc, k->host, 16);
+	iul = unhex(iur, iu, sizeof(iu));
+	/* KDD(10) KVN SCP i | card challenge | card cryptogram | [seq] */
+	if (iul < 13 + 2 * cl)
+		return -1;
+	memcpy(k->card, iu + 13, cl);
+	memcpy(k->cardcrypt, iu + 13 + cl, cl);
+	eal = unhex(ea, eab, sizeof(eab));
+	if (eal < 5 + cl)
+		return -1;
+	memcpy(k->hostcrypt, eab + 5, cl);
+	return 0;
+}
+
+static void
+test_kat_file(void)
+{
+	char path[600];
+	const char *top = getenv("SPTSM_TOP");
+	json_error_t je;
+	json_t *root, *cases, *cs;
+	size_t i;
+	int ran = 0;
+
+	snprintf(path, sizeof(path), "%s/tests/vectors/scp03-kat.json",
+	    top ? top : ".");
+	root = json_load_file(path, 0, &je);
+	if (root == NULL || !json_is_array(cases = json_object_get(root, "cases")))
+		bail("cannot read %s", path);
+	json_array_foreach(cases, i, cs) {
+		struct kat k;
+		struct buf blob;
+		struct kms_keyset_kcvs kc;
+		struct kms_keyset ks;
+		uint8_t ctx[32], out[16];
+		uint32_t smac;
+		size_t cl;
+		int rc;
+
+		if (load_kat(cs, &k) != 0) {
+			ok(0, "vector %zu parses", i);
+			continue;
+		}
+		if (k.kl == 24 && !(token_caps & P11_CAP_AES_192)) {
+			skip("%s %s: the token has no AES-192", json_string_value(
+			    json_object_get(cs, "source")), k.name);
+			continue;
+		}
+		cl = k.s16 ? 16 : 8;
+		buf_init(&blob);
+		rc = import_set((const uint8_t (*)[32])k.keys, k.kl, &blob, &kc);
+		if (!ok(rc == 0, "%s %s: keys imported through keyset.import",
+		    json_string_value(json_object_get(cs, "source")), k.name)) {
+			diag("%s", kms_last_error(C));
+			buf_free(&blob);
+			continue;
+		}
+		if (kms_keyset_open(C, blob.p, blob.len, 0, &ks) != 0 ||
+		    kms_scp03_derive(C, ks.handle[1], 0x06,
+		    (memcpy(ctx, k.host, cl), memcpy(ctx + cl, k.card, cl), ctx),
+		    2 * cl, (uint16_t)(k.kl * 8), &smac) != 0) {
+			ok(0, "%s: open and derive S-MAC (%s)", k.name,
+			    kms_last_error(C));
+			buf_free(&blob);
+			continue;
+		}
+		rc = kms_scp03_kdf(C, smac, 0x00, ctx, 2 * cl,
+		    (uint16_t)(cl * 8), out);
+		ok(rc == 0 && memcmp(out, k.cardcrypt, cl) == 0,
+		    "%s: card cryptogram from kmsd equals the vector", k.name);
+		rc = kms_scp03_kdf(C, smac, 0x01, ctx, 2 * cl,
+		    (uint16_t)(cl * 8), out);
+		ok(rc == 0 && memcmp(out, k.hostcrypt, cl) == 0,
+		    "%s: host cryptogram from kmsd equals the vector", k.name);
+		for (size_t j = 0; j < ks.n; j++)
+			if (kms_handle_close(C, ks.handle[j]) != 0)
+				diag("close failed");
+		if (kms_handle_close(C, smac) != 0)
+			diag("close failed");
+		buf_free(&blob);
+		ran++;
+	}
+	ok(ran >= 14, "%d of %zu vectors ran through kmsd", ran,
+	    json_array_size(cases));
+	json_decref(root);
+}
+
+/* KAT-1 in full: session keys, cryptograms, C-MAC, C-DEC, R-MAC keys. */
+static void
+test_kat1(void)
+{
+	uint8_t keys[3][32], ctx[16], out[64], exp[64], blk[64];
+	struct kms_keyset_kcvs kc;
+	struct kms_keyset ks;
+	struct buf blob;
+	uint32_t senc, smac, srmac, bogus;
+	uint8_t senc_k[16], smac_k[16], srmac_k[16];
+
+	unhex("000102030405060708090a0b0c0d0e0f", keys[0], 32);
+	unhex("101112131415161718191a1b1c1d1e1f", keys[1], 32);
+	unhex("202122232425262728292a2b2c2d2e2f", keys[2], 32);
+	buf_init(&blob);
+	ok(import_set((const uint8_t (*)[32])keys, 16, &blob, &kc) == 0 &&
+	    kc.n == 3, "KAT-1 key set imported");
+	is_hex(kc.kcv[0], 3, "c35280", "ENC KCV computed in the token (GP)");
+	is_hex(kc.kcv[1], 3, "013808", "MAC KCV");
+	is_hex(kc.kcv[2], 3, "840de5", "DEK KCV");
+	ok(kms_keyset_open(C, blob.p, blob.len, 0, &ks) == 0 && ks.n == 3 &&
+	    ks.alg == KMS_ALG_AES128, "blob opens into three handles");
+	is_hex(ks.kcv[0], 3, "c35280", "blob keeps the KCVs");
+
+	unhex("8e1552d0513c60f3", ctx, 8);
+	unhex("30760cd2c47c1dd3", ctx + 8, 8);
+	ok(kms_scp03_derive(C, ks.handle[0], 0x04, ctx, 16, 128, &senc) == 0,
+	    "derive S-ENC");
+	ok(kms_scp03_derive(C, ks.handle[1], 0x06, ctx, 16, 128, &smac) == 0,
+	    "derive S-MAC");
+	ok(kms_scp03_derive(C, ks.handle[1], 0x07, ctx, 16, 128, &srmac) == 0,
+	    "derive S-RMAC");
+	unhex("ee54985e150155e021725489f717d645", senc_k, 16);
+	unhex("59b76ddff91dba0515a9644de3a48863", smac_k, 16);
+	unhex("5942bf778c5942f17037da8278f9330d", srmac_k, 16);
+
+	ok(kms_scp03_kdf(C, smac, 0x00, ctx, 16, 64, out) == 0, "card cryptogram");
+	is_hex(out, 8, "95065fe5ead8a9d7", "KAT-1 card cryptogram");
+	ok(kms_scp03_kdf(C, smac, 0x01, ctx, 16, 64, out) == 0, "host cryptogram");
+	is_hex(out, 8, "fd4721a14d9b0700", "KAT-1 host cryptogram");
+
+	/* EXTERNAL AUTHENTICATE C-MAC: chain 0^16 | 84 82 03 00 10 | crypto */
+	memset(blk, 0, 16);
+	unhex("8482030010fd4721a14d9b0700", blk + 16, 13);
+	ok(kms_cmac(C, smac, blk, 29, out) == 0, "C-MAC through kmsd");
+	is_hex(out, 8, "3c451d2f8ae6bb21", "KAT-1 EXTERNAL AUTHENTICATE MAC");
+	ossl_cmac(smac_k, 16, blk, 29, exp);
+	ok(memcmp(out, exp, 16) == 0, "full C-MAC equals OpenSSL with the "
+	    "published S-MAC");
+
+	/* C-DEC of the first command (counter 1) in one call: CBC with IV 0
+	 * over counter||data gives E(counter) then the ciphertext. */
+	memset(blk, 0, 32);
+	blk[15] = 1;
+	unhex("bf3e035c015a80000000000000000000", blk + 16, 16);
+	ok(kms_encrypt(C, senc, KMS_CBC, NULL, blk, 32, out) == 0,
+	    "CBC encrypt counter||data");
+	is_hex(out + 16, 16, "ca9c00f6713d79bc8baa642bdff51c3f",
+	    "KAT-1 first command's C-DEC data");
+	ok(kms_encrypt(C, senc, KMS_ECB, NULL, blk, 16, out) == 0, "ECB");
+	ossl_ecb(senc_k, 16, blk, 16, exp);
+	ok(memcmp(out, exp, 16) == 0, "S-ENC equals the published value");
+	ok(kms_decrypt(C, senc, KMS_ECB, NULL, out, 16, out) == 0 &&
+	    memcmp(out, blk, 16) == 0, "ECB decrypt round trip");
+	ok(kms_cmac(C, srmac, blk, 32, out) == 0, "R-MAC key CMAC");
+	ossl_cmac(srmac_k, 16, blk, 32, exp);
+	ok(memcmp(out, exp, 16) == 0, "S-RMAC equals the published value");
+
+	/* Policy and class refusals on these handles. */
+	ok(kms_cmac(C, ks.handle[0], blk, 16, out) == ERR_DENIED,
+	    "cmac with the static ENC key: denied (would leak session keys)");
+	ok(kms_scp03_kdf(C, smac, 0x04, ctx, 16, 128, out) == ERR_DENIED,
+	    "scp03.kdf constant 04: denied (session keys never as bytes)");
+	ok(kms_scp03_kdf(C, smac, 0x06, ctx, 16, 128, out) == ERR_DENIED,
+	    "scp03.kdf constant 06: denied");
+	ok(kms_scp03_derive(C, ks.handle[1], 0x04, ctx, 16, 128, &bogus) ==
+	    ERR_DENIED, "S-ENC from the MAC key: denied");
+	ok(kms_scp03_derive(C, ks.handle[0], 0x02, ctx, 16, 128, &bogus) ==
+	    ERR_DENIED, "scp03.derive constant 02: denied");
+	ok(kms_encrypt(C, smac, KMS_ECB, NULL, blk, 16, out) == ERR_DENIED,
+	    "encrypt with S-MAC: denied");
+	ok(kms_scp03_kdf(C, ks.handle[0], 0x02, ctx, 16, 64, out) == 0,
+	    "card challenge KDF (02) with the static ENC key");
+	ok(kms_encrypt(C, senc, KMS_CBC, NULL, blk, 15, out) == ERR_INVAL,
+	    "partial block: ERR_INVAL");
+	ok(kms_wrap(C, ks.handle[2], ks.handle[0], out, &(size_t){ 64 }) ==
+	    ERR_KEYCLASS, "wrap of a member not opened exportable: ERR_KEYCLASS");
+	ok(kms_handle_close(C, senc) == 0, "close S-ENC");
+	ok(kms_encrypt(C, senc, KMS_ECB, NULL, blk, 16, out) == ERR_HANDLE,
+	    "closed handle: ERR_HANDLE");
+	ok(kms_cmac(C, 0x7fff0001, blk, 16, out) == ERR_HANDLE,
+	    "never-issued handle: ERR_HANDLE");
+	buf_free(&blob);
+}
+
+/* PUT KEY wrap (gp-reference §4) through kmsd. */
+static void
+test_wrap(void)
+{
+	uint8_t keys[3][32], out[64];
+	struct kms_keyset_kcvs kc;
+	struct kms_keyset ks;
+	struct buf blob;
+	size_t ol = sizeof(out);
+	int i;
+
+	for (i = 0; i < 3; i++)
+		unhex("404142434445464748494a4b4c4d4e4f", keys[i], 32);
+	buf_init(&blob);
+	ok(import_set((const uint8_t (*)[32])keys, 16, &blob, &kc) == 0,
+	    "import 4041..4F as ENC/MAC/DEK");
+	is_hex(kc.kcv[0], 3, "504a77", "gp-reference §3 KCV of 4041..4F");
+	ok(kms_keyset_open(C, blob.p, blob.len, KMS_OPEN_EXPORTABLE, &ks) == 0,
+	    "open exportable (for PUT KEY)");
+	ok(kms_wrap(C, ks.handle[2], ks.handle[0], out, &ol) == 0 && ol == 16,
+	    "wrap ENC under DEK (AES-CBC, zero ICV)");
+	is_hex(out, 16, "80d2a5b08fa0ee51143b459e638106df",
+	    "gp-reference §4 PUT KEY block example");
+	ol = sizeof(out);
+	ok(kms_wrap(C, ks.handle[0], ks.handle[1], out, &ol) == ERR_DENIED,
+	    "wrap under ENC (not a DEK): denied");
+	for (i = 0; i < 3; i++)
+		if (kms_handle_close(C, ks.handle[i]) != 0)
+			diag("close");
+	buf_free(&blob);
+}
+
+static void
+test_keysets(void)
+{
+	uint8_t key[32], w[3][48], kcv[3][5], out[16], exp[16], div[16];
+	struct kms_keyset_kcvs kc;
+	struct kms_keyset ks;
+	struct kms_wrapped wr[3];
+	struct buf blob, blob2;
+	size_t i;
+	int rc;
+
+	buf_init(&blob);
+	buf_init(&blob2);
+	ok(kms_keyset_generate(C, KMS_ALG_AES128, KMS_KCV_GP, &blob, &kc) == 0 &&
+	    kc.n == 3 && kc.kcvlen == 3, "random key set generated");
+	ok(kms_keyset_open(C, blob.p, blob.len, 0, &ks) == 0 &&
+	    memcmp(ks.kcv[0], kc.kcv[0], 3) == 0, "opens with the same KCVs");
+	for (i = 0; i < ks.n; i++)
+		if (kms_handle_close(C, ks.handle[i]) != 0)
+			diag("close");
+	ok(kms_keyset_generate(C, KMS_ALG_AES256, KMS_KCV_CMAC, &blob2, &kc) == 0 &&
+	    kc.kcvlen == 5, "AES-256 set with CMAC-method KCVs");
+
+	/* Bad blobs. */
+	blob.p[blob.len - 12] ^= 0x01;
+	rc = kms_keyset_open(C, blob.p, blob.len, 0, &ks);
+	ok(rc == ERR_BLOB, "tampered blob: ERR_BLOB (%s)", kms_last_error(C));
+	blob.p[blob.len - 12] ^= 0x01;
+	ok(kms_keyset_open(C, blob.p, blob.len - 1, 0, &ks) == ERR_BLOB,
+	    "truncated blob: ERR_BLOB");
+	if (buf_put_u8(&blob, 0) != 0)
+		bail("buf");
+	ok(kms_keyset_open(C, blob.p, blob.len, 0, &ks) == ERR_BLOB,
+	    "blob with trailing byte: ERR_BLOB");
+	ok(kms_keyset_open(C, (const uint8_t *)"junk", 4, 0, &ks) == ERR_BLOB,
+	    "garbage blob: ERR_BLOB");
+
+	/* Import: KCV mismatch, wrong KEK, truncated, KWP, CMAC method. */
+	memset(key, 0x77, sizeof(key));
+	for (i = 0; i < 3; i++) {
+		key[0] = (uint8_t)i;
+		wr[i].usage = (uint8_t)(KMS_USE_ENC + i);
+		wr[i].wlen = ossl_wrap(kmsenv_kek128, 16, 0, key, 16, w[i]);
+		wr[i].wrapped = w[i];
+		gp_kcv(key, 16, kcv[i]);
+		wr[i].kcv = kcv[i];
+		wr[i].kcvlen = 3;
+	}
+	buf_reset(&blob);
+	ok(kms_keyset_import(C, "peer/test/kek", KMS_WRAP_AES_KW, KMS_ALG_AES128,
+	    KMS_KCV_GP, wr, 3, &blob, &kc) == 0 && blob.len > 0,
+	    "import under the AES-128 transport KEK");
+	kcv[1][2] ^= 1;
+	buf_reset(&blob);
+	rc = kms_keyset_import(C, "peer/test/kek", KMS_WRAP_AES_KW, KMS_ALG_AES128,
+	    KMS_KCV_GP, wr, 3, &blob, &kc);
+	ok(rc == ERR_KCV && blob.len == 0, "KCV mismatch: ERR_KCV, no blob (%s)",
+	    kms_last_error(C));
+	ok(strstr(kms_last_error(C), "checkValue[1]") != NULL,
+	    "the error names the key");
+	kcv[1][2] ^= 1;
+	rc = kms_keyset_import(C, "peer/test/kek256", KMS_WRAP_AES_KW,
+	    KMS_ALG_AES128, KMS_KCV_GP, wr, 3, &blob, &kc);
+	ok(rc == ERR_UNWRAP && blob.len == 0, "unwrap under the wrong KEK: "
+	    "ERR_UNWRAP, no blob");
+	wr[2].wlen -= 8;
+	rc = kms_keyset_import(C, "peer/test/kek", KMS_WRAP_AES_KW, KMS_ALG_AES128,
+	    KMS_KCV_GP, wr, 3, &blob, &kc);
+	ok(rc == ERR_UNWRAP, "truncated encryptedKey: ERR_UNWRAP");
+	wr[2].wlen += 8;
+	rc = kms_keyset_import(C, "peer/test/kek", KMS_WRAP_AES_KW, KMS_ALG_AES256,
+	    KMS_KCV_GP, wr, 3, &blob, &kc);
+	ok(rc == ERR_INVAL, "key length not matching Alg: ERR_INVAL");
+	rc = kms_keyset_import(C, "no/such/kek", KMS_WRAP_AES_KW, KMS_ALG_AES128,
+	    KMS_KCV_GP, wr, 3, &blob, &kc);
+	ok(rc == ERR_NOKEY, "unknown transport KEK: ERR_NOKEY");
+	rc = kms_keyset_import(C, "peer/test/mac", KMS_WRAP_AES_KW, KMS_ALG_AES128,
+	    KMS_KCV_GP, wr, 3, &blob, &kc);
+	ok(rc == ERR_DENIED, "MAC key as a transport KEK: denied");
+	for (i = 0; i < 3; i++) {
+		key[0] = (uint8_t)i;
+		wr[i].wlen = ossl_wrap(kmsenv_kek256, 32, 1, key, 16, w[i]);
+		ossl_cmac(key, 16, (const uint8_t[16]){ 0 }, 16, exp);
+		memcpy(kcv[i], exp, 5);
+		wr[i].kcvlen = 5;
+	}
+	rc = kms_keyset_import(C, "peer/test/kek256", KMS_WRAP_AES_KWP,
+	    KMS_ALG_AES128, KMS_KCV_CMAC, wr, 3, &blob, &kc);
+	ok(rc == 0 && kc.kcvlen == 5 && memcmp(kc.kcv[2], kcv[2], 5) == 0,
+	    "AES-KWP import with CMAC-method KCVs");
+
+	/* Diversified set: key_i = AES(master_i, div), checked with OpenSSL. */
+	memset(div, 0x0d, sizeof(div));
+	buf_reset(&blob);
+	ok(kms_keyset_derive(C, "master/test", div, 16, KMS_KCV_GP, &blob, &kc) == 0,
+	    "diversified key set");
+	for (i = 0; i < 3; i++) {
+		ossl_ecb(kmsenv_master[i], 16, div, 16, key);
+		gp_kcv(key, 16, out);
+		ok(memcmp(kc.kcv[i], out, 3) == 0, "diversified member %zu has the "
+		    "expected KCV", i);
+	}
+	ok(kms_keyset_open(C, blob.p, blob.len, KMS_OPEN_EXPORTABLE, &ks) == 0 &&
+	    memcmp(ks.kcv[1], kc.kcv[1], 3) == 0, "diversified blob opens");
+	for (i = 0; i < ks.n; i++)
+		if (kms_handle_close(C, ks.handle[i]) != 0)
+			diag("close");
+	{
+		uint32_t h;
+		uint8_t ctx[16] = { 1 }, got[8], blk[32];
+
+		ok(kms_diversify(C, KMS_LABEL("master/test/enc"), div, 16,
+		    KMS_USE_ENC, &h) == 0, "diversify to a handle");
+		ok(kms_scp03_kdf(C, h, 0x02, ctx, 16, 64, got) == 0,
+		    "use it (card challenge KDF)");
+		ossl_ecb(kmsenv_master[0], 16, div, 16, key);
+		memset(blk, 0, 16);
+		blk[11] = 0x02;
+		blk[14] = 0x40;
+		blk[15] = 0x01;
+		memcpy(blk + 16, ctx, 16);
+		ossl_cmac(key, 16, blk, 32, exp);
+		ok(memcmp(got, exp, 8) == 0, "diversified key has the expected value");
+		ok(kms_diversify(C, KMS_LABEL("storage-kek"), div, 16, KMS_USE_ENC,
+		    &h) == ERR_DENIED, "diversify from the storage KEK: denied");
+	}
+	buf_free(&blob);
+	buf_free(&blob2);
+}
+
+static void
+test_rsa_transport(struct p11 *p, struct keystore *ks)
+{
+	struct ks_key *k = ks_find(ks, "transport-rsa");
+	struct ks_version *v;
+	struct buf mod, ex, blob;
+	p11_obj pub;
+	uint8_t key[16], w[3][512], kcv[3][3];
+	struct kms_wrapped wr[3];
+	struct kms_keyset_kcvs kc;
+	EVP_PKEY *pk = NULL;
+	EVP_PKEY_CTX *pc;
+	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+	OSSL_PARAM *params;
+	BIGNUM *n, *e;
+	size_t i;
+	int rc;
+
+	buf_init(&mod);
+	buf_init(&ex);
+	buf_init(&blob);
+	if (k == NULL || ks_version(k, 0, &v) != 0 || ks_public(ks, k, v, &pub) != 0 ||
+	    p11_rsa_public(p, pub, &mod, &ex) != 0)
+		bail("transport RSA public key");
+	n = BN_bin2bn(mod.p, (int)mod.len, NULL);
+	e = BN_bin2bn(ex.p, (int)ex.len, NULL);
+	OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n);
+	OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e);
+	params = OSSL_PARAM_BLD_to_param(bld);
+	pc = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+	if (EVP_PKEY_fromdata_init(pc) != 1 ||
+	    EVP_PKEY_fromdata(pc, &pk, EVP_PKEY_PUBLIC_KEY, params) != 1)
+		bail("RSA public key into OpenSSL");
+	EVP_PKEY_CTX_free(pc);
+	ok(mod.len == 384, "transport key is RSA-3072");
+	for (i = 0; i < 3; i++) {
+		size_t wl = sizeof(w[i]);
+
+		memset(key, (int)(0x30 + i), sizeof(key));
+		pc = EVP_PKEY_CTX_new(pk, NULL);
+		if (EVP_PKEY_encrypt_init(pc) != 1 ||
+		    EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_OAEP_PADDING) != 1 ||
+		    EVP_PKEY_CTX_set_rsa_oaep_md(pc, EVP_sha1()) != 1 ||
+		    EVP_PKEY_encrypt(pc, w[i], &wl, key, 16) != 1)
+			bail("OAEP encrypt");
+		EVP_PKEY_CTX_free(pc);
+		wr[i].usage = (uint8_t)(KMS_USE_ENC + i);
+		wr[i].wrapped = w[i];
+		wr[i].wlen = wl;
+		gp_kcv(key, 16, kcv[i]);
+		wr[i].kcv = kcv[i];
+		wr[i].kcvlen = 3;
+	}
+	rc = kms_keyset_import(C, "transport-rsa", KMS_WRAP_RSA_OAEP_SHA1,
+	    KMS_ALG_AES128, KMS_KCV_GP, wr, 3, &blob, &kc);
+	ok(rc == 0, "import with RSA-OAEP-SHA1 to our transport key (%s)",
+	    kms_last_error(C));
+	rc = kms_keyset_import(C, "transport-rsa", KMS_WRAP_RSA_OAEP_SHA256,
+	    KMS_ALG_AES128, KMS_KCV_GP, wr, 3, &blob, &kc);
+	ok(rc != 0, "OAEP-SHA1 data under OAEP-SHA256 refused (%s)",
+	    err_name(rc));
+	EVP_PKEY_free(pk);
+	OSSL_PARAM_free(params);
+	OSSL_PARAM_BLD_free(bld);
+	BN_free(n);
+	BN_free(e);
+	buf_free(&mod);
+	buf_free(&ex);
+	buf_free(&blob);
+}
+
+static void
+test_sign_hmac(struct p11 *p, struct keystore *ks)
+{
+	struct ks_key *k = ks_find(ks, "ca");
+	struct ks_version *v;
+	uint8_t sig[128], mac[32], exp[32];
+	size_t sl = sizeof(sig);
+	unsigned int ml = 0;
+	unsigned bits;
+	struct buf pt;
+	p11_obj pub;
+	int good = 0;
+
+	buf_init(&pt);
+	ok(kms_sign(C, KMS_LABEL("ca"), KMS_SIGN_ECDSA_SHA256, 0,
+	    (const uint8_t *)"tbs", 3, sig, &sl) == 0 && sl == 64, "ECDSA P-256");
+	if (k != NULL && ks_version(k, 0, &v) == 0 && ks_public(ks, k, v, &pub) == 0 &&
+	    p11_ec_public(p, pub, &bits, &pt) == 0) {
+		EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+		OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+		OSSL_PARAM *params;
+		EVP_PKEY *pk = NULL;
+		EVP_MD_CTX *md = EVP_MD_CTX_new();
+		ECDSA_SIG *es = ECDSA_SIG_new();
+		unsigned char *der = NULL;
+		int dl;
+
+		OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
+		    "prime256v1", 0);
+		OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pt.p,
+		    pt.len);
+		params = OSSL_PARAM_BLD_to_param(bld);
+		ECDSA_SIG_set0(es, BN_bin2bn(sig, 32, NULL), BN_bin2bn(sig + 32, 32,
+		    NULL));
+		dl = i2d_ECDSA_SIG(es, &der);
+		if (EVP_PKEY_fromdata_init(pc) == 1 &&
+		    EVP_PKEY_fromdata(pc, &pk, EVP_PKEY_PUBLIC_KEY, params) == 1 &&
+		    EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, pk) == 1)
+			good = EVP_DigestVerify(md, der, (size_t)dl,
+			    (const uint8_t *)"tbs", 3) == 1;
+		OPENSSL_free(der);
+		ECDSA_SIG_free(es);
+		EVP_MD_CTX_free(md);
+		EVP_PKEY_free(pk);
+		OSSL_PARAM_free(params);
+		OSSL_PARAM_BLD_free(bld);
+		EVP_PKEY_CTX_free(pc);
+	}
+	ok(good, "OpenSSL verifies kmsd's signature with the CA public key");
+	sl = sizeof(sig);
+	ok(kms_sign(C, KMS_LABEL("ca"), KMS_SIGN_ECDSA_SHA384, 0,
+	    (const uint8_t *)"tbs", 3, sig, &sl) == ERR_KEYCLASS,
+	    "SHA-384 mechanism on a P-256 key: ERR_KEYCLASS");
+	sl = sizeof(sig);
+	ok(kms_sign(C, KMS_LABEL("ca"), KMS_SIGN_ECDSA_SHA256, 7,
+	    (const uint8_t *)"tbs", 3, sig, &sl) == ERR_DENIED,
+	    "unknown issuing profile: denied by policy");
+	sl = sizeof(sig);
+	ok(kms_sign(C, KMS_LABEL("peer/test/mac"), KMS_SIGN_ECDSA_SHA256, 0,
+	    (const uint8_t *)"tbs", 3, sig, &sl) == ERR_DENIED,
+	    "sign with a MAC key: denied");
+	ok(kms_sign(C, KMS_LABEL("nokey"), KMS_SIGN_ECDSA_SHA256, 0,
+	    (const uint8_t *)"tbs", 3, sig, &sl) == ERR_NOKEY,
+	    "unknown key label: ERR_NOKEY");
+
+	ok(kms_hmac(C, KMS_LABEL("peer/test/mac"), (const uint8_t *)"msg", 3,
+	    mac) == 0, "HMAC with the peer key");
+	HMAC(EVP_sha256(), kmsenv_mac, 32, (const uint8_t *)"msg", 3, exp, &ml);
+	ok(memcmp(mac, exp, 32) == 0, "equals OpenSSL HMAC-SHA256");
+	ok(kms_hmac_verify(C, KMS_LABEL("peer/test/mac"), (const uint8_t *)"msg",
+	    3, mac) == 0, "hmac.verify accepts it");
+	mac[31] ^= 1;
+	ok(kms_hmac_verify(C, KMS_LABEL("peer/test/mac"), (const uint8_t *)"msg",
+	    3, mac) == ERR_AUTH, "hmac.verify rejects a changed MAC: ERR_AUTH");
+	ok(kms_hmac(C, KMS_LABEL("ca"), (const uint8_t *)"msg", 3, mac) ==
+	    ERR_DENIED, "HMAC with the CA key: denied");
+	ok(kms_hmac(C, KMS_LABEL("audit"), (const uint8_t *)"msg", 3, mac) ==
+	    ERR_DENIED, "tsmd may not MAC with the audit key");
+	buf_free(&pt);
+}
+
+static void
+test_info_random(void)
+{
+	struct kms_key_info ki;
+	uint8_t r[64] = { 0 }, z[64] = { 0 }, kcv[5];
+	size_t kl;
+
+	ok(kms_random(C, r, sizeof(r)) == 0 && memcmp(r, z, 64) != 0, "random");
+	ok(kms_random(C, r, 0) == ERR_DENIED || kms_random(C, r, 0) == ERR_INVAL,
+	    "zero-length random refused");
+	{
+		uint8_t *big = malloc(5000);
+
+		ok(kms_random(C, big, 5000) == ERR_DENIED, "5000 random bytes: "
+		    "denied by the len<=4096 rule");
+		free(big);
+	}
+	ok(kms_key_info(C, KMS_LABEL("storage-kek"), &ki) == 0 &&
+	    strcmp(ki.cls, "storage-kek") == 0 && ki.alg == KMS_ALG_AES256 &&
+	    ki.version == 1 && ki.state == KMS_ST_ACTIVE && ki.kcvlen == 3,
+	    "key.info of the storage KEK");
+	ok(kms_key_info(C, KMS_LABEL("nothing"), &ki) == ERR_NOKEY,
+	    "key.info unknown: ERR_NOKEY");
+	ok(kms_key_info(C, (struct kms_ref){ "storage-kek", 9, 0 }, &ki) ==
+	    ERR_NOKEY, "key.info of a version that does not exist: ERR_NOKEY");
+	ok(kms_key_info(C, KMS_LABEL("audit"), &ki) == ERR_DENIED,
+	    "tsm may not inspect the audit key");
+	ok(kms_kcv(C, KMS_LABEL("peer/test/kek"), KMS_KCV_GP, kcv, &kl) == 0 &&
+	    kl == 3, "kcv of the transport KEK");
+	is_hex(kcv, 3, "504a77", "gp-reference §3: KCV of 4041..4F is 504A77");
+}
+
+/* ---- raw wire ---- */
+
+static int
+raw_connect(const char *path)
+{
+	struct sockaddr_un sa;
+	struct timeval tv = { 5, 0 };
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+		bail("raw connect");
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+static void
+raw_send(int fd, uint16_t type, uint16_t flags, uint32_t len_field,
+    const void *body, size_t blen)
+{
+	struct kms_hdr h = { len_field, type, flags, 77, 0 };
+	uint8_t hb[KMS_HDR_LEN];
+
+	kms_hdr_encode(&h, hb);
+	if (send(fd, hb, sizeof(hb), MSG_NOSIGNAL) < 0 ||
+	    (blen && send(fd, body, blen, MSG_NOSIGNAL) < 0))
+		diag("raw send failed");
+}
+
+/* Reads one reply; returns its status, or 1 when the peer closed. */
+static int
+raw_reply(int fd)
+{
+	uint8_t hb[KMS_HDR_LEN], body[4096];
+	struct kms_hdr h;
+	ssize_t n;
+	size_t got = 0;
+
+	while (got < sizeof(hb)) {
+		n = recv(fd, hb + got, sizeof(hb) - got, 0);
+		if (n <= 0)
+			return 1;
+		got += (size_t)n;
+	}
+	if (kms_hdr_decode(hb, &h) != 0 || h.len > sizeof(body))
+		return 2;
+	got = 0;
+	while (got < h.len) {
+		n = recv(fd, body + got, h.len - got, 0);
+		if (n <= 0)
+			return 1;
+		got += (size_t)n;
+	}
+	return h.status;
+}
+
+static int
+peer_closed(int fd)
+{
+	uint8_t b;
+
+	return recv(fd, &b, 1, 0) == 0;
+}
+
+static void
+raw_hello(int fd)
+{
+	struct buf b;
+
+	buf_init(&b);
+	if (buf_put_u16(&b, 1) || buf_put_u16(&b, 1) || buf_put_str(&b, "raw"))
+		bail("buf");
+	raw_send(fd, KMS_OP_HELLO, 0, (uint32_t)b.len, b.p, b.len);
+	if (raw_reply(fd) != 0)
+		bail("raw hello");
+	buf_free(&b);
+}
+
+static void
+test_wire(void)
+{
+	struct buf b;
+	int fd, i, alive;
+	uint8_t frame[64];
+
+	fd = raw_connect(E.sock);
+	raw_send(fd, KMS_OP_PING, 0, 0, NULL, 0);
+	ok(raw_reply(fd) == ERR_PROTO && peer_closed(fd),
+	    "request before hello: ERR_PROTO, connection closed");
+	close(fd);
+
+	fd = raw_connect(E.sock);
+	buf_init(&b);
+	if (buf_put_u16(&b, 7) || buf_put_u16(&b, 9) || buf_put_str(&b, "future"))
+		bail("buf");
+	raw_send(fd, KMS_OP_HELLO, 0, (uint32_t)b.len, b.p, b.len);
+	ok(raw_reply(fd) == ERR_VERSION && peer_closed(fd),
+	    "hello with versions 7-9 only: ERR_VERSION, closed");
+	close(fd);
+
+	fd = raw_connect(E.sock);
+	raw_hello(fd);
+	raw_send(fd, 0x0777, 0, 0, NULL, 0);
+	ok(raw_reply(fd) == ERR_UNKNOWN_OP, "unknown type: ERR_UNKNOWN_OP");
+	raw_send(fd, KMS_OP_PING, 0, 0, NULL, 0);
+	ok(raw_reply(fd) == 0, "connection still usable after an unknown type");
+	raw_send(fd, KMS_OP_RANDOM, 0, 5, "\0\0\0\x10X", 5);
+	ok(raw_reply(fd) == ERR_TRAILING, "trailing byte: ERR_TRAILING");
+	raw_send(fd, KMS_OP_RANDOM, 0, 2, "\0\0", 2);
+	ok(raw_reply(fd) == ERR_TRUNC, "short body: ERR_TRUNC");
+	raw_send(fd, KMS_OP_PING, KMS_FLAG_REPLY, 0, NULL, 0);
+	ok(raw_reply(fd) == ERR_PROTO && peer_closed(fd),
+	    "reply flag on a request: ERR_PROTO, closed");
+	close(fd);
+
+	fd = raw_connect(E.sock);
+	raw_hello(fd);
+	raw_send(fd, KMS_OP_CMAC, 0, KMS_MAX_FRAME + 1, NULL, 0);
+	ok(raw_reply(fd) == ERR_TOOBIG && peer_closed(fd),
+	    "length over the maximum: ERR_TOOBIG before any allocation, closed");
+	close(fd);
+
+	fd = raw_connect(E.sock);
+	raw_hello(fd);
+	raw_send(fd, KMS_OP_CMAC, 0, 1000, "abc", 3);
+	close(fd);	/* truncated frame, then gone */
+
+	/* Deterministic bit-flip / truncate loop over valid frames. */
+	{
+		uint64_t x = 0x2545f4914f6cdd1dull;
+		static const uint8_t seeds[][24] = {
+			{ 0, 0, 0, 4, 0x00, 0x10, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 16 },
+			{ 0, 0, 0, 8, 0x00, 0x40, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 2, 0, 1, 0, 1,
+			  0, 0, 0 },
+			{ 0, 0, 0, 5, 0x00, 0x23, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 0, 1 },
+		};
+		static const size_t seedlen[] = { 20, 24, 21 };
+
+		for (i = 0; i < 600; i++) {
+			size_t s = (size_t)i % 3, len = seedlen[s];
+
+			fd = raw_connect(E.sock);
+			raw_hello(fd);
+			memcpy(frame, seeds[s], len);
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			if (x & 1)
+				frame[x % len] ^= (uint8_t)(1u << ((x >> 8) % 8));
+			else
+				len = (size_t)(x >> 8) % len;
+			if (send(fd, frame, len, MSG_NOSIGNAL) < 0)
+				diag("send");
+			shutdown(fd, SHUT_WR);
+			while (raw_reply(fd) <= 0)
+				;
+			close(fd);
+		}
+		alive = kill(E.pid, 0) == 0;
+		ok(alive && kms_ping(C) == 0,
+		    "600 mutated frames: kmsd still serves");
+	}
+	buf_free(&b);
+}
+
+static void
+test_roles(void)
+{
+	struct kms_client *cu = NULL, *au = NULL;
+	struct buf body, rep;
+	uint8_t out[16];
+
+	buf_init(&body);
+	buf_init(&rep);
+	ok(kms_connect(&cu, E.csock, "custodian-test") == 0, "custodian socket");
+	ok(kms_connect(&au, E.asock, "auditor-test") == 0, "auditor socket");
+	if (cu == NULL || au == NULL)
+		bail("role sockets");
+	ok(kms_call(cu, KMS_OP_KEY_LIST, NULL, &rep) == 0 && rep.len > 4,
+	    "custodian: key.list");
+	ok(kms_cmac(cu, 1, (const uint8_t *)"x", 1, out) == ERR_DENIED,
+	    "custodian: cmac not available");
+	ok(kms_random(au, out, 8) == ERR_DENIED, "auditor: random not available");
+	ok(kms_call(au, KMS_OP_KEY_LIST, NULL, &rep) == 0, "auditor: key.list");
+	ok(kms_hmac_verify(au, KMS_LABEL("audit"), (const uint8_t *)"x", 1,
+	    (const uint8_t[32]){ 0 }) == ERR_AUTH,
+	    "auditor: hmac.verify with the audit key runs (and fails for a bad MAC)");
+	ok(kms_hmac_verify(au, KMS_LABEL("peer/test/mac"), (const uint8_t *)"x", 1,
+	    (const uint8_t[32]){ 0 }) == ERR_DENIED,
+	    "auditor: peer MAC key not available");
+	ok(kms_call(C, KMS_OP_KEY_LIST, NULL, &rep) == ERR_DENIED,
+	    "tsm: key.list not available");
+	kms_close(cu);
+	kms_close(au);
+	buf_free(&body);
+	buf_free(&rep);
+}
+
+/* A client that dies holding handles: its session objects go. */
+static void
+test_dead_client(void)
+{
+	struct kms_status st0, st1;
+	struct buf blob;
+	struct kms_keyset_kcvs kc;
+	pid_t pid;
+	int status, i;
+
+	buf_init(&blob);
+	if (kms_keyset_generate(C, KMS_ALG_AES128, KMS_KCV_GP, &blob, &kc) != 0 ||
+	    kms_status(C, &st0) != 0)
+		bail("setup dead client");
+	pid = fork();
+	if (pid == 0) {
+		struct kms_client *c2;
+		struct kms_keyset ks;
+
+		if (kms_connect(&c2, E.sock, "doomed") != 0 ||
+		    kms_keyset_open(c2, blob.p, blob.len, 0, &ks) != 0)
+			_exit(1);
+		_exit(ks.n == 3 ? 0 : 1);	/* no close, no goodbye */
+	}
+	waitpid(pid, &status, 0);
+	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "a child opened a key set and died");
+	for (i = 0; i < 100; i++) {
+		if (kms_status(C, &st1) == 0 && st1.handles == st0.handles)
+			break;
+		usleep(20000);
+	}
+	ok(st1.handles == st0.handles, "its handles are gone (%u live, as before)",
+	    st1.handles);
+	{
+		struct kms_client *c3;
+		struct kms_keyset ks;
+		uint32_t h;
+
+		if (kms_connect(&c3, E.sock, "other") != 0 ||
+		    kms_keyset_open(c3, blob.p, blob.len, 0, &ks) != 0)
+			bail("second client");
+		ok(kms_scp03_derive(C, ks.handle[0], 0x04, (const uint8_t[16]){ 0 },
+		    16, 128, &h) == ERR_HANDLE,
+		    "another connection's handle: ERR_HANDLE");
+		kms_close(c3);
+	}
+	buf_free(&blob);
+}
+
+/* ---- audit ---- */
+
+struct vctx {
+	struct p11 *p;
+	p11_obj key;
+};
+
+static int
+verify_cb(void *ctx, const uint8_t *d, size_t n, const uint8_t mac[32])
+{
+	struct vctx *v = ctx;
+
+	return p11_hmac_sha256_verify(v->p, v->key, d, n, mac);
+}
+
+static int
+count_lines(const char *path, const char *needle)
+{
+	char line[8192];
+	FILE *f = fopen(path, "r");
+	int n = 0;
+
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		n += needle == NULL || strstr(line, needle) != NULL;
+	fclose(f);
+	return n;
+}
+
+static void
+tamper_copy(const char *src, const char *dst, int mode)
+{
+	char *lines[20000];
+	char buf[8192];
+	FILE *in = fopen(src, "r"), *out = fopen(dst, "w");
+	int n = 0, i;
+
+	if (in == NULL || out == NULL)
+		bail("tamper copy");
+	while (n < 20000 && fgets(buf, sizeof(buf), in) != NULL)
+		lines[n++] = strdup(buf);
+	for (i = 0; i < n; i++) {
+		if (mode == 1 && i == n / 2) {	/* edit a detail */
+			char *p = strstr(lines[i], "\"result\":\"");
+
+			if (p != NULL)
+				p[10] = p[10] == 'o' ? 'x' : 'o';
+		}
+		if (mode == 2 && i == n / 2)	/* delete */
+			continue;
+		if (mode == 3 && i == n / 2) {	/* swap with the next */
+			fputs(lines[i + 1], out);
+			fputs(lines[i], out);
+			i++;
+			continue;
+		}
+		fputs(lines[i], out);
+	}
+	for (i = 0; i < n; i++)
+		free(lines[i]);
+	fclose(in);
+	fclose(out);
+}
+
+static void
+test_audit(struct p11 *p, struct keystore *ks)
+{
+	struct ks_key *k = ks_find(ks, "audit");
+	struct ks_version *v;
+	struct audit_report rep;
+	struct vctx vc = { p, 0 };
+	char copy[600];
+	int rc, lines;
+
+	if (k == NULL || ks_version(k, 0, &v) != 0 || ks_object(ks, k, v, &vc.key) != 0)
+		bail("audit key");
+	rc = audit_verify_file(E.audit, verify_cb, &vc, &rep);
+	lines = count_lines(E.audit, NULL);
+	ok(rc == 0 && rep.lines == (uint64_t)lines && lines > 50,
+	    "audit log verifies: %d lines, chain and token MACs", lines);
+	ok(count_lines(E.audit, "\"op\":\"cmac\",\"key\":\"h:") > 0 &&
+	    count_lines(E.audit, "\"result\":\"deny\"") >= 10,
+	    "denials and first uses are recorded");
+	ok(count_lines(E.audit, "\"op\":\"keyset.import\"") > 5,
+	    "every key-set import is recorded");
+	ok(count_lines(E.audit, "connection closed") > 0,
+	    "the dead client's handles are recorded as closed");
+	snprintf(copy, sizeof(copy), "%s/audit.copy", E.dir);
+	tamper_copy(E.audit, copy, 1);
+	rc = audit_verify_file(copy, verify_cb, &vc, &rep);
+	ok(rc == ERR_AUDIT && rep.bad_line == (uint64_t)lines / 2 + 1,
+	    "edited line detected at line %llu: %s",
+	    (unsigned long long)rep.bad_line, rep.reason);
+	tamper_copy(E.audit, copy, 2);
+	rc = audit_verify_file(copy, verify_cb, &vc, &rep);
+	ok(rc == ERR_AUDIT && rep.bad_line == (uint64_t)lines / 2 + 1,
+	    "deleted line detected: %s", rep.reason);
+	tamper_copy(E.audit, copy, 3);
+	rc = audit_verify_file(copy, verify_cb, &vc, &rep);
+	ok(rc == ERR_AUDIT && rep.bad_line == (uint64_t)lines / 2 + 1,
+	    "reordered lines detected: %s", rep.reason);
+	tamper_copy(E.audit, copy, 0);
+	ok(audit_verify_file(copy, verify_cb, &vc, &rep) == 0,
+	    "an untouched copy verifies");
+}
+
+static void
+test_identity(void)
+{
+	char pol[300];
+	const char *extra[] = { "--policy", pol, NULL };
+	struct kms_client *c = NULL;
+	FILE *f;
+	int rc;
+
+	snprintf(pol, sizeof(pol), "%.200s/strict.policy", E.dir);
+	f = fopen(pol, "w");
+	if (f == NULL)
+		bail("policy file");
+	fprintf(f, "identity uid=%u roles=auditor\nallow auditor key.list\n",
+	    (unsigned)getuid());
+	fclose(f);
+	if (kmsenv_start(&E, extra) != 0)
+		bail("kmsd with strict policy");
+	rc = kms_connect(&c, E.sock, "not-tsm");
+	ok(rc != 0, "uid not allowed the tsm role: connection refused (%s)",
+	    err_name(rc));
+	kms_close(c);
+	ok(kms_connect(&c, E.asock, "auditor") == 0, "auditor role allowed");
+	kms_close(c);
+	(void)kmsenv_stop(&E, 0);
+
+	f = fopen(pol, "w");
+	fprintf(f, "allow tsm cmac class=sessoin\n");
+	fclose(f);
+	ok(kmsenv_start(&E, extra) != 0, "policy with an unknown class: kmsd "
+	    "refuses to start");
+	ok(count_lines(E.log, "strict.policy:1:") > 0,
+	    "and says where (file:line:col)");
+}
+
+int
+main(void)
+{
+	struct p11 *p;
+	struct keystore ks;
+	struct kms_status st;
+	struct buf blob;
+	struct kms_keyset_kcvs kc;
+	struct kms_keyset kso;
+
+	if (kmsenv_setup(&E, KMSENV_RSA) != 0)
+		bail("fixture");
+	if (kmsenv_start(&E, NULL) != 0)
+		bail("kmsd did not start (see %s)", E.log);
+	if (kms_connect(&C, E.sock, "kmsd_test") != 0)
+		bail("connect");
+	ok(kms_status(C, &st) == 0 && !st.sealed, "kmsd unsealed with the PIN file");
+	token_caps = st.caps;
+	diag("token caps 0x%x (AES-192 %s)", token_caps,
+	    token_caps & P11_CAP_AES_192 ? "yes" : "no");
+	if (kmsenv_open_token(&E, &p, &ks) != 0)
+		bail("token for checks");
+
+	test_info_random();
+	test_kat1();
+	test_kat_file();
+	test_wrap();
+	test_keysets();
+	test_rsa_transport(p, &ks);
+	test_sign_hmac(p, &ks);
+	test_roles();
+	test_dead_client();
+	test_wire();
+
+	/* Restart: keys, versions and blobs survive. */
+	buf_init(&blob);
+	ok(kms_keyset_generate(C, KMS_ALG_AES128, KMS_KCV_GP, &blob, &kc) == 0,
+	    "blob before restart");
+	kms_close(C);
+	ok(kmsenv_stop(&E, 0) == 0, "kmsd stops cleanly on SIGTERM");
+	ok(access(E.sock, F_OK) != 0, "and removes its sockets");
+	if (kmsenv_start(&E, NULL) != 0 || kms_connect(&C, E.sock, "again") != 0)
+		bail("restart");
+	ok(kms_keyset_open(C, blob.p, blob.len, 0, &kso) == 0 &&
+	    memcmp(kso.kcv[0], kc.kcv[0], 3) == 0, "the blob opens after restart");
+	kms_close(C);
+	(void)kmsenv_stop(&E, 0);
+	buf_free(&blob);
+
+	test_audit(p, &ks);
+	ks_free(&ks);
+	p11_close(p);
+	test_identity();
+	kmsenv_cleanup(&E);
+	return done_testing();
+}
