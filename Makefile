@@ -112,7 +112,7 @@ check: deps
 	$(MAKE) test
 
 test: all
-	prove -j2 --exec '' $(PROVE_FLAGS) $(TEST_BINS) $(SHELL_TESTS)
+	prove -j2 --exec '' $(PROVE_FLAGS) $(TEST_BINS) $(FUZZ_BINS) $(SHELL_TESTS)
 
 deps:
 	@sh tests/deps.sh

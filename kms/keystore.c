@@ -39,10 +39,14 @@ ks_class_parse(const char *s)
 int
 ks_class_backup_eligible(int cls)
 {
-	/* The backup KEK is re-entered from components, never backed up;
-	 * key-set members and session keys never live on the token. */
-	return cls != KS_BACKUP_KEK && cls != KS_KEYSET && cls != KS_SESSION &&
-	    cls != KS_NONE;
+	/* Only what cannot be recovered otherwise: without the storage KEK
+	 * every blob is lost, without the masters every diversified key set,
+	 * without the CA key its certificates, without the audit key the old
+	 * log cannot be verified. Transport and MAC keys are re-entered from
+	 * their custodians' components, the transport pair is regenerated and
+	 * republished, and the backup KEK itself is never backed up. */
+	return cls == KS_STORAGE_KEK || cls == KS_MASTER || cls == KS_CA ||
+	    cls == KS_AUDIT;
 }
 
 /* Token attributes of each class (ARCHITECTURE.md "Key hierarchy"). */
@@ -575,6 +579,16 @@ spec_for(struct p11_keyspec *s, const char *label, const uint8_t id[4], int cls,
 	s->usage = usage;
 }
 
+/* Extractable keys are marked wrap-with-trusted where the token lets a
+ * trusted backup KEK exist (not SoftHSM2, whose SO cannot make private
+ * keys); they are then wrappable only by such a KEK. */
+static void
+spec_trusted(struct keystore *ks, struct p11_keyspec *s)
+{
+	if (s->extractable && (p11_caps(ks->p) & P11_CAP_TRUSTED_WRAP))
+		s->wrap_with_trusted = 1;
+}
+
 int
 ks_generate(struct keystore *ks, const char *label, int cls, int alg,
     int rotate, int pre_active, uint32_t *version)
@@ -597,6 +611,7 @@ ks_generate(struct keystore *ks, const char *label, int cls, int alg,
 		return rc;
 	ver_id(v->v, id);
 	spec_for(&s, label, id, cls, cs->usage);
+	spec_trusted(ks, &s);
 	switch (alg) {
 	case KMS_ALG_AES128:
 	case KMS_ALG_AES192:
@@ -689,6 +704,7 @@ ks_import_secret(struct keystore *ks, const char *label, int cls, int alg,
 	}
 	ver_id(v->v, id);
 	spec_for(&s, label, id, cls, cs->usage);
+	spec_trusted(ks, &s);
 	if ((rc = p11_secret_import(ks->p, kt, val, n, &s, &o)) != 0)
 		goto fail;
 	v->state = KMS_ST_ACTIVE;

@@ -22,6 +22,10 @@ kmsclient_SRCS := kms/client.c
 LIBS += kmscore
 kmscore_SRCS := kms/keystore.c
 
+# kmsd without its main (the fuzz target and the policy matrix use it)
+LIBS += kmsdcore
+kmsdcore_SRCS := kms/kmsd.c kms/kmsd_ops.c kms/keyset.c
+
 PROGS += kmsd
-kmsd_SRCS := kms/kmsd_main.c kms/kmsd.c kms/kmsd_ops.c kms/keyset.c
-kmsd_LIBS := kmscore policy p11 base
+kmsd_SRCS := kms/kmsd_main.c
+kmsd_LIBS := kmsdcore kmscore policy p11 base

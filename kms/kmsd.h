@@ -107,7 +107,7 @@ enum { AUDIT_NONE = 0, AUDIT_EACH = 1, AUDIT_DURABLE = 2, AUDIT_FIRST_USE = 3 };
 
 const struct op_row *kmsd_op_find(uint16_t type);
 /* Every operation name (policy vocabulary), NULL-terminated. */
-extern const char *const kmsd_op_names[];
+const char *const *kmsd_op_names(void);
 extern const char *const kmsd_param_names[];
 const struct policy_vocab *kmsd_vocab(void);
 

@@ -1115,11 +1115,24 @@ kmsd_op_find(uint16_t type)
 	return NULL;
 }
 
-const char *const kmsd_op_names[] = { "hello", "ping", "status", "random",
-	"key.info", "kcv", "keyset.generate", "keyset.import", "keyset.open",
-	"handle.close", "scp03.derive", "scp03.kdf", "cmac", "encrypt",
-	"decrypt", "wrap", "diversify", "sign", "hmac", "hmac.verify",
-	"key.list", "reload", "unseal", "key.state", NULL };
+/* Operation names the policy may use: every table row, plus those served
+ * by the ceremonies (kmsctl) that policy files already mention. */
+static const char *op_names[ARRAY_LEN(ops) + 3];
+
+const char *const *
+kmsd_op_names(void)
+{
+	size_t i;
+
+	if (op_names[0] == NULL) {
+		for (i = 0; i < ARRAY_LEN(ops); i++)
+			op_names[i] = ops[i].name;
+		op_names[i++] = "unseal";
+		op_names[i++] = "key.state";
+		op_names[i] = NULL;
+	}
+	return (const char *const *)op_names;
+}
 
 const char *const kmsd_param_names[] = { "len", "const", "usage", "mode",
 	"mech", "alg", "method", "source", "exportable", "profile", NULL };
@@ -1139,8 +1152,8 @@ kmsd_vocab(void)
 {
 	static struct policy_vocab v;
 
-	v.ops = kmsd_op_names;
-	v.nops = count(kmsd_op_names);
+	v.ops = kmsd_op_names();
+	v.nops = count(v.ops);
 	v.classes = ks_class_names;
 	v.nclasses = count(ks_class_names);
 	v.params = kmsd_param_names;

@@ -165,6 +165,10 @@ word_list(struct lx *l, char arr[][MAX_WORD], size_t *n,
 		if (strcmp(arr[*n], "*") == 0) {
 			if (!allow_star)
 				return fail(l, col, "'*' not allowed for %s", what);
+			if (*n > 0 || (l->pos < l->len && l->s[l->pos] == ','))
+				return fail(l, col, "'*' must stand alone");
+		} else if (*n > 0 && strcmp(arr[0], "*") == 0) {
+			return fail(l, col, "'*' must stand alone");
 		} else if (strchr(arr[*n], '*') != NULL) {
 			return fail(l, col, "'*' must stand alone");
 		} else if (vocab != NULL && !in_list(arr[*n], vocab, nvocab)) {
@@ -269,14 +273,7 @@ parse_constraint(struct lx *l, const struct policy_vocab *v, struct rule *r)
 		    v->nclasses, "key class", 1)) != 0)
 			return rc;
 		r->has_class = 1;
-		r->any_class = r->nclasses == 1 && strcmp(r->classes[0], "*") == 0;
-		if (!r->any_class) {
-			size_t i;
-
-			for (i = 0; i < r->nclasses; i++)
-				if (strcmp(r->classes[i], "*") == 0)
-					return fail(l, col, "'*' must stand alone");
-		}
+		r->any_class = strcmp(r->classes[0], "*") == 0;
 		return 0;
 	}
 	if (!in_list(c->name, v->params, v->nparams))
@@ -319,14 +316,7 @@ parse_rule(struct lx *l, const struct policy_vocab *v, struct rule *r)
 	if ((rc = word_list(l, r->ops, &r->nops, v->ops, v->nops, "operation",
 	    1)) != 0)
 		return rc;
-	r->any_op = r->nops == 1 && strcmp(r->ops[0], "*") == 0;
-	if (!r->any_op && r->nops > 1) {
-		size_t i;
-
-		for (i = 0; i < r->nops; i++)
-			if (strcmp(r->ops[i], "*") == 0)
-				return fail(l, col, "'*' must stand alone");
-	}
+	r->any_op = strcmp(r->ops[0], "*") == 0;
 	while (!at_end(l)) {
 		if ((rc = parse_constraint(l, v, r)) != 0)
 			return rc;

@@ -10,3 +10,19 @@ kmsenv_SRCS := tests/kmsenv.c
 TESTS += kmsd_test
 kmsd_test_SRCS := tests/integration/kmsd_test.c
 kmsd_test_LIBS := kmsenv kmscore kmsclient p11 base
+
+FUZZERS += fuzz_kmsd
+fuzz_kmsd_SRCS := tests/fuzz/fuzz_kmsd.c tests/fuzz/driver.c
+fuzz_kmsd_LIBS := kmsenv kmsdcore kmscore policy p11 base
+
+TESTS += kdf_test
+kdf_test_SRCS := tests/unit/kdf_test.c
+kdf_test_LIBS := p11 base
+
+TESTS += token_attrs_test
+token_attrs_test_SRCS := tests/integration/token_attrs_test.c
+token_attrs_test_LIBS := kmsenv kmscore kmsclient p11 base
+
+BENCHES += kms_bench
+kms_bench_SRCS := tests/bench/kms_bench.c
+kms_bench_LIBS := kmsenv kmscore kmsclient p11 base
