@@ -17,7 +17,15 @@ SANITIZE ?= 0
 V ?= 0
 TOP := $(abspath .)
 
-ifeq ($(SANITIZE),1)
+ifeq ($(FUZZ),1)
+# make fuzz: clang + libFuzzer; the fuzz targets link without driver.c
+BUILD := build/fuzz-clang
+CC := clang
+OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined
+HARDEN :=
+SAN_LDFLAGS := -fsanitize=address,undefined
+FUZZ_LDFLAGS := -fsanitize=fuzzer
+else ifeq ($(SANITIZE),1)
 BUILD := build/asan
 OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 HARDEN :=
@@ -76,11 +84,19 @@ $(2)/$(1): $(call obj,$($(1)_SRCS)) $(foreach l,$($(1)_LIBS),$(BUILD)/lib/lib$(l
 		$(foreach l,$($(1)_LIBS),$(BUILD)/lib/lib$(l).a) $(LDLIBS)
 endef
 
+# a fuzz target: with libFuzzer (FUZZ=1) its corpus driver is left out
+define fuzz_rule
+$(2)/$(1): $(call obj,$(if $(FUZZ_LDFLAGS),$(filter-out tests/fuzz/driver.c,$($(1)_SRCS)),$($(1)_SRCS))) $(foreach l,$($(1)_LIBS),$(BUILD)/lib/lib$(l).a)
+	@mkdir -p $$(dir $$@)
+	@echo "  LD      $$@"
+	$(Q)$(CC) $(LDFLAGS) $(FUZZ_LDFLAGS) -o $$@ $$(filter %.o %.a,$$^) $(LDLIBS)
+endef
+
 $(foreach l,$(LIBS),$(eval $(call lib_rule,$(l))))
 $(foreach p,$(PROGS),$(eval $(call bin_rule,$(p),$(BUILD)/bin)))
 $(foreach t,$(TESTS),$(eval $(call bin_rule,$(t),$(BUILD)/tests)))
 $(foreach t,$(BENCHES),$(eval $(call bin_rule,$(t),$(BUILD)/bench)))
-$(foreach t,$(FUZZERS),$(eval $(call bin_rule,$(t),$(BUILD)/fuzz)))
+$(foreach t,$(FUZZERS),$(eval $(call fuzz_rule,$(t),$(BUILD)/fuzz)))
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -95,8 +111,9 @@ BENCH_BINS := $(addprefix $(BUILD)/bench/,$(BENCHES))
 FUZZ_BINS := $(addprefix $(BUILD)/fuzz/,$(FUZZERS))
 SHELL_TESTS := $(sort $(wildcard tests/integration/*.t))
 
-.PHONY: all check test deps run demo bench fuzz clean
+.PHONY: all check test deps run demo bench fuzz fuzzers clean
 all: $(PROG_BINS) $(TEST_BINS) $(BENCH_BINS) $(FUZZ_BINS)
+fuzzers: $(FUZZ_BINS)
 
 # Tests find the binaries and the tree through these.
 export SPTSM_TOP := $(TOP)
@@ -125,6 +142,7 @@ bench: deps all
 
 fuzz: deps
 	@sh tests/fuzz/run.sh
+
 
 clean:
 	rm -rf build

@@ -341,6 +341,8 @@ audit_verify_file(const char *path, audit_verify_fn vf, void *ctx,
 	size_t cap = 0, macl;
 	ssize_t len;
 	uint64_t lineno = 0, seq = 0;
+	struct stat st;
+	off_t done = 0;
 	FILE *f;
 	int rc = 0;
 
@@ -348,7 +350,14 @@ audit_verify_file(const char *path, audit_verify_fn vf, void *ctx,
 	f = fopen(path, "r");
 	if (f == NULL)
 		return errno == ENOENT ? ERR_NOTFOUND : ERR_IO;
-	while ((len = getline(&line, &cap, f)) > 0) {
+	/* Verify what is there now: writers may append while we read (the
+	 * verification itself is audited). */
+	if (fstat(fileno(f), &st) != 0) {
+		fclose(f);
+		return ERR_IO;
+	}
+	while (done < st.st_size && (len = getline(&line, &cap, f)) > 0) {
+		done += len;
 		json_t *o;
 		json_int_t s;
 		const char *ph;

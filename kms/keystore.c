@@ -9,7 +9,12 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ecdsa.h>
 #include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <openssl/sha.h>
 
 #include "kms/keystore.h"
 
@@ -200,6 +205,7 @@ meta_to_json(const struct ks_key *k)
 	json_object_set_new(o, "class", json_string(ks_class_name(k->cls)));
 	json_object_set_new(o, "alg", json_string(kms_alg_name(k->alg)));
 	json_object_set_new(o, "current", json_integer(k->current));
+	json_object_set_new(o, "rev", json_integer((json_int_t)k->rev));
 	for (i = 0; i < k->nvers; i++) {
 		const struct ks_version *v = &k->vers[i];
 		json_t *jv = json_object();
@@ -213,6 +219,9 @@ meta_to_json(const struct ks_key *k)
 		if (v->destroy_after)
 			json_object_set_new(jv, "destroyAfter",
 			    json_integer(v->destroy_after));
+		if (v->prev_state)
+			json_object_set_new(jv, "prevState",
+			    json_string(kms_state_name(v->prev_state)));
 		if (v->reason[0])
 			json_object_set_new(jv, "reason", json_string(v->reason));
 		json_array_append_new(vs, jv);
@@ -227,7 +236,7 @@ meta_from_json(const uint8_t *p, size_t n, struct ks_key *k)
 	json_error_t je;
 	json_t *o, *vs, *jv;
 	const char *label = NULL, *cls = NULL, *alg = NULL;
-	json_int_t cur = 0;
+	json_int_t cur = 0, rev = 0;
 	size_t i;
 	int rc = ERR_PARSE;
 
@@ -235,14 +244,16 @@ meta_from_json(const uint8_t *p, size_t n, struct ks_key *k)
 	o = json_loadb((const char *)p, n, JSON_REJECT_DUPLICATES, &je);
 	if (o == NULL)
 		return ERR_PARSE;
-	if (json_unpack(o, "{s:s, s:s, s:s, s:I, s:o}", "label", &label, "class",
-	    &cls, "alg", &alg, "current", &cur, "versions", &vs) != 0 ||
+	if (json_unpack(o, "{s:s, s:s, s:s, s:I, s?I, s:o}", "label", &label,
+	    "class", &cls, "alg", &alg, "current", &cur, "rev", &rev, "versions",
+	    &vs) != 0 ||
 	    !json_is_array(vs) || strlen(label) >= sizeof(k->label))
 		goto out;
 	snprintf(k->label, sizeof(k->label), "%s", label);
 	k->cls = ks_class_parse(cls);
 	k->alg = kms_alg_parse(alg);
 	k->current = (uint32_t)cur;
+	k->rev = (uint64_t)rev;
 	if (k->cls == KS_NONE || k->alg == 0 || json_array_size(vs) > 10000)
 		goto out;
 	k->nvers = json_array_size(vs);
@@ -253,13 +264,15 @@ meta_from_json(const uint8_t *p, size_t n, struct ks_key *k)
 	}
 	json_array_foreach(vs, i, jv) {
 		struct ks_version *v = &k->vers[i];
-		const char *st = NULL, *kcv = "", *reason = NULL;
+		const char *st = NULL, *kcv = "", *reason = NULL, *prev = NULL;
 		json_int_t ver = 0, created = 0, changed = 0, da = 0;
 
-		if (json_unpack(jv, "{s:I, s:s, s?s, s?I, s?I, s?I, s?s}", "version",
-		    &ver, "state", &st, "kcv", &kcv, "created", &created, "changed",
-		    &changed, "destroyAfter", &da, "reason", &reason) != 0)
+		if (json_unpack(jv, "{s:I, s:s, s?s, s?I, s?I, s?I, s?s, s?s}",
+		    "version", &ver, "state", &st, "kcv", &kcv, "created", &created,
+		    "changed", &changed, "destroyAfter", &da, "reason", &reason,
+		    "prevState", &prev) != 0)
 			goto out;
+		v->prev_state = prev ? kms_state_parse(prev) : 0;
 		v->v = (uint32_t)ver;
 		v->state = kms_state_parse(st);
 		if (v->state == 0 || hex_decode(kcv, strlen(kcv), v->kcv,
@@ -282,22 +295,37 @@ out:
 	return rc;
 }
 
+/*
+ * Tokens may refuse to change a data object's value (SoftHSM2 does), so a
+ * save writes a new object with the next revision and then destroys the
+ * old one. A crash in between leaves two; ks_load keeps the newer.
+ */
 int
 ks_save(struct keystore *ks, struct ks_key *k)
 {
-	json_t *o = meta_to_json(k);
-	char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+	json_t *o;
+	char *s;
+	p11_obj nm = 0;
 	int rc;
 
+	k->rev++;
+	o = meta_to_json(k);
+	s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(o);
-	if (s == NULL)
+	if (s == NULL) {
+		k->rev--;
 		return ERR_NOMEM;
-	if (k->meta == 0)
-		rc = p11_data_create(ks->p, KS_APPLICATION, k->label, s, strlen(s),
-		    &k->meta);
-	else
-		rc = p11_set_bytes(ks->p, k->meta, CKA_VALUE, s, strlen(s));
+	}
+	rc = p11_data_create(ks->p, KS_APPLICATION, k->label, s, strlen(s), &nm);
 	free(s);
+	if (rc == 0) {
+		if (k->meta != 0 && p11_destroy(ks->p, k->meta) != 0)
+			log_msg(LOG_WARN, "event=keystore_old_metadata_kept label=%s",
+			    k->label);
+		k->meta = nm;
+	} else {
+		k->rev--;
+	}
 	if (rc != 0)
 		log_msg(LOG_ERR, "event=keystore_save_failed label=%s err=%s p11=\"%s\"",
 		    k->label, err_name(rc), p11_last_error());
@@ -370,9 +398,22 @@ ks_load(struct keystore *ks, struct p11 *p)
 			    (unsigned long)objs[i]);
 			continue;
 		}
-		if (ks_find(ks, k.label) != NULL) {
-			log_msg(LOG_ERR, "event=keystore_duplicate label=%s", k.label);
-			key_free(&k);
+		if ((slot = ks_find(ks, k.label)) != NULL) {
+			/* An interrupted save: keep the newer revision. */
+			struct ks_key *old = slot->rev > k.rev ? &k : slot;
+			p11_obj stale = old == &k ? objs[i] : slot->meta;
+
+			log_msg(LOG_WARN, "event=keystore_duplicate label=%s kept_rev=%llu",
+			    k.label, (unsigned long long)(old == &k ? slot->rev : k.rev));
+			if (p11_destroy(p, stale) != 0)
+				log_msg(LOG_WARN, "event=keystore_stale_not_destroyed");
+			if (old == slot) {
+				key_free(slot);
+				k.meta = objs[i];
+				*slot = k;
+			} else {
+				key_free(&k);
+			}
 			continue;
 		}
 		k.meta = objs[i];
@@ -791,12 +832,15 @@ ks_set_state(struct keystore *ks, struct ks_key *k, struct ks_version *ver,
 	int rc;
 
 	/* Cancelling a pending destruction returns to the state it came
-	 * from, recorded in `reason` as "from=STATE". */
-	if (ver->state == KMS_ST_PENDING_DESTRUCTION &&
-	    (state == KMS_ST_DEACTIVATED || state == KMS_ST_COMPROMISED)) {
-		;
+	 * from, and only to that one. */
+	if (ver->state == KMS_ST_PENDING_DESTRUCTION) {
+		if (state != ver->prev_state)
+			return ERR_WRONGSTATE;
+		ver->prev_state = 0;
 	} else if (!transition_ok(ver->state, state)) {
 		return ERR_WRONGSTATE;
+	} else if (state == KMS_ST_PENDING_DESTRUCTION) {
+		ver->prev_state = ver->state;
 	}
 	ver->state = state;
 	ver->changed = wall_seconds();
@@ -847,5 +891,191 @@ ks_set_current(struct keystore *ks, struct ks_key *k, uint32_t v)
 	k->current = v;
 	if ((rc = ks_save(ks, k)) != 0)
 		k->current = old;
+	return rc;
+}
+
+/* ---- backup and restore ---- */
+
+static const char backup_check_msg[] = "sptsm-backup-check";
+
+int
+ks_wrap_version(struct keystore *ks, struct ks_key *k, struct ks_version *v,
+    p11_obj kek, struct buf *wrapped, struct buf *pub, uint8_t check[8])
+{
+	uint8_t out[4096], mac[32];
+	size_t ol = sizeof(out);
+	unsigned bits;
+	p11_obj o, po;
+	int rc;
+
+	buf_reset(wrapped);
+	buf_reset(pub);
+	memset(check, 0, 8);
+	if ((rc = ks_object(ks, k, v, &o)) != 0)
+		return rc;
+	if ((rc = p11_wrap(ks->p, P11_WRAP_AES_KWP, kek, o, out, &ol)) != 0)
+		return rc;
+	if ((rc = buf_put(wrapped, out, ol)) != 0)
+		return rc;
+	if (k->alg == KMS_ALG_HMAC) {
+		if ((rc = p11_hmac_sha256(ks->p, o, (const uint8_t *)backup_check_msg,
+		    sizeof(backup_check_msg) - 1, mac)) != 0)
+			return rc;
+		memcpy(check, mac, 8);
+	}
+	if (is_pair(k->cls)) {
+		if ((rc = ks_public(ks, k, v, &po)) != 0 ||
+		    (rc = p11_ec_public(ks->p, po, &bits, pub)) != 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* The restored EC pair signs, and the signature checks out under the
+ * backed-up public key, in software. */
+static int
+ec_pair_check(struct keystore *ks, p11_obj priv, unsigned bits,
+    const uint8_t *pub, size_t pl)
+{
+	uint8_t sig[132], dig[48];
+	size_t sl = sizeof(sig), half;
+	EVP_PKEY *pk = NULL;
+	EVP_PKEY_CTX *pc = NULL;
+	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+	OSSL_PARAM *params = NULL;
+	ECDSA_SIG *es = NULL;
+	unsigned char *der = NULL;
+	int dl, rc = ERR_KCV;
+
+	if (bld == NULL ||
+	    p11_ecdsa_sign(ks->p, priv, bits, (const uint8_t *)backup_check_msg,
+	    sizeof(backup_check_msg) - 1, sig, &sl) != 0)
+		goto out;
+	half = sl / 2;
+	OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
+	    bits == 256 ? "prime256v1" : "secp384r1", 0);
+	OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pub, pl);
+	params = OSSL_PARAM_BLD_to_param(bld);
+	pc = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+	if (pc == NULL || EVP_PKEY_fromdata_init(pc) != 1 ||
+	    EVP_PKEY_fromdata(pc, &pk, EVP_PKEY_PUBLIC_KEY, params) != 1)
+		goto out;
+	EVP_PKEY_CTX_free(pc);
+	pc = EVP_PKEY_CTX_new(pk, NULL);
+	es = ECDSA_SIG_new();
+	if (es == NULL || ECDSA_SIG_set0(es, BN_bin2bn(sig, (int)half, NULL),
+	    BN_bin2bn(sig + half, (int)half, NULL)) != 1)
+		goto out;
+	dl = i2d_ECDSA_SIG(es, &der);
+	if (bits == 256)
+		SHA256((const uint8_t *)backup_check_msg,
+		    sizeof(backup_check_msg) - 1, dig);
+	else
+		SHA384((const uint8_t *)backup_check_msg,
+		    sizeof(backup_check_msg) - 1, dig);
+	if (dl > 0 && pc != NULL && EVP_PKEY_verify_init(pc) == 1 &&
+	    EVP_PKEY_verify(pc, der, (size_t)dl, dig, bits / 8) == 1)
+		rc = 0;
+out:
+	OPENSSL_free(der);
+	ECDSA_SIG_free(es);
+	EVP_PKEY_free(pk);
+	EVP_PKEY_CTX_free(pc);
+	OSSL_PARAM_free(params);
+	OSSL_PARAM_BLD_free(bld);
+	return rc;
+}
+
+int
+ks_unwrap_version(struct keystore *ks, const char *label, int cls, int alg,
+    const struct ks_version *meta, p11_obj kek, const uint8_t *w, size_t wl,
+    const uint8_t *pub, size_t pl, const uint8_t check[8])
+{
+	const struct class_spec *cs = spec_of(cls);
+	struct p11_keyspec s, ps;
+	struct ks_version tmp;
+	uint8_t id[4], mac[32];
+	p11_obj o = 0, po = 0;
+	int rc;
+
+	if (cs == NULL || !alg_fits(cls, alg) || !ks_class_backup_eligible(cls))
+		return ERR_KEYCLASS;
+	if (ks_find(ks, label) != NULL) {
+		struct ks_version *ex;
+
+		if (ks_version(ks_find(ks, label), meta->v, &ex) == 0)
+			return ERR_EXISTS;
+	}
+	ver_id(meta->v, id);
+	spec_for(&s, label, id, cls, cs->usage);
+	spec_trusted(ks, &s);
+	memset(&tmp, 0, sizeof(tmp));
+	switch (alg) {
+	case KMS_ALG_AES128:
+	case KMS_ALG_AES192:
+	case KMS_ALG_AES256:
+		s.usage |= P11_ENCRYPT;	/* for the KCV check, removed below */
+		if ((rc = p11_unwrap(ks->p, P11_WRAP_AES_KWP, kek, w, wl, CKK_AES,
+		    kms_alg_keylen(alg), &s, &o)) != 0 ||
+		    (rc = kcv_then_restrict(ks, o, cs->usage, &tmp)) != 0)
+			goto fail;
+		if (meta->kcvlen != 3 || !ct_equal(tmp.kcv, meta->kcv, 3)) {
+			rc = ERR_KCV;
+			goto fail;
+		}
+		break;
+	case KMS_ALG_HMAC:
+		if ((rc = p11_unwrap(ks->p, P11_WRAP_AES_KWP, kek, w, wl,
+		    CKK_GENERIC_SECRET, 0, &s, &o)) != 0 ||
+		    (rc = p11_hmac_sha256(ks->p, o, (const uint8_t *)backup_check_msg,
+		    sizeof(backup_check_msg) - 1, mac)) != 0)
+			goto fail;
+		if (!ct_equal(mac, check, 8)) {
+			rc = ERR_KCV;
+			goto fail;
+		}
+		break;
+	case KMS_ALG_EC_P256:
+	case KMS_ALG_EC_P384:
+		spec_for(&ps, label, id, cls, cs->pub_usage);
+		ps.extractable = 0;
+		if ((rc = p11_unwrap_private(ks->p, P11_WRAP_AES_KWP, kek, w, wl,
+		    CKK_EC, &s, &o)) != 0 ||
+		    (rc = p11_ec_public_create(ks->p, alg == KMS_ALG_EC_P256 ? 256 :
+		    384, pub, pl, &ps, &po)) != 0)
+			goto fail;
+		if ((rc = ec_pair_check(ks, o, alg == KMS_ALG_EC_P256 ? 256 : 384,
+		    pub, pl)) != 0)
+			goto fail;
+		break;
+	default:
+		return ERR_NOTSUP;
+	}
+	if ((rc = ks_record(ks, label, cls, alg, meta->v, meta->state, meta->kcv,
+	    meta->kcvlen)) != 0)
+		goto fail;
+	{
+		struct ks_key *k = ks_find(ks, label);
+		struct ks_version *v;
+
+		if (k != NULL && ks_version(k, meta->v, &v) == 0) {
+			v->created = meta->created;
+			v->changed = meta->changed;
+			v->prev_state = meta->prev_state;
+			v->destroy_after = meta->destroy_after;
+			memcpy(v->reason, meta->reason, sizeof(v->reason));
+			v->obj = o;
+			v->pub = po;
+			if (meta->state == KMS_ST_ACTIVE && meta->v >= k->current)
+				k->current = meta->v;
+			rc = ks_save(ks, k);
+		}
+	}
+	return rc;
+fail:
+	if (o != 0 && p11_destroy(ks->p, o) != 0)
+		log_msg(LOG_WARN, "event=restore_cleanup_failed label=%s", label);
+	if (po != 0 && p11_destroy(ks->p, po) != 0)
+		log_msg(LOG_WARN, "event=restore_cleanup_failed label=%s", label);
 	return rc;
 }

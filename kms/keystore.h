@@ -45,6 +45,7 @@ struct ks_version {
 	int64_t  created;
 	int64_t  changed;
 	int64_t  destroy_after;		/* PENDING_DESTRUCTION deadline */
+	int      prev_state;		/* state before PENDING_DESTRUCTION */
 	char     reason[128];
 	p11_obj  obj;			/* secret or private key; 0 = unknown */
 	p11_obj  pub;			/* public key of a pair */
@@ -58,6 +59,7 @@ struct ks_key {
 	struct ks_version *vers;
 	size_t             nvers;
 	p11_obj            meta;	/* the CKO_DATA object */
+	uint64_t           rev;		/* metadata revision */
 };
 
 struct keystore {
@@ -110,6 +112,24 @@ int  ks_destroy_version(struct keystore *ks, struct ks_key *k,
 /* Makes `v` the version for new work. */
 int  ks_set_current(struct keystore *ks, struct ks_key *k, uint32_t v) WUR;
 int  ks_save(struct keystore *ks, struct ks_key *k) WUR;
+
+/* ---- backup and restore (kmsctl) ---- */
+
+/* Wraps a version's key under kek with AES-KWP (private key for a pair).
+ * pub gets the EC point of a pair (else empty); check gets 8 bytes that
+ * prove the key's value at restore where no KCV exists (HMAC keys:
+ * HMAC(K, "sptsm-backup-check")). */
+int  ks_wrap_version(struct keystore *ks, struct ks_key *k,
+	    struct ks_version *v, p11_obj kek, struct buf *wrapped,
+	    struct buf *pub, uint8_t check[8]) WUR;
+/* Recreates the key object(s) of (label, version) from a backup and
+ * records the metadata `meta` (state, KCV, dates, reason). The restored
+ * value is proven equal by KCV (AES), check (HMAC) or a signature that
+ * verifies under the backed-up public key (EC). ERR_KCV when it differs. */
+int  ks_unwrap_version(struct keystore *ks, const char *label, int cls,
+	    int alg, const struct ks_version *meta, p11_obj kek,
+	    const uint8_t *w, size_t wl, const uint8_t *pub, size_t pl,
+	    const uint8_t check[8]) WUR;
 
 /* Which operation kinds a state allows (SP 800-57: a deactivated key may
  * still unwrap, verify and decrypt; nothing else). */

@@ -12,7 +12,7 @@
 
 LIBS += base
 base_SRCS := kms/base.c kms/secmem.c kms/util.c
-base_SRCS += kms/proto.c kms/audit.c kms/kdf.c
+base_SRCS += kms/proto.c kms/audit.c kms/kdf.c kms/shamir.c
 
 # the client library tsmd links (no PKCS#11)
 LIBS += kmsclient
@@ -29,3 +29,7 @@ kmsdcore_SRCS := kms/kmsd.c kms/kmsd_ops.c kms/keyset.c
 PROGS += kmsd
 kmsd_SRCS := kms/kmsd_main.c
 kmsd_LIBS := kmsdcore kmscore policy p11 base
+
+PROGS += kmsctl
+kmsctl_SRCS := kms/kmsctl.c kms/backup.c
+kmsctl_LIBS := kmscore kmsclient p11 base

@@ -40,6 +40,7 @@ struct conn {
 	int            closing;		/* close after the output drains */
 	uint32_t       events;		/* epoll events armed */
 	int            dirty;		/* on the flush list */
+	int            audit_verified;	/* audit-key verification audited */
 	struct buf     in;
 	struct buf     out;
 	struct handle *h;		/* slots */

@@ -10,6 +10,7 @@
 
 #include "kms/kdf.h"
 #include "kms/kmsd.h"
+#include "kms/shamir.h"
 
 #define ROLES_ALL ((1u << ROLE_TSM) | (1u << ROLE_CUSTODIAN) | (1u << ROLE_AUDITOR))
 #define R_TSM (1u << ROLE_TSM)
@@ -1001,6 +1002,13 @@ hmac_op(struct req *rq, int verify)
 		snprintf(rq->msg, sizeof(rq->msg), "%s needs a MAC key", op);
 		return ERR_KEYCLASS;
 	}
+	/* Verifying the audit log line by line would add a record per line;
+	 * one per connection says who verified. */
+	if (k->cls == KS_AUDIT) {
+		if (rq->c->audit_verified)
+			rq->skip_audit = 1;
+		rq->c->audit_verified = 1;
+	}
 	if (verify) {
 		TOKEN_OP(rq, k, v, o, rc, p11_hmac_sha256_verify(rq->d->p, o, d, n,
 		    mac));
@@ -1072,6 +1080,159 @@ op_reload(struct req *rq)
 	return rc;
 }
 
+/* ---- quorum unseal ---- */
+
+#define PIN_RAW 32
+#define UNSEAL_STALE_MS (15u * 60u * 1000u)
+
+struct unseal {
+	uint8_t  set[8];
+	uint8_t  threshold;
+	uint8_t  have;
+	uint8_t  check[8];
+	uint8_t  xs[SHAMIR_MAX];
+	uint8_t *shares;	/* secmem: SHAMIR_MAX x PIN_RAW */
+	uint64_t started_ms;
+};
+
+static void
+unseal_reset(struct kmsd *d)
+{
+	struct unseal *u = d->unseal;
+
+	if (u == NULL)
+		return;
+	secmem_free(u->shares, SHAMIR_MAX * PIN_RAW);
+	wipe(u, sizeof(*u));
+	free(u);
+	d->unseal = NULL;
+}
+
+/*
+ * One custodian's share: str set (16 hex), str token serial, u8 threshold,
+ * u8 x, lv16 share (32 bytes), bytes(8) PIN verifier. When the threshold
+ * is reached the PIN is rebuilt in locked memory, checked against the
+ * verifier, used to log in, and wiped with every share.
+ */
+static int
+op_unseal(struct req *rq)
+{
+	struct kmsd *d = rq->d;
+	struct unseal *u;
+	char sethex[32], serial[40], pinhex[2 * PIN_RAW + 1];
+	const uint8_t *share, *check;
+	uint8_t thr, x, set[8], chk[8], *pin = NULL;
+	const uint8_t *ptrs[SHAMIR_MAX];
+	size_t sl, n;
+	int rc, i;
+
+	if ((rc = rd_str(&rq->body, sethex, sizeof(sethex))) != 0 ||
+	    (rc = rd_str(&rq->body, serial, sizeof(serial))) != 0 ||
+	    (rc = rd_u8(&rq->body, &thr)) != 0 ||
+	    (rc = rd_u8(&rq->body, &x)) != 0 ||
+	    (rc = rd_lv16(&rq->body, &share, &sl)) != 0 ||
+	    (rc = rd_bytes(&rq->body, 8, &check)) != 0)
+		return bad_request(rq, rc, "set, serial, threshold, index, share, check");
+	if ((rc = end_of_body(rq)) != 0)
+		return rc;
+	snprintf(rq->key, sizeof(rq->key), "share x=%u set=%s", x, sethex);
+	if ((rc = authorize(rq, "unseal", KS_NONE, NULL, 0)) != 0)
+		return rc;
+	if (!d->sealed) {
+		snprintf(rq->msg, sizeof(rq->msg), "kmsd is already unsealed");
+		return ERR_WRONGSTATE;
+	}
+	if (hex_decode(sethex, strlen(sethex), set, sizeof(set), &n) != 0 ||
+	    n != 8 || sl != PIN_RAW || x == 0 || thr == 0 || thr > SHAMIR_MAX) {
+		snprintf(rq->msg, sizeof(rq->msg), "malformed share");
+		return ERR_INVAL;
+	}
+	if (strcmp(serial, p11_token_serial(d->p)) != 0) {
+		snprintf(rq->msg, sizeof(rq->msg), "share is for token %s, kmsd "
+		    "holds token %s", serial, p11_token_serial(d->p));
+		return ERR_AUTH;
+	}
+	u = d->unseal;
+	if (u != NULL && now_ms() - u->started_ms > UNSEAL_STALE_MS) {
+		unseal_reset(d);	/* a half-finished quorum goes stale */
+		u = NULL;
+	}
+	if (u != NULL && (memcmp(u->set, set, 8) != 0 || u->threshold != thr ||
+	    !ct_equal(u->check, check, 8))) {
+		snprintf(rq->msg, sizeof(rq->msg), "share belongs to another share "
+		    "set than the ones already given");
+		return ERR_AUTH;
+	}
+	if (u == NULL) {
+		u = calloc(1, sizeof(*u));
+		if (u == NULL || (u->shares = secmem_alloc(SHAMIR_MAX *
+		    PIN_RAW)) == NULL) {
+			free(u);
+			return ERR_NOMEM;
+		}
+		memcpy(u->set, set, 8);
+		memcpy(u->check, check, 8);
+		u->threshold = thr;
+		u->started_ms = now_ms();
+		d->unseal = u;
+	}
+	for (i = 0; i < u->have; i++) {
+		if (u->xs[i] == x) {
+			snprintf(rq->msg, sizeof(rq->msg), "share %u was already given",
+			    x);
+			return ERR_EXISTS;
+		}
+	}
+	u->xs[u->have] = x;
+	memcpy(u->shares + (size_t)u->have * PIN_RAW, share, PIN_RAW);
+	u->have++;
+	if (u->have < u->threshold) {
+		log_msg(LOG_INFO, "event=unseal_progress have=%u need=%u", u->have,
+		    u->threshold);
+		goto reply;
+	}
+	/* Quorum: rebuild, check, log in, wipe. */
+	pin = secmem_alloc(PIN_RAW);
+	if (pin == NULL) {
+		unseal_reset(d);
+		return ERR_NOMEM;
+	}
+	for (i = 0; i < u->have; i++)
+		ptrs[i] = u->shares + (size_t)i * PIN_RAW;
+	rc = shamir_combine(u->xs, ptrs, u->have, PIN_RAW, pin);
+	if (rc == 0) {
+		shamir_pin_check(u->set, pin, PIN_RAW, chk);
+		if (!ct_equal(chk, u->check, 8)) {
+			snprintf(rq->msg, sizeof(rq->msg), "the shares do not rebuild "
+			    "the PIN (a share is damaged or from another set); start "
+			    "again");
+			rc = ERR_AUTH;
+		}
+	}
+	if (rc == 0) {
+		hex_encode(pin, PIN_RAW, pinhex);
+		rc = kmsd_login(d, pinhex, 2 * PIN_RAW);
+		wipe(pinhex, sizeof(pinhex));
+		if (rc != 0)
+			snprintf(rq->msg, sizeof(rq->msg), "token login failed: %s",
+			    p11_last_error());
+	}
+	secmem_free(pin, PIN_RAW);
+	thr = u->threshold;
+	unseal_reset(d);
+	if (rc != 0)
+		return rc;
+	log_msg(LOG_INFO, "event=unsealed");
+	return buf_put_u8(rq->reply, thr) || buf_put_u8(rq->reply, thr) ||
+	    buf_put_u8(rq->reply, 0) ? ERR_NOMEM : 0;
+reply:
+	if ((rc = buf_put_u8(rq->reply, u->have)) != 0 ||
+	    (rc = buf_put_u8(rq->reply, u->threshold)) != 0 ||
+	    (rc = buf_put_u8(rq->reply, 1)) != 0)
+		return rc;
+	return 0;
+}
+
 /* ---- the table ---- */
 
 static const struct op_row ops[] = {
@@ -1102,6 +1263,7 @@ static const struct op_row ops[] = {
 	    AUDIT_EACH, 0 },
 	{ KMS_OP_KEY_LIST, "key.list", op_key_list, R_CUS | R_AUD, AUDIT_EACH, 0 },
 	{ KMS_OP_RELOAD, "reload", op_reload, R_CUS, AUDIT_DURABLE, 0 },
+	{ KMS_OP_UNSEAL, "unseal", op_unseal, R_CUS, AUDIT_DURABLE, 1 },
 };
 
 const struct op_row *
@@ -1117,7 +1279,7 @@ kmsd_op_find(uint16_t type)
 
 /* Operation names the policy may use: every table row, plus those served
  * by the ceremonies (kmsctl) that policy files already mention. */
-static const char *op_names[ARRAY_LEN(ops) + 3];
+static const char *op_names[ARRAY_LEN(ops) + 2];
 
 const char *const *
 kmsd_op_names(void)
@@ -1127,7 +1289,6 @@ kmsd_op_names(void)
 	if (op_names[0] == NULL) {
 		for (i = 0; i < ARRAY_LEN(ops); i++)
 			op_names[i] = ops[i].name;
-		op_names[i++] = "unseal";
 		op_names[i++] = "key.state";
 		op_names[i] = NULL;
 	}

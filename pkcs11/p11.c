@@ -370,7 +370,7 @@ open_common(struct p11 **out, const char *module, const char *token_uri,
 	if ((rc = load_module(p, module)) != 0)
 		goto out;
 	if ((rc = select_slot(p, uri, want_init)) != 0) {
-		log_msg(LOG_ERR, "event=p11_no_token uri=\"%s\" initialized=%d",
+		log_msg(LOG_INFO, "event=p11_no_token uri=\"%s\" initialized=%d",
 		    token_uri ? token_uri : "pkcs11:", want_init);
 		goto out;
 	}

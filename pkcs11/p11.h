@@ -205,6 +205,15 @@ int  p11_unwrap(struct p11 *p, int mech, p11_obj kek, const uint8_t *in,
 	    size_t n, CK_KEY_TYPE kt, size_t keylen, const struct p11_keyspec *s,
 	    p11_obj *out) WUR;
 
+/* Unwraps a private key (PKCS#8 inside, e.g. AES-KWP) of type kt
+ * (CKK_EC, CKK_RSA) with the spec's attributes. */
+int  p11_unwrap_private(struct p11 *p, int mech, p11_obj kek,
+	    const uint8_t *in, size_t n, CK_KEY_TYPE kt,
+	    const struct p11_keyspec *s, p11_obj *out) WUR;
+/* An EC public key object from an uncompressed point on P-256/P-384. */
+int  p11_ec_public_create(struct p11 *p, unsigned bits, const uint8_t *point,
+	    size_t n, const struct p11_keyspec *s, p11_obj *out) WUR;
+
 /* ECDSA: the digest (SHA-256 for P-256, SHA-384 for P-384: `bits`) is
  * computed in software and signed in the token; sig gets raw r||s
  * (*siglen: capacity in, length out). */

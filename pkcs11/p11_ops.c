@@ -449,6 +449,64 @@ p11_unwrap(struct p11 *p, int mech, p11_obj kek, const uint8_t *in, size_t n,
 }
 
 int
+p11_unwrap_private(struct p11 *p, int mech, p11_obj kek, const uint8_t *in,
+    size_t n, CK_KEY_TYPE kt, const struct p11_keyspec *s, p11_obj *out)
+{
+	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+	CK_MECHANISM m;
+	CK_RSA_PKCS_OAEP_PARAMS oaep;
+	uint8_t iv[16];
+	struct tmpl t = { .n = 0 };
+	CK_SESSION_HANDLE h;
+	CK_RV rv;
+	int rc;
+
+	if ((rc = wrap_mech(mech, &m, iv, &oaep)) != 0)
+		return rc;
+	t_add(&t, CKA_CLASS, &cls, sizeof(cls));
+	t_add(&t, CKA_KEY_TYPE, &kt, sizeof(kt));
+	t_sensitive(&t, s);
+	P11_RETRY(p, h, rv, rv = p->f->C_UnwrapKey(h, &m, kek,
+	    (CK_BYTE *)(uintptr_t)in, n, t.a, t.n, out));
+	if (rv != CKR_OK)
+		return p11_fail("C_UnwrapKey", rv);
+	return 0;
+}
+
+int
+p11_ec_public_create(struct p11 *p, unsigned bits, const uint8_t *point,
+    size_t n, const struct p11_keyspec *s, p11_obj *out)
+{
+	CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
+	CK_KEY_TYPE kt = CKK_EC;
+	uint8_t der[2 + 133];
+	struct tmpl t = { .n = 0 };
+	CK_SESSION_HANDLE h;
+	CK_RV rv;
+
+	if (n > 133 || n < 3 || point[0] != 0x04)
+		return ERR_INVAL;
+	/* CKA_EC_POINT is the DER OCTET STRING around the point. */
+	der[0] = 0x04;
+	der[1] = (uint8_t)n;
+	memcpy(der + 2, point, n);
+	t_add(&t, CKA_CLASS, &cls, sizeof(cls));
+	t_add(&t, CKA_KEY_TYPE, &kt, sizeof(kt));
+	if (bits == 256)
+		t_add(&t, CKA_EC_PARAMS, oid_p256, sizeof(oid_p256));
+	else if (bits == 384)
+		t_add(&t, CKA_EC_PARAMS, oid_p384, sizeof(oid_p384));
+	else
+		return ERR_INVAL;
+	t_add(&t, CKA_EC_POINT, der, n + 2);
+	t_public(&t, s);
+	P11_RETRY(p, h, rv, rv = p->f->C_CreateObject(h, t.a, t.n, out));
+	if (rv != CKR_OK)
+		return p11_fail("C_CreateObject", rv);
+	return 0;
+}
+
+int
 p11_derive_ecb(struct p11 *p, p11_obj master, const uint8_t *data, size_t n,
     const struct p11_keyspec *s, p11_obj *out)
 {
