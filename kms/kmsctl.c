@@ -60,13 +60,15 @@ ctl_prompt(const char *question, int secret, char *out, size_t cap)
 	tty = fopen("/dev/tty", "r+");
 	if (tty == NULL)
 		return ERR_IO;
-	fprintf(tty, "%s", question);
-	fflush(tty);
+	/* Echo goes off before the prompt shows: typing ahead of it must not
+	 * reach the screen either. */
 	if (secret && tcgetattr(fileno(tty), &old) == 0) {
 		quiet = old;
 		quiet.c_lflag &= ~(tcflag_t)ECHO;
 		restore = tcsetattr(fileno(tty), TCSAFLUSH, &quiet) == 0;
 	}
+	fprintf(tty, "%s", question);
+	fflush(tty);
 	if (fgets(out, (int)cap, tty) == NULL)
 		out[0] = '\0';
 	if (restore) {

@@ -26,3 +26,11 @@ token_attrs_test_LIBS := kmsenv kmscore kmsclient p11 base
 BENCHES += kms_bench
 kms_bench_SRCS := tests/bench/kms_bench.c
 kms_bench_LIBS := kmsenv kmscore kmsclient p11 base
+
+TESTS += lifecycle_test
+lifecycle_test_SRCS := tests/integration/lifecycle_test.c
+lifecycle_test_LIBS := kmsenv kmscore kmsclient p11 base
+
+TESTS += kmsctl_pty_test
+kmsctl_pty_test_SRCS := tests/integration/kmsctl_pty_test.c
+kmsctl_pty_test_LIBS := base
