@@ -7,7 +7,7 @@ set -eu
 PKGS="gcc make pkg-config perl ca-certificates openssl
 libssl-dev libp11-kit-dev p11-kit softhsm2 opensc
 libjansson-dev libcurl4-openssl-dev libmicrohttpd-dev liblmdb-dev lmdb-utils
-libgfshare-dev"
+libgfshare-dev libgnutls28-dev"
 
 missing=""
 for p in $PKGS; do

@@ -1,0 +1,131 @@
+/*
+ * kmsconn.c - one kmsd client per tsmd worker thread (thread-local, connected
+ * lazily, closed when the thread exits) and the cached kmsd health that
+ * /healthz and /metrics report. Runs in tsmd; trusts kmsd.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tsm/http/http_int.h"
+
+#define RETRY_MS  1000		/* between failed connects, per thread */
+#define HEALTH_MS 1000		/* cache lifetime of the kmsd state */
+
+static char sock_path[108];
+static pthread_key_t tl_key;
+static pthread_once_t tl_once = PTHREAD_ONCE_INIT;
+static __thread struct kms_client *tl_client;
+static __thread uint64_t tl_retry_ms;
+
+static pthread_mutex_t health_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t health_at_ms;	/* 0: never checked */
+static int health_state = ERR_IO;
+
+static void
+tl_destroy(void *p)
+{
+	kms_close(p);
+}
+
+static void
+tl_init(void)
+{
+	(void)pthread_key_create(&tl_key, tl_destroy);
+}
+
+int
+tsm_kms_init(const char *path)
+{
+	if (path == NULL || strlen(path) >= sizeof(sock_path))
+		return ERR_INVAL;
+	strcpy(sock_path, path);
+	pthread_once(&tl_once, tl_init);
+	return 0;
+}
+
+struct kms_client *
+tsm_kms(void)
+{
+	uint64_t t0, now;
+	int rc;
+
+	if (tl_client != NULL)
+		return tl_client;
+	if (sock_path[0] == '\0')
+		return NULL;
+	now = now_ms();
+	if (tl_retry_ms != 0 && now < tl_retry_ms)
+		return NULL;
+	t0 = now_us();
+	rc = kms_connect(&tl_client, sock_path, "tsmd");
+	tsm_kms_observe(KMS_OP_HELLO, (double)(now_us() - t0) / 1e6, rc);
+	if (rc != 0) {
+		tl_client = NULL;
+		tl_retry_ms = now + RETRY_MS;
+		log_msg(LOG_DEBUG, "event=kms_connect_failed path=%s err=%s",
+		    sock_path, err_name(rc));
+		return NULL;
+	}
+	tl_retry_ms = 0;
+	/* The key's destructor closes it when the worker thread ends. */
+	(void)pthread_setspecific(tl_key, tl_client);
+	return tl_client;
+}
+
+/* Closes the calling thread's client (the main thread at exit). */
+void
+tsm_kms_cleanup(void)
+{
+	if (tl_client != NULL) {
+		(void)pthread_setspecific(tl_key, NULL);
+		kms_close(tl_client);
+		tl_client = NULL;
+	}
+}
+
+static int
+health_probe(void)
+{
+	struct kms_client *c = tsm_kms();
+	struct kms_status st;
+	uint64_t t0;
+	int rc;
+
+	if (c == NULL)
+		return ERR_IO;
+	t0 = now_us();
+	rc = kms_status(c, &st);
+	tsm_kms_observe(KMS_OP_STATUS, (double)(now_us() - t0) / 1e6, rc);
+	if (rc == ERR_SEALED || (rc == 0 && st.sealed))
+		return ERR_SEALED;
+	return rc == 0 ? 0 : ERR_IO;
+}
+
+int
+tsm_kms_health(void)
+{
+	uint64_t now = now_ms();
+	int st;
+
+	if (__atomic_load_n(&health_at_ms, __ATOMIC_ACQUIRE) != 0 &&
+	    now - __atomic_load_n(&health_at_ms, __ATOMIC_ACQUIRE) < HEALTH_MS)
+		return __atomic_load_n(&health_state, __ATOMIC_RELAXED);
+	/* One thread refreshes; the others answer with the last state - or,
+	 * before the first probe finished, wait for it. */
+	if (pthread_mutex_trylock(&health_lock) != 0) {
+		if (__atomic_load_n(&health_at_ms, __ATOMIC_ACQUIRE) != 0)
+			return __atomic_load_n(&health_state, __ATOMIC_RELAXED);
+		pthread_mutex_lock(&health_lock);
+		if (__atomic_load_n(&health_at_ms, __ATOMIC_ACQUIRE) != 0) {
+			st = __atomic_load_n(&health_state, __ATOMIC_RELAXED);
+			pthread_mutex_unlock(&health_lock);
+			return st;
+		}
+	}
+	st = health_probe();
+	__atomic_store_n(&health_state, st, __ATOMIC_RELAXED);
+	__atomic_store_n(&health_at_ms, now_ms(), __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&health_lock);
+	return st;
+}

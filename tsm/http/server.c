@@ -1,0 +1,1049 @@
+/*
+ * server.c - tsmd's HTTPS server on libmicrohttpd: TLS setup, the request
+ * life cycle (route, authenticate, bound the body, parse JSON, verify the
+ * peer signature, call the handler, sign and send the answer), per-request
+ * logging and metrics, reload and draining stop. Runs in tsmd on MHD's
+ * worker threads; everything a client sends is checked here first.
+ */
+#include <netdb.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gnutls/gnutls.h>
+#include <microhttpd.h>
+#include <openssl/rand.h>
+
+#include "tsm/http/http_int.h"
+
+#define CONN_MEMORY      (64u * 1024u)	/* headers and MHD buffers */
+#define DISCARD_MAX      (16u * 1024u * 1024u)
+#define CERT_RECHECK_MS  300000		/* re-verify a connection's cert */
+#define RESP_HEADERS_MAX 16
+
+struct conn_ctx {
+	int                     cert_state;	/* CERT_* */
+	uint64_t                checked_ms;
+	struct http_client_cert cert;
+};
+enum { CERT_UNKNOWN = 0, CERT_OK, CERT_NONE, CERT_BAD };
+
+struct http_server {
+	struct MHD_Daemon  *d;
+	struct http_router *router;
+	struct http_apikeys *keys;
+	struct http_tls     tls;
+	pthread_mutex_t     cfg_lock;
+	struct tsm_config  *cfg;
+	uint16_t            port;
+	uint32_t            rid_prefix;
+	uint64_t            rid_next;
+};
+
+struct http_resp {
+	int      status;
+	int      sei;			/* SEI-TSM error shape */
+	json_t  *json;
+	char     ctype[64];
+	struct buf body;
+	size_t   nh;
+	char    *hname[RESP_HEADERS_MAX];
+	char    *hvalue[RESP_HEADERS_MAX];
+};
+
+struct http_req {
+	struct http_server        *srv;
+	struct MHD_Connection     *conn;
+	struct conn_ctx           *cc;
+	struct tsm_config         *cfg;
+	const char                *method;
+	const char                *path;
+	char                       id[40];
+	int                        match;
+	struct http_match          m;
+	const struct http_route   *rt;
+	uint64_t                   t0, deadline;
+	struct buf                 body;
+	size_t                     discarded;
+	size_t                     bytes_in;
+	int                        too_big;
+	json_t                    *json;
+	int                        has_ident;
+	struct http_identity       ident;
+	const struct http_client_cert *cert;
+	const struct tsm_peer     *peer;
+	struct http_sig            sig;
+	int                        queued;
+	const char                 *why;	/* short reason for the log */
+	struct http_resp           rs;
+};
+
+/* ---- small helpers ---- */
+
+/* Copies s for a log value: at most 128 characters, anything outside a
+ * safe set becomes '?'. */
+static void
+log_safe(const char *s, char *out, size_t cap)
+{
+	size_t i;
+
+	for (i = 0; s != NULL && s[i] != '\0' && i + 1 < cap && i < 128; i++) {
+		char c = s[i];
+
+		out[i] = ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || strchr("/._:-{}=,", c) != NULL) ?
+		    c : '?';
+	}
+	out[i] = '\0';
+}
+
+static int
+err_status(int rc)
+{
+	switch (rc) {
+	case ERR_INVAL: case ERR_PARSE: case ERR_TRUNC: case ERR_TRAILING:
+	case ERR_KCV:
+		return 400;
+	case ERR_AUTH: return 401;
+	case ERR_DENIED: return 403;
+	case ERR_NOTFOUND: case ERR_NOKEY: return 404;
+	case ERR_EXISTS: case ERR_WRONGSTATE: case ERR_KEYSTATE: return 409;
+	case ERR_TOOBIG: return 413;
+	case ERR_BUSY: case ERR_SEALED: case ERR_IO: case ERR_CLOSED:
+	case ERR_LIMIT:
+		return 503;
+	case ERR_TIMEOUT: return 504;
+	case ERR_NOTSUP: return 501;
+	}
+	return 500;
+}
+
+static const char *
+status_code_name(int st)
+{
+	switch (st) {
+	case 400: return "bad_request";
+	case 401: return "unauthorized";
+	case 403: return "forbidden";
+	case 404: return "not_found";
+	case 405: return "method_not_allowed";
+	case 408: return "request_timeout";
+	case 409: return "conflict";
+	case 413: return "payload_too_large";
+	case 501: return "not_implemented";
+	case 503: return "unavailable";
+	case 504: return "timeout";
+	}
+	return "internal_error";
+}
+
+static struct tsm_config *
+cfg_get(struct http_server *s)
+{
+	struct tsm_config *c;
+
+	pthread_mutex_lock(&s->cfg_lock);
+	c = tsm_config_ref(s->cfg);
+	pthread_mutex_unlock(&s->cfg_lock);
+	return c;
+}
+
+/* ---- response API ---- */
+
+static void
+resp_clear(struct http_resp *rs)
+{
+	size_t i;
+
+	json_decref(rs->json);
+	rs->json = NULL;
+	buf_free(&rs->body);
+	for (i = 0; i < rs->nh; i++) {
+		free(rs->hname[i]);
+		free(rs->hvalue[i]);
+	}
+	rs->nh = 0;
+	rs->ctype[0] = '\0';
+	rs->status = 0;
+}
+
+int
+http_resp_json(struct http_resp *rs, int status, json_t *body)
+{
+	if (body == NULL)
+		return ERR_NOMEM;
+	if (status < 100 || status > 599) {
+		json_decref(body);
+		return ERR_INVAL;
+	}
+	json_decref(rs->json);
+	buf_reset(&rs->body);
+	rs->json = body;
+	rs->status = status;
+	snprintf(rs->ctype, sizeof(rs->ctype), "application/json");
+	return 0;
+}
+
+int
+http_resp_body(struct http_resp *rs, int status, const char *ctype,
+    const void *p, size_t n)
+{
+	int rc;
+
+	if (status < 100 || status > 599 || ctype == NULL ||
+	    strlen(ctype) >= sizeof(rs->ctype) || strpbrk(ctype, "\r\n") != NULL)
+		return ERR_INVAL;
+	json_decref(rs->json);
+	rs->json = NULL;
+	buf_reset(&rs->body);
+	if ((rc = buf_put(&rs->body, p, n)) != 0)
+		return rc;
+	rs->status = status;
+	snprintf(rs->ctype, sizeof(rs->ctype), "%s", ctype);
+	return 0;
+}
+
+int
+http_resp_error(struct http_resp *rs, int status, const char *code,
+    const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (rs->sei)
+		return http_resp_json(rs, status, json_pack("{s:i, s:s, s:s}",
+		    "resultCode", 9999, "resultMessage", msg, "error", code));
+	return http_resp_json(rs, status, json_pack("{s:s, s:s}", "error", code,
+	    "message", msg));
+}
+
+static int
+header_ok(const char *s, int name)
+{
+	if (*s == '\0' && name)
+		return 0;
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c < 0x20 || c == 0x7f || (name && (c == ':' || c == ' ')))
+			return 0;
+	}
+	return 1;
+}
+
+int
+http_resp_header(struct http_resp *rs, const char *name, const char *value)
+{
+	if (rs->nh == RESP_HEADERS_MAX)
+		return ERR_LIMIT;
+	if (!header_ok(name, 1) || !header_ok(value, 0) || strlen(name) > 64 ||
+	    strlen(value) > 1024)
+		return ERR_INVAL;
+	rs->hname[rs->nh] = strdup(name);
+	rs->hvalue[rs->nh] = strdup(value);
+	if (rs->hname[rs->nh] == NULL || rs->hvalue[rs->nh] == NULL) {
+		free(rs->hname[rs->nh]);
+		free(rs->hvalue[rs->nh]);
+		return ERR_NOMEM;
+	}
+	rs->nh++;
+	return 0;
+}
+
+/* Framework answers: never fails (falls back to an empty body). */
+static void __attribute__((format(printf, 4, 5)))
+answer(struct http_req *rq, int status, const char *code, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	resp_clear(&rq->rs);
+	if (http_resp_error(&rq->rs, status, code, "%s", msg) != 0)
+		rq->rs.status = status;
+	rq->why = code;
+}
+
+/* ---- request API ---- */
+
+const char *http_req_method(const struct http_req *rq) { return rq->method; }
+const char *http_req_path(const struct http_req *rq) { return rq->path; }
+const char *http_req_id(const struct http_req *rq) { return rq->id; }
+void *http_req_app(const struct http_req *rq) { return rq->srv->router->app; }
+uint64_t http_req_deadline(const struct http_req *rq) { return rq->deadline; }
+json_t *http_req_json(const struct http_req *rq) { return rq->json; }
+const struct tsm_peer *http_req_peer(const struct http_req *rq) { return rq->peer; }
+const struct http_client_cert *http_req_cert(const struct http_req *rq) { return rq->cert; }
+
+const char *
+http_req_route(const struct http_req *rq)
+{
+	return rq->rt ? rq->rt->pattern : NULL;
+}
+
+const struct tsm_config *
+http_req_config(const struct http_req *rq)
+{
+	return rq->cfg;
+}
+
+int
+http_req_expired(const struct http_req *rq)
+{
+	return now_us() > rq->deadline;
+}
+
+const char *
+http_req_param(const struct http_req *rq, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < rq->m.nparams; i++)
+		if (strcmp(rq->m.name[i], name) == 0)
+			return rq->m.value[i];
+	return NULL;
+}
+
+const char *
+http_req_query(const struct http_req *rq, const char *name)
+{
+	return MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *
+http_req_header(const struct http_req *rq, const char *name)
+{
+	return MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, name);
+}
+
+const uint8_t *
+http_req_body(const struct http_req *rq, size_t *len)
+{
+	*len = rq->body.len;
+	return rq->body.len ? rq->body.p : NULL;
+}
+
+const struct http_identity *
+http_req_identity(const struct http_req *rq)
+{
+	return rq->has_ident ? &rq->ident : NULL;
+}
+
+/* ---- authentication ---- */
+
+/* The connection's verified client certificate: 0, ERR_NOTFOUND (none
+ * sent), ERR_AUTH (sent, does not verify), ERR_NOTSUP (no client CA). */
+static int
+conn_cert(struct http_req *rq)
+{
+	struct http_server *s = rq->srv;
+	struct conn_ctx *cc = rq->cc;
+	const union MHD_ConnectionInfo *ci;
+	const gnutls_datum_t *peers;
+	const uint8_t *der[10];
+	size_t len[10], i;
+	unsigned int n = 0;
+	uint64_t now = now_ms();
+	int rc;
+
+	if (s->tls.store == NULL || cc == NULL)
+		return ERR_NOTSUP;
+	if (cc->cert_state == CERT_UNKNOWN || now - cc->checked_ms > CERT_RECHECK_MS) {
+		ci = MHD_get_connection_info(rq->conn,
+		    MHD_CONNECTION_INFO_GNUTLS_SESSION);
+		peers = ci ? gnutls_certificate_get_peers(ci->tls_session, &n) : NULL;
+		if (peers == NULL || n == 0)
+			cc->cert_state = CERT_NONE;
+		else {
+			if (n > ARRAY_LEN(der))
+				n = ARRAY_LEN(der);
+			for (i = 0; i < n; i++) {
+				der[i] = peers[i].data;
+				len[i] = peers[i].size;
+			}
+			rc = http_tls_verify_chain(s->tls.store, der, len, n, &cc->cert);
+			cc->cert_state = rc == 0 ? CERT_OK : CERT_BAD;
+		}
+		cc->checked_ms = now;
+	}
+	switch (cc->cert_state) {
+	case CERT_OK:
+		rq->cert = &cc->cert;
+		return 0;
+	case CERT_NONE:
+		return ERR_NOTFOUND;
+	}
+	return ERR_AUTH;
+}
+
+/* 0 when the route's client-certificate demand is met; else answers. */
+static int
+need_cert(struct http_req *rq)
+{
+	int rc = conn_cert(rq);
+
+	if (rc == 0)
+		return 0;
+	if (rc == ERR_NOTFOUND)
+		answer(rq, 401, "client_cert_required",
+		    "a TLS client certificate is required");
+	else if (rc == ERR_NOTSUP)
+		answer(rq, 403, "client_cert_unavailable",
+		    "client certificates are not configured (tls.clientCa)");
+	else
+		answer(rq, 403, "client_cert_rejected",
+		    "the TLS client certificate is not valid here");
+	return -1;
+}
+
+static int
+bearer(struct http_req *rq)
+{
+	const char *h = http_req_header(rq, "Authorization");
+	int want = rq->rt->auth;
+
+	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0) {
+		answer(rq, 401, "unauthorized", "Authorization: Bearer <key> required");
+		goto fail;
+	}
+	h += 7;
+	while (*h == ' ')
+		h++;
+	if (http_apikeys_check(rq->srv->keys, h, &rq->ident) != 0) {
+		answer(rq, 401, "unauthorized", "unknown API key");
+		goto fail;
+	}
+	rq->has_ident = 1;
+	if (want == HTTP_AUTH_ADMIN && rq->ident.role != HTTP_ROLE_ADMIN) {
+		answer(rq, 403, "forbidden", "this needs an admin key");
+		return -1;
+	}
+	return 0;
+fail:
+	(void)!http_resp_header(&rq->rs, "WWW-Authenticate", "Bearer realm=\"tsmd\"");
+	return -1;
+}
+
+/* SEI-TSM peer, before the body: header, peer, time window, certificate. */
+static int
+sei_begin(struct http_req *rq)
+{
+	const char *h = http_req_header(rq, HTTP_SIG_HEADER);
+	int64_t now = wall_seconds();
+
+	if (h == NULL || http_sig_parse(h, &rq->sig) != 0) {
+		answer(rq, 401, "signature_missing", "a valid %s header is required",
+		    HTTP_SIG_HEADER);
+		return -1;
+	}
+	rq->peer = tsm_config_peer_by_key_id(rq->cfg, rq->sig.key_id);
+	if (rq->peer == NULL) {
+		answer(rq, 401, "unknown_key_id", "unknown keyId");
+		return -1;
+	}
+	if (rq->sig.ts > now + HTTP_SIG_WINDOW_S ||
+	    rq->sig.ts < now - HTTP_SIG_WINDOW_S) {
+		answer(rq, 401, "signature_expired",
+		    "ts is more than %d s away from our clock", HTTP_SIG_WINDOW_S);
+		return -1;
+	}
+	if (rq->peer->client_cert_required)
+		return need_cert(rq);
+	(void)conn_cert(rq);	/* exposed when present */
+	return 0;
+}
+
+/* After the body: the MAC (in kmsd), then the nonce. */
+static int
+sei_finish(struct http_req *rq)
+{
+	int rc;
+
+	rc = http_sig_verify(tsm_kms(), rq->peer->mac_key, &rq->sig, rq->method,
+	    rq->path, rq->body.p, rq->body.len);
+	if (rc == ERR_AUTH) {
+		answer(rq, 401, "signature_invalid", "signature does not verify");
+		return -1;
+	}
+	if (rc != 0) {
+		log_msg(LOG_WARN, "event=sig_verify_failed rid=%s peer=%s err=%s",
+		    rq->id, rq->peer->sei_tsm_id, err_name(rc));
+		answer(rq, 503, "kms_unavailable", "cannot verify the signature now");
+		return -1;
+	}
+	rc = http_nonce_check(rq->sig.key_id, rq->sig.nonce, rq->sig.ts,
+	    wall_seconds());
+	if (rc == ERR_EXISTS) {
+		answer(rq, 401, "replay", "nonce already used");
+		return -1;
+	}
+	if (rc != 0) {
+		answer(rq, 503, "busy", "replay cache full; retry later");
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- request phases ---- */
+
+static void
+req_id(struct http_req *rq)
+{
+	const char *h = http_req_header(rq, "X-Request-Id");
+	size_t i, n;
+
+	if (h != NULL && (n = strlen(h)) > 0 && n < 40) {
+		for (i = 0; i < n; i++)
+			if (!((h[i] >= 'a' && h[i] <= 'z') || (h[i] >= 'A' &&
+			    h[i] <= 'Z') || (h[i] >= '0' && h[i] <= '9') ||
+			    h[i] == '-' || h[i] == '_' || h[i] == '.'))
+				break;
+		if (i == n) {
+			memcpy(rq->id, h, n + 1);
+			return;
+		}
+	}
+	snprintf(rq->id, sizeof(rq->id), "%08x-%llx", rq->srv->rid_prefix,
+	    (unsigned long long)__atomic_add_fetch(&rq->srv->rid_next, 1,
+	    __ATOMIC_RELAXED));
+}
+
+/* Headers are in: route, authenticate, check the declared length. */
+static void
+req_begin(struct http_req *rq)
+{
+	const char *cl;
+	unsigned long long len;
+	char *end;
+
+	rq->match = http_router_match(rq->srv->router, rq->method, rq->path, &rq->m);
+	if (rq->match == HTTP_MATCH_NOPATH) {
+		answer(rq, 404, "not_found", "no such resource");
+		return;
+	}
+	if (rq->match == HTTP_MATCH_NOMETHOD) {
+		answer(rq, 405, "method_not_allowed", "method %s not allowed here",
+		    strlen(rq->method) < 16 ? rq->method : "?");
+		(void)!http_resp_header(&rq->rs, "Allow", rq->m.allow);
+		return;
+	}
+	rq->rt = &rq->srv->router->r[rq->m.route];
+	rq->rs.sei = rq->rt->auth == HTTP_AUTH_SEI_PEER;
+	switch (rq->rt->auth) {
+	case HTTP_AUTH_ADMIN:
+	case HTTP_AUTH_PROVIDER:
+		if (bearer(rq) != 0)
+			return;
+		break;
+	case HTTP_AUTH_CLIENT_CERT:
+		if (need_cert(rq) != 0)
+			return;
+		break;
+	case HTTP_AUTH_SEI_PEER:
+		if (sei_begin(rq) != 0)
+			return;
+		break;
+	default:
+		break;
+	}
+	cl = http_req_header(rq, "Content-Length");
+	if (cl != NULL) {
+		len = strtoull(cl, &end, 10);
+		if (end == cl || *end != '\0' || len > rq->cfg->lim.max_body) {
+			answer(rq, 413, "payload_too_large",
+			    "body larger than %zu bytes", rq->cfg->lim.max_body);
+			return;
+		}
+	}
+}
+
+static int
+is_json_type(const char *ct)
+{
+	size_t n;
+
+	if (ct == NULL)
+		return 0;
+	n = strcspn(ct, "; ");
+	return (n == 16 && strncasecmp(ct, "application/json", 16) == 0) ||
+	    (n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0);
+}
+
+/* The body is in: bound and parse it, finish authentication, handle. */
+static void
+req_finish(struct http_req *rq)
+{
+	json_error_t je;
+	size_t where;
+	int rc;
+
+	if (rq->too_big) {
+		answer(rq, 413, "payload_too_large", "body larger than %zu bytes",
+		    rq->cfg->lim.max_body);
+		return;
+	}
+	if (http_req_expired(rq)) {
+		answer(rq, 408, "request_timeout", "request took longer than %u ms",
+		    rq->cfg->lim.request_timeout_ms);
+		return;
+	}
+	if (rq->body.len > 0 && is_json_type(http_req_header(rq, "Content-Type"))) {
+		rc = http_json_precheck(rq->body.p, rq->body.len,
+		    rq->cfg->lim.max_body, rq->cfg->lim.max_json_depth, &where);
+		if (rc == ERR_TOOBIG) {
+			answer(rq, 413, "payload_too_large", "body larger than %zu "
+			    "bytes", rq->cfg->lim.max_body);
+			return;
+		}
+		if (rc == ERR_LIMIT) {
+			answer(rq, 400, "json_too_deep", "JSON nests deeper than %u "
+			    "levels (at byte %zu)", rq->cfg->lim.max_json_depth, where);
+			return;
+		}
+		/* ERR_PARSE: jansson names the problem better. */
+		rq->json = json_loadb((const char *)rq->body.p, rq->body.len,
+		    JSON_REJECT_DUPLICATES, &je);
+		if (rq->json != NULL && rc != 0) {
+			json_decref(rq->json);
+			rq->json = NULL;
+			answer(rq, 400, "invalid_json", "invalid JSON at byte %zu",
+			    where);
+			return;
+		}
+		if (rq->json == NULL) {
+			answer(rq, 400, "invalid_json", "invalid JSON: line %d column "
+			    "%d: %s", je.line, je.column, je.text);
+			return;
+		}
+	}
+	if (rq->rt->auth == HTTP_AUTH_SEI_PEER && sei_finish(rq) != 0)
+		return;
+	rc = rq->rt->fn(rq, &rq->rs, rq->rt->arg);
+	if (rc != 0) {
+		int st = err_status(rc);
+
+		if (st >= 500)
+			log_msg(LOG_WARN, "event=handler_failed rid=%s route=%s err=%s",
+			    rq->id, rq->rt->pattern, err_name(rc));
+		answer(rq, st, st == 500 ? "internal_error" : status_code_name(st),
+		    "%s", st == 500 ? "internal error" : err_str(rc));
+		rq->why = err_name(rc);
+	} else if (rq->rs.status == 0) {
+		log_msg(LOG_ERR, "event=handler_no_answer rid=%s route=%s", rq->id,
+		    rq->rt->pattern);
+		answer(rq, 500, "internal_error", "internal error");
+	}
+}
+
+/* Signs an SEI-TSM answer (same METHOD and PATH as the request). */
+static void
+sei_sign(struct http_req *rq, const uint8_t *body, size_t n,
+    struct MHD_Response *r)
+{
+	char hdr[256];
+	int rc;
+
+	rc = http_sig_make(tsm_kms(), rq->peer->mac_key, rq->peer->mac_key_id,
+	    rq->method, rq->path, body, n, hdr, sizeof(hdr));
+	if (rc != 0) {
+		log_msg(LOG_WARN, "event=sig_sign_failed rid=%s peer=%s err=%s",
+		    rq->id, rq->peer->sei_tsm_id, err_name(rc));
+		return;
+	}
+	(void)MHD_add_response_header(r, HTTP_SIG_HEADER, hdr);
+}
+
+static enum MHD_Result
+send_answer(struct http_req *rq)
+{
+	struct http_resp *rs = &rq->rs;
+	struct MHD_Response *r;
+	char *dump = NULL;
+	const uint8_t *p;
+	size_t n, i;
+	enum MHD_Result ret;
+
+	if (rs->json != NULL) {
+		dump = json_dumps(rs->json, JSON_COMPACT);
+		if (dump == NULL) {
+			answer(rq, 500, "internal_error", "internal error");
+			dump = json_dumps(rs->json, JSON_COMPACT);
+		}
+		p = (const uint8_t *)(dump ? dump : "");
+		n = dump ? strlen(dump) : 0;
+	} else {
+		p = rs->body.p ? rs->body.p : (const uint8_t *)"";
+		n = rs->body.len;
+	}
+	r = MHD_create_response_from_buffer(n, (void *)p, MHD_RESPMEM_MUST_COPY);
+	if (r == NULL) {
+		ret = MHD_NO;
+		goto out;
+	}
+	if (rs->ctype[0])
+		(void)MHD_add_response_header(r, "Content-Type", rs->ctype);
+	(void)MHD_add_response_header(r, "X-Request-Id", rq->id);
+	(void)MHD_add_response_header(r, "Cache-Control", "no-store");
+	(void)MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+	for (i = 0; i < rs->nh; i++)
+		(void)MHD_add_response_header(r, rs->hname[i], rs->hvalue[i]);
+	if (rq->peer != NULL && rq->rt != NULL &&
+	    rq->rt->auth == HTTP_AUTH_SEI_PEER && rq->why == NULL)
+		sei_sign(rq, p, n, r);
+	ret = MHD_queue_response(rq->conn, (unsigned int)rs->status, r);
+	MHD_destroy_response(r);
+	rq->queued = ret == MHD_YES;
+out:
+	if (dump != NULL) {
+		wipe(dump, n);
+		free(dump);
+	}
+	return ret;
+}
+
+/* ---- MHD callbacks ---- */
+
+static struct http_req *
+req_new(struct http_server *s, struct MHD_Connection *conn, const char *url,
+    const char *method)
+{
+	const union MHD_ConnectionInfo *ci;
+	struct http_req *rq = calloc(1, sizeof(*rq));
+
+	if (rq == NULL)
+		return NULL;
+	rq->srv = s;
+	rq->conn = conn;
+	rq->method = method;
+	rq->path = url;
+	rq->t0 = now_us();
+	rq->cfg = cfg_get(s);
+	rq->deadline = rq->t0 + (uint64_t)rq->cfg->lim.request_timeout_ms * 1000u;
+	buf_init(&rq->body);
+	buf_init(&rq->rs.body);
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	rq->cc = ci ? ci->socket_context : NULL;
+	req_id(rq);
+	http_metrics_inflight(1);
+	return rq;
+}
+
+static int
+body_expected(struct http_req *rq)
+{
+	const char *cl = http_req_header(rq, "Content-Length");
+
+	if (http_req_header(rq, "Transfer-Encoding") != NULL)
+		return 1;
+	return cl != NULL && strcmp(cl, "0") != 0;
+}
+
+static enum MHD_Result
+on_access(void *cls, struct MHD_Connection *conn, const char *url,
+    const char *method, const char *version, const char *upload,
+    size_t *upsize, void **con_cls)
+{
+	struct http_server *s = cls;
+	struct http_req *rq = *con_cls;
+	size_t n;
+
+	if (rq == NULL) {
+		if ((rq = req_new(s, conn, url, method)) == NULL)
+			return MHD_NO;
+		*con_cls = rq;
+		req_begin(rq);
+		/* Decided from the headers alone and a body is coming: answer
+		 * now without reading it (MHD then closes the connection).
+		 * Without a body, answer at the final call below, which keeps
+		 * the connection alive. */
+		return rq->rs.status != 0 && body_expected(rq) ? send_answer(rq) :
+		    MHD_YES;
+	}
+	if (*upsize != 0) {
+		n = *upsize;
+		*upsize = 0;
+		rq->bytes_in += n;
+		if (rq->queued || rq->too_big || rq->rs.status != 0) {
+			rq->discarded += n;
+			return rq->discarded > DISCARD_MAX ? MHD_NO : MHD_YES;
+		}
+		if (http_req_expired(rq)) {
+			log_msg(LOG_INFO, "event=request_deadline rid=%s phase=body",
+			    rq->id);
+			return MHD_NO;
+		}
+		if (n > rq->cfg->lim.max_body - rq->body.len) {
+			rq->too_big = 1;	/* no Content-Length (chunked) */
+			buf_free(&rq->body);
+			rq->discarded += n;
+			return MHD_YES;
+		}
+		return buf_put(&rq->body, upload, n) == 0 ? MHD_YES : MHD_NO;
+	}
+	if (rq->queued)
+		return MHD_YES;
+	if (rq->rs.status == 0)
+		req_finish(rq);
+	return send_answer(rq);
+}
+
+static void
+on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+    enum MHD_RequestTerminationCode toe)
+{
+	struct http_req *rq = *con_cls;
+	char route[140], peer[70], method[20];
+	uint64_t dur;
+	int status;
+
+	if (rq == NULL)
+		return;
+	*con_cls = NULL;
+	dur = now_us() - rq->t0;
+	/* 499: the client went away before it got an answer. */
+	status = rq->queued ? rq->rs.status : 499;
+	http_metrics_request(rq->rt ? rq->m.route : (size_t)-1, status, dur);
+	http_metrics_inflight(-1);
+	log_safe(rq->rt ? rq->rt->pattern : rq->path, route, sizeof(route));
+	log_safe(rq->peer ? rq->peer->sei_tsm_id : "-", peer, sizeof(peer));
+	log_safe(rq->method, method, sizeof(method));
+	log_msg(status >= 500 ? LOG_WARN : LOG_INFO, "event=http_request rid=%s "
+	    "method=%s route=%s status=%d dur_ms=%.3f peer=%s key_id=%s "
+	    "cert=%.16s bytes_in=%zu%s%s%s", rq->id, method, route, status,
+	    (double)dur / 1000.0, peer, rq->has_ident ? rq->ident.key_id : "-",
+	    rq->cert ? rq->cert->sha256 : "-", rq->bytes_in,
+	    rq->why ? " reason=" : "", rq->why ? rq->why : "",
+	    toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
+	json_decref(rq->json);
+	buf_free(&rq->body);
+	resp_clear(&rq->rs);
+	tsm_config_unref(rq->cfg);
+	free(rq);
+}
+
+static void
+on_connection(void *cls, struct MHD_Connection *conn, void **ctx,
+    enum MHD_ConnectionNotificationCode code)
+{
+	if (code == MHD_CONNECTION_NOTIFY_STARTED)
+		*ctx = calloc(1, sizeof(struct conn_ctx));
+	else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+		free(*ctx);
+		*ctx = NULL;
+	}
+}
+
+static void
+on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[256], safe[256];
+	size_t i, n;
+
+	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = strlen(msg);
+	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+		msg[--n] = '\0';
+	for (i = 0; i < n; i++)
+		safe[i] = (msg[i] == '"' || (unsigned char)msg[i] < 0x20) ? '\'' :
+		    msg[i];
+	safe[n] = '\0';
+	log_msg(LOG_INFO, "event=mhd msg=\"%s\"", safe);
+}
+
+/* ---- start / stop ---- */
+
+static int
+resolve(const struct tsm_config *c, struct sockaddr_storage *ss, int *v6)
+{
+	struct addrinfo hints, *res = NULL, *ai;
+	char port[8];
+	int rc;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	snprintf(port, sizeof(port), "%u", c->port);
+	if ((rc = getaddrinfo(c->host, port, &hints, &res)) != 0 || res == NULL) {
+		log_msg(LOG_ERR, "event=listen_resolve_failed host=%s err=\"%s\"",
+		    c->host, gai_strerror(rc));
+		return ERR_INVAL;
+	}
+	/* "localhost" may resolve to ::1 first; prefer IPv4, which is what
+	 * the bootstrap certificate and most clients expect. */
+	for (ai = res; ai != NULL && ai->ai_family != AF_INET; ai = ai->ai_next)
+		;
+	if (ai == NULL)
+		ai = res;
+	memset(ss, 0, sizeof(*ss));
+	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+	*v6 = ai->ai_family == AF_INET6;
+	freeaddrinfo(res);
+	return 0;
+}
+
+int
+http_server_start(struct http_server **out, struct tsm_config *cfg,
+    struct http_router *r, struct http_apikeys *ak)
+{
+	struct MHD_OptionItem opt[20];
+	struct sockaddr_storage ss;
+	const union MHD_DaemonInfo *di;
+	struct http_server *s;
+	unsigned int flags;
+	size_t no = 0;
+	int rc, v6 = 0;
+
+	*out = NULL;
+	if (!cfg->tls && !tsm_host_is_loopback(cfg->host))
+		return ERR_INVAL;
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return ERR_NOMEM;
+	pthread_mutex_init(&s->cfg_lock, NULL);
+	s->router = r;
+	s->keys = ak;
+	s->cfg = tsm_config_ref(cfg);
+	if (RAND_bytes((uint8_t *)&s->rid_prefix, sizeof(s->rid_prefix)) != 1) {
+		rc = ERR_CRYPTO;
+		goto fail;
+	}
+	if ((rc = resolve(cfg, &ss, &v6)) != 0 ||
+	    (rc = http_metrics_init(r)) != 0)
+		goto fail;
+	if (cfg->tls && (rc = http_tls_load(&s->tls, cfg->tls_cert, cfg->tls_key,
+	    cfg->tls_client_ca)) != 0)
+		goto fail;
+
+#define OPT(o, v, p) (opt[no++] = (struct MHD_OptionItem){ (o), (intptr_t)(v), (p) })
+	OPT(MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s);	/* must be first */
+	OPT(MHD_OPTION_SOCK_ADDR, 0, &ss);
+	OPT(MHD_OPTION_THREAD_POOL_SIZE, cfg->lim.workers, NULL);
+	OPT(MHD_OPTION_CONNECTION_LIMIT, cfg->lim.max_connections, NULL);
+	OPT(MHD_OPTION_CONNECTION_TIMEOUT, cfg->lim.conn_timeout_s, NULL);
+	OPT(MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONN_MEMORY, NULL);
+	OPT(MHD_OPTION_LISTEN_BACKLOG_SIZE, 256, NULL);
+	OPT(MHD_OPTION_NOTIFY_COMPLETED, on_completed, s);
+	OPT(MHD_OPTION_NOTIFY_CONNECTION, on_connection, s);
+	OPT(MHD_OPTION_STRICT_FOR_CLIENT, 1, NULL);
+	if (cfg->tls) {
+		OPT(MHD_OPTION_HTTPS_MEM_KEY, 0, s->tls.key_pem);
+		OPT(MHD_OPTION_HTTPS_MEM_CERT, 0, s->tls.cert_pem);
+		OPT(MHD_OPTION_HTTPS_PRIORITIES, 0, HTTP_TLS_PRIORITIES);
+		/* With a trust list MHD asks clients for a certificate
+		 * (GNUTLS_CERT_REQUEST); conn_cert() does the verification. */
+		if (s->tls.trust_pem != NULL)
+			OPT(MHD_OPTION_HTTPS_MEM_TRUST, 0, s->tls.trust_pem);
+	}
+	OPT(MHD_OPTION_END, 0, NULL);
+#undef OPT
+	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+	    MHD_USE_ERROR_LOG | (cfg->tls ? MHD_USE_TLS : 0) |
+	    (v6 ? MHD_USE_IPv6 : 0);
+	s->d = MHD_start_daemon(flags, cfg->port, NULL, NULL, on_access, s,
+	    MHD_OPTION_ARRAY, opt, MHD_OPTION_END);
+	if (s->d == NULL) {
+		log_msg(LOG_ERR, "event=listen_failed listen=%s", cfg->listen);
+		rc = ERR_IO;
+		goto fail;
+	}
+	di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+	s->port = di ? di->port : cfg->port;
+	if (!cfg->tls)
+		log_msg(LOG_WARN, "event=insecure_plain_http listen=%s:%u note=\"TLS "
+		    "is OFF: tests and benchmarks only, never in production\"",
+		    cfg->host, s->port);
+	log_msg(LOG_INFO, "event=listening host=%s port=%u tls=%d client_ca=%s "
+	    "workers=%u max_conn=%u", cfg->host, s->port, cfg->tls,
+	    cfg->tls_client_ca ? cfg->tls_client_ca : "-", cfg->lim.workers,
+	    cfg->lim.max_connections);
+	*out = s;
+	return 0;
+fail:
+	http_tls_cleanup(&s->tls);
+	http_metrics_cleanup();
+	tsm_config_unref(s->cfg);
+	pthread_mutex_destroy(&s->cfg_lock);
+	free(s);
+	return rc;
+}
+
+uint16_t
+http_server_port(const struct http_server *s)
+{
+	return s->port;
+}
+
+long
+http_server_inflight(const struct http_server *s)
+{
+	return http_metrics_inflight_now();
+}
+
+static int
+str_differs(const char *a, const char *b)
+{
+	return (a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0);
+}
+
+void
+http_server_reload(struct http_server *s, struct tsm_config *cfg)
+{
+	struct tsm_config *old;
+
+	pthread_mutex_lock(&s->cfg_lock);
+	old = s->cfg;
+	s->cfg = tsm_config_ref(cfg);
+	pthread_mutex_unlock(&s->cfg_lock);
+	if (str_differs(old->listen, cfg->listen) || old->tls != cfg->tls ||
+	    str_differs(old->tls_cert, cfg->tls_cert) ||
+	    str_differs(old->tls_key, cfg->tls_key) ||
+	    str_differs(old->tls_client_ca, cfg->tls_client_ca) ||
+	    str_differs(old->kms_socket, cfg->kms_socket) ||
+	    str_differs(old->var_dir, cfg->var_dir) ||
+	    old->lim.workers != cfg->lim.workers ||
+	    old->lim.max_connections != cfg->lim.max_connections ||
+	    old->lim.conn_timeout_s != cfg->lim.conn_timeout_s)
+		log_msg(LOG_WARN, "event=reload_partial note=\"listen, tls, "
+		    "varDir, kmsSocket, workers, maxConnections and "
+		    "connectionTimeoutS take effect at the next restart\"");
+	log_set_level(cfg->log_level);
+	log_msg(LOG_INFO, "event=reloaded peers=%zu max_body=%zu max_depth=%u "
+	    "request_timeout_ms=%u", cfg->npeers, cfg->lim.max_body,
+	    cfg->lim.max_json_depth, cfg->lim.request_timeout_ms);
+	tsm_config_unref(old);
+}
+
+void
+http_server_stop(struct http_server *s, unsigned drain_ms)
+{
+	MHD_socket lfd;
+	uint64_t until = now_ms() + drain_ms;
+	long left;
+
+	if (s == NULL)
+		return;
+	lfd = MHD_quiesce_daemon(s->d);
+	while ((left = http_metrics_inflight_now()) > 0 && now_ms() < until)
+		usleep(10000);
+	if (left > 0)
+		log_msg(LOG_WARN, "event=drain_timeout in_flight=%ld", left);
+	MHD_stop_daemon(s->d);
+	if (lfd != MHD_INVALID_SOCKET)
+		close(lfd);
+	http_tls_cleanup(&s->tls);
+	http_metrics_cleanup();
+	http_nonce_cleanup();
+	tsm_config_unref(s->cfg);
+	pthread_mutex_destroy(&s->cfg_lock);
+	free(s);
+}
