@@ -487,3 +487,81 @@ fail:
 	*nout = 0;
 	return rc;
 }
+
+int
+keyset_rewrap(struct kmsd *d, const uint8_t *blob, size_t n, struct buf *out,
+    int *changed, char *msg, size_t cap)
+{
+	struct member m[KMS_KEYSET_MAX];
+	struct blob_head h;
+	struct ks_version *cur;
+	struct p11_keyspec s;
+	struct member chk;
+	struct rd r;
+	const uint8_t *p, *w;
+	size_t wl, i;
+	uint8_t mech, usage;
+	char lab[KS_LABEL_MAX];
+	uint32_t ver;
+	p11_obj kek, ck;
+	int rc;
+
+	*changed = 0;
+	buf_reset(out);
+	memset(m, 0, sizeof(m));
+	if ((rc = keyset_peek(blob, n, &h)) != 0) {
+		snprintf(msg, cap, "not a key-set blob");
+		return rc;
+	}
+	if (h.type != BLOB_WRAPPED)
+		return 0;
+	if ((rc = storage_kek(d, 0, KS_USE_PROTECT, &cur, &ck, msg, cap)) != 0)
+		return rc;
+	if (h.version == cur->v)
+		return 0;
+	rd_init(&r, blob, n);
+	if (rd_bytes(&r, 7, &p) != 0 || rd_str(&r, lab, sizeof(lab)) != 0 ||
+	    rd_u32(&r, &ver) != 0 || rd_u8(&r, &mech) != 0 ||
+	    mech != KMS_WRAP_AES_KW || strcmp(lab, d->cfg.storage_kek) != 0)
+		return ERR_BLOB;
+	if ((rc = storage_kek(d, ver, KS_USE_PROCESS, NULL, &kek, msg, cap)) != 0)
+		return rc;
+	kcv_spec(&s, 1, (d->caps & P11_CAP_TRUSTED_WRAP) != 0);
+	for (i = 0; i < h.n; i++) {
+		if (rd_u8(&r, &usage) != 0 || rd_lv16(&r, &w, &wl) != 0) {
+			rc = ERR_BLOB;
+			goto out;
+		}
+		m[i].usage = usage;
+		if ((rc = p11_unwrap(d->p, P11_WRAP_AES_KW, kek, w, wl, CKK_AES,
+		    kms_alg_keylen(h.alg), &s, &m[i].obj)) != 0) {
+			snprintf(msg, cap, "member %zu does not unwrap under the "
+			    "storage KEK v%u", i, ver);
+			rc = ERR_BLOB;
+			goto out;
+		}
+		chk = m[i];
+		if ((rc = member_kcvs(d, &chk)) != 0)
+			goto out;
+		if (rd_bytes(&r, 3, &p) != 0 || !ct_equal(p, chk.kcv, 3) ||
+		    rd_bytes(&r, 5, &p) != 0 || !ct_equal(p, chk.kcv_cmac, 5)) {
+			snprintf(msg, cap, "member %zu does not match its recorded KCV",
+			    i);
+			rc = ERR_KCV;
+			goto out;
+		}
+		memcpy(m[i].kcv, chk.kcv, 3);
+		memcpy(m[i].kcv_cmac, chk.kcv_cmac, 5);
+	}
+	if (rd_end(&r) != 0) {
+		rc = ERR_BLOB;
+		goto out;
+	}
+	if ((rc = wrap_blob(d, h.alg, m, h.n, out, msg, cap)) == 0)
+		*changed = 1;
+out:
+	destroy_members(d, m, KMS_KEYSET_MAX);
+	if (rc != 0)
+		buf_reset(out);
+	return rc;
+}

@@ -179,6 +179,11 @@ int  keyset_import(struct kmsd *d, const char *kek, int mech, int alg,
 int  keyset_open(struct kmsd *d, const uint8_t *blob, size_t n, int exportable,
 	    struct member out[KMS_KEYSET_MAX], size_t *nout, int *alg, char *msg,
 	    size_t msgcap) WUR;
+/* Rewraps a BLOB_WRAPPED blob under the current storage KEK version,
+ * checking every member's KCV on the way. *changed = 0 (and out empty)
+ * when the blob already uses the current version or is diversified. */
+int  keyset_rewrap(struct kmsd *d, const uint8_t *blob, size_t n,
+	    struct buf *out, int *changed, char *msg, size_t msgcap) WUR;
 /* Session-object template of a member's role. */
 void keyset_member_spec(int usage, int exportable, struct p11_keyspec *s);
 
