@@ -1,0 +1,721 @@
+/*
+ * store_test.c - tsmd's store against real LMDB in a temp directory: typed
+ * puts and gets, prefix iteration, conditional and poisoned batches, the
+ * task index, nonces, idempotency records, purge, documents, the raw API,
+ * read-only opening, schema refusal and map-full handling.
+ */
+#include <lmdb.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "kms/base.h"
+#include "tests/tap.h"
+#include "tests/testenv.h"
+#include "tsm/store/store.h"
+
+#define SE_A "00112233445566AA"
+#define SE_B "00112233445566BB"
+#define AID1 "A000000151535301"
+#define AID2 "A000000151535302"
+#define AID3 "A000000151535303"
+
+static char tmp[256], sdir[512];
+
+static struct store *
+open_rw(const char *dir, uint64_t map)
+{
+	struct store_opts o = { .map_size = map };
+	struct store *st = NULL;
+	int rc = store_open(&st, dir, &o);
+
+	if (rc != 0)
+		bail("store_open %s: %s", dir, err_name(rc));
+	return st;
+}
+
+static struct store_batch *
+batch(void)
+{
+	struct store_batch *b = NULL;
+
+	if (store_batch_new(&b) != 0)
+		bail("batch");
+	return b;
+}
+
+static void
+mk_ssd(struct store_ssd *r, const char *se, const char *aid, const char *state)
+{
+	memset(r, 0, sizeof(*r));
+	snprintf(r->se_id, sizeof(r->se_id), "%s", se);
+	snprintf(r->sd_aid, sizeof(r->sd_aid), "%s", aid);
+	snprintf(r->state, sizeof(r->state), "%s", state);
+	r->mode = STORE_MODE_AMSD;
+	r->created = r->updated = 1000;
+}
+
+static void
+mk_se(struct store_se *r, const char *se)
+{
+	memset(r, 0, sizeof(*r));
+	snprintf(r->se_id, sizeof(r->se_id), "%s", se);
+	snprintf(r->state, sizeof(r->state), "ACTIVE");
+}
+
+static void
+mk_task(struct store_task *t, const char *id, const char *se,
+    const char *state)
+{
+	store_task_init(t);
+	snprintf(t->id, sizeof(t->id), "%s", id);
+	snprintf(t->se_id, sizeof(t->se_id), "%s", se);
+	snprintf(t->kind, sizeof(t->kind), "SSD_CREATE");
+	snprintf(t->state, sizeof(t->state), "%s", state);
+}
+
+static int
+count_ssd(void *arg, const struct store_ssd *r)
+{
+	(*(int *)arg)++;
+	return 0;
+}
+
+static int
+count_keyset(void *arg, const struct store_keyset *r)
+{
+	(*(int *)arg)++;
+	return 0;
+}
+
+struct tasks_seen {
+	int n;
+	char ids[512];
+};
+
+static int
+collect_task(void *arg, const struct store_task *r)
+{
+	struct tasks_seen *s = arg;
+	size_t l = strlen(s->ids);
+
+	s->n++;
+	snprintf(s->ids + l, sizeof(s->ids) - l, "%s%s", l ? "," : "", r->id);
+	return 0;
+}
+
+static int
+collect_ev(void *arg, const struct store_sdstatus *r)
+{
+	struct tasks_seen *s = arg;
+	size_t l = strlen(s->ids);
+
+	s->n++;
+	snprintf(s->ids + l, sizeof(s->ids) - l, "%s%s", l ? "," : "", r->status);
+	return 0;
+}
+
+static int
+count_raw(void *arg, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn)
+{
+	(*(int *)arg)++;
+	return 0;
+}
+
+static int
+stop_after_one(void *arg, const struct store_ssd *r)
+{
+	(*(int *)arg)++;
+	return 1;
+}
+
+static int
+clean(struct store *st, uint64_t now)
+{
+	struct store_check_report rep;
+	int rc = store_check(st, now, stderr, &rep);
+
+	return rc == 0 && rep.problems == 0;
+}
+
+static void
+test_basic(struct store *st)
+{
+	struct store_batch *b = batch();
+	struct store_se se;
+	struct store_ssd ssd, got;
+	struct store_keyset ks, ksg;
+	struct store_peer peer, pg;
+	int n, rc;
+
+	mk_se(&se, SE_A);
+	ok(store_batch_put_se(b, &se) == 0, "batch: put se A");
+	mk_se(&se, "00112233445566bb");	/* lowercase seId */
+	ok(store_batch_put_se(b, &se) == 0, "batch: put se B (lowercase id)");
+	mk_ssd(&ssd, SE_A, AID1, "CREATED");
+	ok(store_batch_put_ssd(b, &ssd) == 0, "batch: put ssd 1");
+	mk_ssd(&ssd, SE_A, AID2, "CREATED");
+	ok(store_batch_put_ssd(b, &ssd) == 0, "batch: put ssd 2");
+	mk_ssd(&ssd, SE_A, "a000000151535303", "LOCKED");
+	ok(store_batch_put_ssd(b, &ssd) == 0, "batch: put ssd 3 (lowercase AID)");
+	mk_ssd(&ssd, SE_B, AID1, "CREATED");
+	ok(store_batch_put_ssd(b, &ssd) == 0, "batch: put ssd on B");
+	is_int(store_batch_len(b), 6, "batch holds 6 ops");
+	is_int(store_batch_commit(st, b), 0, "commit: 0");
+
+	ok(store_ssd_get(st, "00112233445566aa", "a000000151535303", &got) == 0 &&
+	    strcmp(got.state, "LOCKED") == 0 && strcmp(got.sd_aid, AID3) == 0,
+	    "get ssd with lowercase ids finds the uppercase record");
+	is_int(store_ssd_get(st, SE_B, AID2, &got), ERR_NOTFOUND,
+	    "get absent ssd: ERR_NOTFOUND");
+	is_int(store_ssd_get(st, SE_B, "A0", &got), ERR_INVAL,
+	    "get with a malformed AID: ERR_INVAL");
+	ok(store_se_get(st, SE_B, &se) == 0 && strcmp(se.se_id, SE_B) == 0,
+	    "get se B");
+
+	n = 0;
+	rc = store_ssd_iter(st, SE_A, count_ssd, &n);
+	ok(rc == 0 && n == 3, "iterate SSDs of SE A: 3 (got %d)", n);
+	n = 0;
+	ok(store_ssd_iter(st, NULL, count_ssd, &n) == 0 && n == 4,
+	    "iterate all SSDs: 4");
+	n = 0;
+	ok(store_ssd_iter(st, "00112233445566", count_ssd, &n) == 0 && n == 0,
+	    "a prefix of an seId matches no SSD");
+	n = 0;
+	ok(store_ssd_iter(st, NULL, stop_after_one, &n) == 0 && n == 1,
+	    "callback > 0 stops the iteration");
+
+	/* key sets and a peer */
+	store_batch_clear(b);
+	store_keyset_init(&ks);
+	snprintf(ks.se_id, sizeof(ks.se_id), SE_A);
+	snprintf(ks.sd_aid, sizeof(ks.sd_aid), AID1);
+	snprintf(ks.usage, sizeof(ks.usage), "SCP03");
+	ks.n_keys = 1;
+	ks.keys[0].usage = 1;
+	ks.keys[0].kcv_len = 3;
+	if (buf_put(&ks.blob, "KSB1-wrapped", 12) != 0)
+		bail("nomem");
+	ks.kvn = 0x30;
+	ok(store_batch_put_keyset(b, &ks) == 0, "batch: keyset kvn 30");
+	ks.kvn = 0x31;
+	ok(store_batch_put_keyset(b, &ks) == 0, "batch: keyset kvn 31");
+	ks.se_id[0] = '\0';
+	ks.kvn = 0x30;
+	ok(store_batch_put_keyset(b, &ks) == 0, "batch: master keyset");
+	memset(&peer, 0, sizeof(peer));
+	snprintf(peer.id, sizeof(peer.id), "sei-demo");
+	snprintf(peer.wrap, sizeof(peer.wrap), "AES-KW");
+	ok(store_batch_put_peer(b, &peer) == 0, "batch: peer");
+	is_int(store_batch_commit(st, b), 0, "commit keysets + peer");
+	store_keyset_init(&ksg);
+	ok(store_keyset_get(st, SE_A, AID1, 0x31, &ksg) == 0 &&
+	    ksg.blob.len == 12 && memcmp(ksg.blob.p, "KSB1-wrapped", 12) == 0,
+	    "get keyset: blob back");
+	ok(store_keyset_get(st, NULL, AID1, 0x30, &ksg) == 0 &&
+	    ksg.se_id[0] == '\0', "get master keyset");
+	store_keyset_cleanup(&ksg);
+	store_keyset_cleanup(&ks);
+	n = 0;
+	ok(store_keyset_iter(st, SE_A, AID1, count_keyset, &n) == 0 && n == 2,
+	    "iterate key sets of one SSD: 2");
+	n = 0;
+	ok(store_keyset_iter(st, "", AID1, count_keyset, &n) == 0 && n == 1,
+	    "iterate master sets of the AID: 1");
+	ok(store_peer_get(st, "sei-demo", &pg) == 0 &&
+	    strcmp(pg.wrap, "AES-KW") == 0, "get peer");
+
+	/* deletes */
+	store_batch_clear(b);
+	ok(store_batch_del_ssd(b, SE_B, AID1) == 0 &&
+	    store_batch_del_ssd(b, SE_B, AID2) == 0, "batch: delete present and "
+	    "absent SSD");
+	is_int(store_batch_commit(st, b), 0, "deleting an absent key is fine");
+	is_int(store_ssd_get(st, SE_B, AID1, &got), ERR_NOTFOUND, "ssd deleted");
+	rc = store_check(st, 0, stderr, &(struct store_check_report){ 0 });
+	is_int(rc, 0, "check runs");
+	ok(clean(st, 0), "check: clean");
+	store_batch_free(b);
+}
+
+static void
+test_conditions(struct store *st)
+{
+	struct store_batch *b = batch();
+	struct store_ssd cur, upd, got;
+	struct store_se se;
+	char k[STORE_KEY_MAX + 1];
+
+	/* absent on a present key: nothing of the batch is written */
+	mk_se(&se, "00C0");
+	ok(store_batch_put_se(b, &se) == 0 &&
+	    store_key_se(k, SE_A) == 0 &&
+	    store_batch_require_absent(b, STORE_DB_SE, k, strlen(k)) == 0,
+	    "batch: put + require_absent(existing)");
+	is_int(store_batch_commit(st, b), ERR_EXISTS, "commit: ERR_EXISTS");
+	is_int(store_se_get(st, "00C0", &se), ERR_NOTFOUND,
+	    "the put before the failed condition was rolled back");
+
+	store_batch_clear(b);
+	ok(store_key_se(k, "00C1") == 0 &&
+	    store_batch_require_present(b, STORE_DB_SE, k, strlen(k)) == 0,
+	    "batch: require_present(missing)");
+	is_int(store_batch_commit(st, b), ERR_WRONGSTATE,
+	    "commit: ERR_WRONGSTATE");
+
+	/* compare-and-swap on an SSD */
+	if (store_ssd_get(st, SE_A, AID1, &cur) != 0)
+		bail("get");
+	upd = cur;
+	snprintf(upd.state, sizeof(upd.state), "LOCKED");
+	snprintf(upd.prev_state, sizeof(upd.prev_state), "%s", cur.state);
+	store_batch_clear(b);
+	ok(store_batch_require_ssd(b, &cur) == 0 &&
+	    store_batch_put_ssd(b, &upd) == 0, "batch: CAS ssd CREATED->LOCKED");
+	is_int(store_batch_commit(st, b), 0, "CAS with the current record: 0");
+	is_int(store_batch_commit(st, b), ERR_WRONGSTATE,
+	    "the same CAS again (stale): ERR_WRONGSTATE");
+	ok(store_ssd_get(st, SE_A, AID1, &got) == 0 &&
+	    strcmp(got.state, "LOCKED") == 0 &&
+	    strcmp(got.prev_state, "CREATED") == 0, "ssd is LOCKED");
+
+	/* put_new */
+	store_batch_clear(b);
+	{
+		struct buf v;
+
+		buf_init(&v);
+		if (store_ssd_encode(&got, &v) != 0 ||
+		    store_key_ssd(k, SE_A, AID1) != 0)
+			bail("enc");
+		ok(store_batch_put_new(b, STORE_DB_SSD, k, strlen(k), v.p,
+		    v.len) == 0, "batch: put_new on an existing key");
+		is_int(store_batch_commit(st, b), ERR_EXISTS,
+		    "put_new existing: ERR_EXISTS");
+		buf_free(&v);
+	}
+
+	/* conditions see the batch's own earlier ops */
+	store_batch_clear(b);
+	mk_se(&se, "00C2");
+	ok(store_batch_put_se(b, &se) == 0 && store_key_se(k, "00C2") == 0 &&
+	    store_batch_require_present(b, STORE_DB_SE, k, strlen(k)) == 0,
+	    "batch: put then require_present of the same key");
+	is_int(store_batch_commit(st, b), 0, "condition sees the earlier put");
+
+	/* a poisoned batch */
+	store_batch_clear(b);
+	mk_se(&se, "00C3");
+	ok(store_batch_put_se(b, &se) == 0, "batch: a good put");
+	mk_se(&se, "XYZ");
+	is_int(store_batch_put_se(b, &se), ERR_INVAL, "batch: a bad put fails");
+	mk_se(&se, "00C4");
+	is_int(store_batch_put_se(b, &se), ERR_INVAL,
+	    "batch: later adds report the poison");
+	is_int(store_batch_commit(st, b), ERR_INVAL,
+	    "commit of a poisoned batch: its error");
+	is_int(store_se_get(st, "00C3", &se), ERR_NOTFOUND,
+	    "nothing of a poisoned batch written");
+	store_batch_clear(b);
+	is_int(store_batch_commit(st, b), 0, "a cleared batch commits (empty)");
+	store_batch_free(b);
+}
+
+static void
+test_tasks(struct store *st)
+{
+	struct store_batch *b = batch();
+	struct store_task t, g;
+	struct tasks_seen s;
+	const char *ids[4] = { "t1", "t2", "t3", "t4" };
+	const char *ses[4] = { SE_A, SE_A, SE_B, "" };
+	const char *states[4] = { "PENDING", "RUNNING", "PENDING", "PENDING" };
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		mk_task(&t, ids[i], ses[i], states[i]);
+		if (store_task_hist_add(&t, 1, "created") != 0 ||
+		    store_batch_put_task(b, &t) != 0)
+			bail("task");
+		store_task_cleanup(&t);
+	}
+	is_int(store_batch_commit(st, b), 0, "commit 4 tasks");
+	memset(&s, 0, sizeof(s));
+	ok(store_task_iter(st, SE_A, "PENDING", collect_task, &s) == 0 &&
+	    strcmp(s.ids, "t1") == 0, "tasks of SE A in PENDING: t1 (%s)",
+	    s.ids);
+	memset(&s, 0, sizeof(s));
+	ok(store_task_iter(st, SE_A, NULL, collect_task, &s) == 0 && s.n == 2,
+	    "tasks of SE A: 2");
+	memset(&s, 0, sizeof(s));
+	ok(store_task_iter(st, NULL, NULL, collect_task, &s) == 0 && s.n == 4,
+	    "all tasks: 4");
+	memset(&s, 0, sizeof(s));
+	ok(store_task_iter(st, NULL, "PENDING", collect_task, &s) == 0 &&
+	    s.n == 3, "all PENDING tasks: 3");
+	memset(&s, 0, sizeof(s));
+	ok(store_task_iter(st, "", "PENDING", collect_task, &s) == 0 &&
+	    strcmp(s.ids, "t4") == 0, "PENDING tasks without an SE: t4");
+
+	/* state change moves the index entry */
+	store_task_init(&g);
+	if (store_task_get(st, "t1", &g) != 0)
+		bail("get t1");
+	snprintf(g.state, sizeof(g.state), "DONE");
+	g.step = 3;
+	ok(store_task_hist_add(&g, 2, "finished") == 0, "history: finished");
+	store_batch_clear(b);
+	ok(store_batch_put_task(b, &g) == 0, "batch: t1 -> DONE");
+	is_int(store_batch_commit(st, b), 0, "commit");
+	memset(&s, 0, sizeof(s));
+	ok(store_task_iter(st, SE_A, "PENDING", collect_task, &s) == 0 &&
+	    s.n == 0, "no PENDING task of SE A left");
+	memset(&s, 0, sizeof(s));
+	ok(store_task_iter(st, SE_A, "DONE", collect_task, &s) == 0 &&
+	    strcmp(s.ids, "t1") == 0, "t1 is DONE");
+	store_task_cleanup(&g);
+	ok(store_task_get(st, "t1", &g) == 0 && g.n_hist == 2 &&
+	    strcmp(g.hist[1].note, "finished") == 0 && g.step == 3,
+	    "t1 history has 2 entries");
+	store_task_cleanup(&g);
+
+	store_batch_clear(b);
+	ok(store_batch_del_task(b, "t2") == 0, "batch: delete t2");
+	is_int(store_batch_commit(st, b), 0, "commit");
+	memset(&s, 0, sizeof(s));
+	ok(store_task_iter(st, SE_A, NULL, collect_task, &s) == 0 && s.n == 1,
+	    "SE A has one task left");
+	ok(clean(st, 0), "check clean: the index follows the tasks");
+	store_batch_free(b);
+}
+
+static void
+test_nonce_idem(struct store *st)
+{
+	struct store_idem r, g;
+	uint32_t purged = 0;
+	char nonce[40];
+	int i, rc;
+
+	is_int(store_nonce_check_and_put(st, "sei-demo",
+	    "00112233445566778899aabbccddeeff", 1000, 300), 0, "nonce: fresh");
+	is_int(store_nonce_check_and_put(st, "sei-demo",
+	    "00112233445566778899AABBCCDDEEFF", 1100, 300), ERR_EXISTS,
+	    "nonce: replay (other case) within the window: ERR_EXISTS");
+	is_int(store_nonce_check_and_put(st, "other-peer",
+	    "00112233445566778899AABBCCDDEEFF", 1100, 300), 0,
+	    "nonce: same nonce from another peer is fresh");
+	is_int(store_nonce_check_and_put(st, "sei-demo",
+	    "00112233445566778899AABBCCDDEEFF", 1300, 300), 0,
+	    "nonce: after expiry (1000+300 <= 1300) accepted again");
+	is_int(store_nonce_check_and_put(st, "sei-demo", "zz", 1300, 300),
+	    ERR_INVAL, "nonce: non-hex refused");
+	is_int(store_nonce_check_and_put(st, "sei|x", "00", 1300, 300),
+	    ERR_INVAL, "nonce: bad peer id refused");
+	for (i = 0; i < 20; i++) {
+		snprintf(nonce, sizeof(nonce), "%032X", i + 1);
+		if (store_nonce_check_and_put(st, "bulk", nonce, 2000, 10) != 0)
+			bail("bulk nonce");
+	}
+	ok(clean(st, 2000), "check clean with live nonces");
+	rc = store_purge_expired(st, 3000, 1000, &purged);
+	ok(rc == 0 && purged >= 20, "purge: %u expired records deleted",
+	    (unsigned)purged);
+	{
+		struct store_check_report rep;
+
+		rc = store_check(st, 3000, stderr, &rep);
+		ok(rc == 0 && rep.problems == 0 && rep.expired == 0,
+		    "after purge: clean, nothing expired left (expired=%llu)",
+		    (unsigned long long)rep.expired);
+	}
+	
+	store_idem_init(&r);
+	memset(r.key, 0x5A, 32);
+	r.key_len = 32;
+	r.status = 202;
+	r.created = 2000;
+	r.expires = 2000 + 3600;
+	if (buf_put(&r.body, "{\"taskId\":\"t9\"}", 15) != 0)
+		bail("nomem");
+	is_int(store_idem_put(st, &r, 2000), 0, "idem: put");
+	is_int(store_idem_put(st, &r, 2001), ERR_EXISTS,
+	    "idem: second put while live: ERR_EXISTS");
+	store_idem_init(&g);
+	ok(store_idem_get(st, r.key, 32, 2001, &g) == 0 && g.status == 202 &&
+	    g.body.len == 15 && memcmp(g.body.p, "{\"taskId\"", 9) == 0,
+	    "idem: get returns the stored response");
+	is_int(store_idem_get(st, r.key, 32, 5600, &g), ERR_NOTFOUND,
+	    "idem: expired record reads as absent");
+	r.created = 5600;
+	r.expires = 9200;
+	r.status = 200;
+	is_int(store_idem_put(st, &r, 5600), 0, "idem: an expired record is "
+	    "replaced");
+	ok(store_idem_get(st, r.key, 32, 5601, &g) == 0 && g.status == 200,
+	    "idem: the new one is read");
+	store_idem_cleanup(&g);
+	store_idem_cleanup(&r);
+	for (i = 0; i < 3; i++) {
+		snprintf(nonce, sizeof(nonce), "%032X", i + 100);
+		if (store_nonce_check_and_put(st, "bulk", nonce, 9000, 10) != 0)
+			bail("bulk nonce");
+	}
+	rc = store_purge_expired(st, 20000, 1, &purged);
+	ok(rc == 0 && purged == 1, "purge honours max");
+	ok(clean(st, 20000), "check clean after a partial purge");
+
+}
+
+static void
+test_sdstatus_docs_raw(struct store *st)
+{
+	struct store_batch *b = batch();
+	struct store_sdstatus e;
+	struct tasks_seen s;
+	struct store_ssd ssd;
+	struct buf v, raw;
+	json_t *doc, *got = NULL;
+	char k[STORE_KEY_MAX + 1];
+	int i, n;
+
+	memset(&e, 0, sizeof(e));
+	snprintf(e.se_id, sizeof(e.se_id), SE_A);
+	snprintf(e.sd_aid, sizeof(e.sd_aid), AID2);
+	snprintf(e.source, sizeof(e.source), "sei-demo");
+	for (i = 0; i < 3; i++) {
+		snprintf(e.status, sizeof(e.status), "S%d", i);
+		e.time = 5000 + (uint64_t)i;
+		e.seq = 0;
+		if (store_batch_put_sdstatus(b, &e) != 0)
+			bail("sdstatus");
+	}
+	is_int(store_batch_commit(st, b), 0, "commit 3 sd-status events");
+	memset(&s, 0, sizeof(s));
+	ok(store_sdstatus_iter(st, SE_A, AID2, collect_ev, &s) == 0 &&
+	    strcmp(s.ids, "S0,S1,S2") == 0, "events of the SSD, oldest first "
+	    "(%s)", s.ids);
+	memset(&s, 0, sizeof(s));
+	ok(store_sdstatus_iter(st, SE_A, NULL, collect_ev, &s) == 0 && s.n == 3,
+	    "events of the SE");
+
+	/* documents */
+	store_batch_clear(b);
+	doc = json_pack("{s:s, s:s}", "name", "ACME", "state", "REVIEW");
+	ok(store_batch_put_doc(b, STORE_DB_PROVIDER, "prov-1", doc) == 0,
+	    "batch: provider document");
+	ok(store_batch_put_doc(b, STORE_DB_APP, SE_A "|A0000001515353AA", doc) ==
+	    0, "batch: app document keyed SE|AID");
+	is_int(store_batch_commit(st, b), 0, "commit documents");
+	ok(store_doc_get(st, STORE_DB_PROVIDER, "prov-1", &got) == 0 &&
+	    json_equal(doc, got), "get provider document");
+	json_decref(got);
+	is_int(store_doc_get(st, STORE_DB_SSD, "x", &got), ERR_INVAL,
+	    "doc get from a non-document db refused");
+	json_decref(doc);
+
+	/* raw API */
+	store_batch_free(b);
+	b = batch();
+	is_int(store_batch_put(b, STORE_DB_TASK_IDX, "k", 1, NULL, 0), ERR_INVAL,
+	    "raw put into an index db refused");
+	store_batch_clear(b);
+	is_int(store_batch_del(b, STORE_DB_META, "schema", 6), ERR_INVAL,
+	    "raw delete in meta refused");
+	store_batch_clear(b);
+	is_int(store_batch_put(b, STORE_DB_SSD, "k", 1, "\x02\x01zz", 4),
+	    ERR_PARSE, "raw put of bytes that do not decode refused");
+	store_batch_clear(b);
+	mk_ssd(&ssd, SE_A, AID1, "CREATED");
+	buf_init(&v);
+	if (store_ssd_encode(&ssd, &v) != 0 || store_key_ssd(k, SE_A, AID2) != 0)
+		bail("enc");
+	is_int(store_batch_put(b, STORE_DB_SSD, k, strlen(k), v.p, v.len),
+	    ERR_INVAL, "raw put under another record's key refused");
+	store_batch_clear(b);
+	is_int(store_batch_put(b, STORE_DB_SSD, k, 0, v.p, v.len), ERR_INVAL,
+	    "raw put with an empty key refused");
+	buf_init(&raw);
+	if (store_key_ssd(k, SE_A, AID2) != 0)
+		bail("key");
+	ok(store_raw_get(st, STORE_DB_SSD, k, strlen(k), &raw) == 0 &&
+	    raw.len > 2 && raw.p[0] == STORE_REC_SSD && raw.p[1] == 1,
+	    "raw get: value starts with type and version");
+	n = 0;
+	ok(store_iter(st, STORE_DB_SSD, SE_A "|", strlen(SE_A) + 1, count_raw,
+	    &n) == 0 && n == 3, "raw prefix iteration: 3 SSDs of SE A");
+	buf_free(&raw);
+	buf_free(&v);
+	store_batch_free(b);
+}
+
+static void
+test_readonly_and_schema(void)
+{
+	struct store_opts ro = { .readonly = 1 };
+	struct store *st = NULL;
+	struct store_batch *b = batch();
+	struct store_se se;
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_val k = { 6, "schema" }, v;
+	uint8_t ver[4] = { 0, 0, 0, 2 };
+	int rc;
+
+	is_int(store_open(&st, sdir, &ro), 0, "open read-only");
+	ok(st && store_se_get(st, SE_A, &se) == 0, "read-only: reads work");
+	mk_se(&se, "00D0");
+	if (store_batch_put_se(b, &se) != 0)
+		bail("put");
+	is_int(store_batch_commit(st, b), ERR_NOTSUP, "read-only: commit refused");
+	store_close(st);
+	st = NULL;
+
+	/* Plant schema 2 with LMDB itself. */
+	if (mdb_env_create(&env) || mdb_env_set_maxdbs(env, 32) ||
+	    mdb_env_open(env, sdir, 0, 0600) || mdb_txn_begin(env, NULL, 0, &txn) ||
+	    mdb_dbi_open(txn, "meta", 0, &dbi))
+		bail("lmdb");
+	v.mv_size = 4;
+	v.mv_data = ver;
+	if (mdb_put(txn, dbi, &k, &v, 0) || mdb_txn_commit(txn))
+		bail("lmdb put");
+	rc = store_open(&st, sdir, NULL);
+	is_int(rc, ERR_VERSION, "a newer schema is refused (ERR_VERSION)");
+	store_close(st);
+	st = NULL;
+	is_int(store_open(&st, sdir, &ro), ERR_VERSION,
+	    "... also read-only");
+	store_close(st);
+	st = NULL;
+	ver[3] = 0;
+	if (mdb_txn_begin(env, NULL, 0, &txn) || mdb_put(txn, dbi, &k, &v, 0) ||
+	    mdb_txn_commit(txn))
+		bail("lmdb put");
+	is_int(store_open(&st, sdir, NULL), ERR_VERSION, "schema 0 refused");
+	store_close(st);
+	st = NULL;
+	if (mdb_txn_begin(env, NULL, 0, &txn) || mdb_del(txn, dbi, &k, NULL) ||
+	    mdb_txn_commit(txn))
+		bail("lmdb del");
+	is_int(store_open(&st, sdir, NULL), ERR_VERSION,
+	    "data without a schema record refused");
+	store_close(st);
+	st = NULL;
+	ver[3] = 1;
+	if (mdb_txn_begin(env, NULL, 0, &txn) || mdb_put(txn, dbi, &k, &v, 0) ||
+	    mdb_txn_commit(txn))
+		bail("lmdb put");
+	mdb_env_close(env);
+	is_int(store_open(&st, sdir, NULL), 0, "schema 1 opens again");
+	ok(st && store_se_get(st, SE_A, &se) == 0, "data intact");
+	store_close(st);
+	store_batch_free(b);
+}
+
+static void
+test_map_full(void)
+{
+	char dir[600];
+	struct store *st;
+	struct store_batch *b = batch();
+	struct store_keyset ks, g;
+	struct store_se se;
+	int i, rc = 0, stored = 0;
+
+	snprintf(dir, sizeof(dir), "%s/small", tmp);
+	st = open_rw(dir, 256 * 1024);
+	store_keyset_init(&ks);
+	snprintf(ks.se_id, sizeof(ks.se_id), SE_A);
+	snprintf(ks.sd_aid, sizeof(ks.sd_aid), AID1);
+	snprintf(ks.usage, sizeof(ks.usage), "SCP03");
+	ks.n_keys = 1;
+	ks.keys[0].kcv_len = 3;
+	for (i = 0; i < 60000; i++)
+		if (buf_put_u8(&ks.blob, (uint8_t)i) != 0)
+			bail("nomem");
+	/* One batch far larger than the map. */
+	for (i = 1; i <= 20; i++) {
+		ks.kvn = (uint8_t)i;
+		if (store_batch_put_keyset(b, &ks) != 0)
+			bail("put");
+	}
+	is_int(store_batch_commit(st, b), ERR_LIMIT,
+	    "a batch larger than the map: ERR_LIMIT");
+	store_keyset_init(&g);
+	is_int(store_keyset_get(st, SE_A, AID1, 1, &g), ERR_NOTFOUND,
+	    "nothing of it was written");
+	mk_se(&se, SE_A);
+	store_batch_clear(b);
+	if (store_batch_put_se(b, &se) != 0)
+		bail("put");
+	is_int(store_batch_commit(st, b), 0, "a small batch still commits");
+	/* Fill one key set at a time until the map is full. */
+	for (i = 1; i <= 20; i++) {
+		store_batch_clear(b);
+		ks.kvn = (uint8_t)i;
+		if (store_batch_put_keyset(b, &ks) != 0)
+			bail("put");
+		if ((rc = store_batch_commit(st, b)) != 0)
+			break;
+		stored++;
+	}
+	is_int(rc, ERR_LIMIT, "filling up: ERR_LIMIT after %d key sets", stored);
+	ok(stored > 0 && store_keyset_get(st, SE_A, AID1, (uint8_t)stored,
+	    &g) == 0 && g.blob.len == 60000, "the last acknowledged one reads back");
+	store_batch_clear(b);
+	ks.kvn = 1;
+	if (store_batch_del_keyset(b, SE_A, AID1, 1) != 0)
+		bail("del");
+	is_int(store_batch_commit(st, b), 0, "a delete commits on a full map");
+	store_batch_clear(b);
+	if (store_batch_put_se(b, &se) != 0)
+		bail("put");
+	is_int(store_batch_commit(st, b), 0, "and so does a small put");
+	store_keyset_cleanup(&g);
+	store_keyset_cleanup(&ks);
+	store_batch_free(b);
+	store_close(st);
+}
+
+int
+main(void)
+{
+	struct store_stats stats;
+	struct store *st;
+	struct stat sb;
+
+	log_init("store_test", LOG_ERR);
+	snprintf(tmp, sizeof(tmp), "/tmp/sptsm-test-XXXXXX");
+	if (mkdtemp(tmp) == NULL)
+		bail("mkdtemp");
+	snprintf(sdir, sizeof(sdir), "%s/var/tsm/store", tmp);
+	st = open_rw(sdir, 0);
+	ok(stat(sdir, &sb) == 0 && (sb.st_mode & 0777) == 0700,
+	    "store directory created with mode 0700");
+	test_basic(st);
+	test_conditions(st);
+	test_tasks(st);
+	test_nonce_idem(st);
+	test_sdstatus_docs_raw(st);
+	store_stats_get(st, &stats);
+	ok(stats.commits > 0 && stats.batches >= stats.commits,
+	    "stats: %llu batches, %llu commits, %llu failed",
+	    (unsigned long long)stats.batches, (unsigned long long)stats.commits,
+	    (unsigned long long)stats.failed);
+	store_close(st);
+	st = open_rw(sdir, 0);
+	{
+		struct store_ssd g;
+
+		ok(store_ssd_get(st, SE_A, AID1, &g) == 0 &&
+		    strcmp(g.state, "LOCKED") == 0, "reopen: data persisted");
+	}
+	store_close(st);
+	test_readonly_and_schema();
+	test_map_full();
+	testenv_cleanup(tmp);
+	return done_testing();
+}

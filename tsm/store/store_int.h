@@ -1,0 +1,116 @@
+/*
+ * store_int.h - what the files of tsm/store/ share and nobody else sees:
+ * the store and batch structures, the op kinds the writer applies, and
+ * the key and index helpers. Runs in tsmd and tsmctl.
+ */
+#ifndef SPTSM_STORE_INT_H
+#define SPTSM_STORE_INT_H
+
+#include <pthread.h>
+
+#include <lmdb.h>
+
+#include "tsm/store/store.h"
+
+#define STORE_REC_VERSION 1	/* every record type is at format 1 today */
+#define STORE_BATCH_OPS_MAX 4096
+#define STORE_BATCH_BYTES_MAX (64u << 20)
+/* Expired entries an OP_CLAIM removes on the way (keeps the tables small
+ * without a caller having to schedule purges). */
+#define STORE_CLAIM_PURGE 4
+
+enum store_op_kind {
+	OP_PUT = 1,
+	OP_PUT_NEW,
+	OP_DEL,
+	OP_REQ_ABSENT,
+	OP_REQ_PRESENT,
+	OP_REQ_EQUAL,
+	OP_CLAIM,	/* put unless an unexpired record holds the key */
+	OP_PURGE	/* delete up to `max` expired records */
+};
+
+struct store_op {
+	uint8_t  kind;
+	uint8_t  db;
+	uint32_t klen, vlen;
+	size_t   koff, voff;	/* into batch->data */
+	uint64_t now;		/* OP_CLAIM, OP_PURGE */
+	uint32_t max;		/* OP_PURGE */
+};
+
+struct store_batch {
+	struct store_op *ops;
+	size_t   n, cap;
+	struct buf data;	/* keys and values, back to back */
+	int      err;		/* first failed add: poisons the commit */
+};
+
+/* A caller waiting for its batch (lives on the caller's stack). */
+struct store_req {
+	const struct store_batch *b;
+	int      result;
+	int      done;
+	uint32_t purged;
+	struct store_req *next;
+};
+
+struct store {
+	MDB_env *env;
+	MDB_dbi  dbi[STORE_DB_COUNT];
+	int      readonly;
+	unsigned max_group;
+
+	pthread_mutex_t mu;	/* guards everything below */
+	pthread_cond_t  wake;	/* writer: the queue has work or stop is set */
+	pthread_cond_t  done;	/* callers: some req finished */
+	struct store_req *head, *tail;
+	int      stop;
+	int      writer_started;
+	pthread_t writer;
+	struct store_stats stats;
+};
+
+/* The one place LMDB return codes become project errors. */
+int store_mdb_err(int rc);
+
+/* The record type a typed db holds; 0 for index and meta dbs. */
+int store_db_rec_type(enum store_db db);
+/* The db holding records of that type; ERR_NOTFOUND for none. */
+int store_rec_type_db(int type);
+
+/* Index maintenance (record.c). Task index key "SE|STATE|ID" ("*" for no
+ * SE); expiry index key u8 record type | u64 expires | primary key (the
+ * record type, not the db enum, because it is stored). */
+int store_task_idx_key(const char *se_id, const char *state, const char *id,
+    char *out) WUR;
+/* The expires field of a nonce or idem value, without copying bodies. */
+int store_rec_expires(enum store_db db, const void *p, size_t n,
+    uint64_t *expires) WUR;
+/* The sd-status key of r (r->seq as is). */
+int store_key_sdstatus(char *out, const struct store_sdstatus *r) WUR;
+/* Validity of caller-supplied keys of the document dbs. */
+int store_key_doc_check(const char *key) WUR;
+int store_key_doc_check_n(const void *key, size_t n) WUR;
+/* Task id validity (the task db key). */
+int store_key_task(char *out, const char *id) WUR;
+int store_key_peer(char *out, const char *id) WUR;
+/* The key a record of db must be stored under, derived from the decoded
+ * value (out holds STORE_KEY_MAX + 1 bytes); ERR_PARSE if the value does
+ * not decode, ERR_NOTSUP for dbs whose key is not in the value. */
+int store_rec_key(enum store_db db, const void *p, size_t n, uint8_t *out,
+    size_t *outlen) WUR;
+
+/* Calls cb for each key of db that starts with prefix, inside txn
+ * (store.c); cb's return as for store_iter. */
+int store_walk(struct store *st, MDB_txn *txn, enum store_db db,
+    const void *prefix, size_t plen, store_raw_cb cb, void *arg) WUR;
+
+/* The writer thread (commit.c), started by store_open. */
+void *store_writer_main(void *arg);
+
+/* Applies one batch inside txn (commit.c). */
+int store_batch_apply(struct store *st, MDB_txn *txn,
+    const struct store_batch *b, uint32_t *purged) WUR;
+
+#endif
