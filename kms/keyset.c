@@ -16,10 +16,16 @@ static const uint8_t ones16[16] = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
 static const uint8_t zeros16[16];
 
 void
-keyset_member_spec(int usage, int exportable, struct p11_keyspec *s)
+keyset_member_spec(int usage, unsigned flags, struct p11_keyspec *s)
 {
 	memset(s, 0, sizeof(*s));
-	s->extractable = exportable;
+	s->extractable = (flags & KMS_OPEN_EXPORTABLE) != 0;
+	if (flags & KMS_OPEN_MASTER) {
+		/* A master set's members feed only the per-SE derivation. */
+		s->extractable = 0;
+		s->usage = P11_DERIVE;
+		return;
+	}
 	switch (usage) {
 	case KMS_USE_ENC:	/* SCP03 KDF input: CMAC only */
 	case KMS_USE_MAC:
@@ -382,7 +388,7 @@ keyset_peek(const uint8_t *blob, size_t n, struct blob_head *h)
 }
 
 int
-keyset_open(struct kmsd *d, const uint8_t *blob, size_t n, int exportable,
+keyset_open(struct kmsd *d, const uint8_t *blob, size_t n, unsigned flags,
     struct member out[KMS_KEYSET_MAX], size_t *nout, int *alg, char *msg,
     size_t cap)
 {
@@ -430,7 +436,7 @@ keyset_open(struct kmsd *d, const uint8_t *blob, size_t n, int exportable,
 		}
 		seen |= 1 << usage;
 		out[i].usage = usage;
-		keyset_member_spec(usage, exportable, &s);
+		keyset_member_spec(usage, flags, &s);
 		if (h.type == BLOB_WRAPPED) {
 			if (rd_lv16(&r, &w, &wl) != 0) {
 				rc = ERR_BLOB;

@@ -68,6 +68,8 @@ enum kms_sign_mech { KMS_SIGN_ECDSA_SHA256 = 1, KMS_SIGN_ECDSA_SHA384 = 2 };
 enum { KMS_KEYSET_RANDOM = 0, KMS_KEYSET_DIVERSIFIED = 1 };
 /* keyset.open flags */
 #define KMS_OPEN_EXPORTABLE 0x01	/* members may be wrapped (PUT KEY) */
+#define KMS_OPEN_MASTER     0x02	/* members only derive (per-SE keys from a
+					 * master set: kms_diversify on them) */
 
 /* Key life-cycle states (NIST SP 800-57). */
 enum kms_state {
@@ -203,7 +205,9 @@ int  kms_decrypt(struct kms_client *c, uint32_t h, int mode,
 int  kms_wrap(struct kms_client *c, uint32_t dek, uint32_t key, uint8_t *out,
 	    size_t *outlen) WUR;
 /* New handle of a key-set member with `usage` (KMS_USE_*): the key
- * AES-ECB(master, data), derived in the token; data as long as the key. */
+ * AES-ECB(master, data), derived in the token; data as long as the key.
+ * `master` is a token master key (label) or a member of a key set opened
+ * with KMS_OPEN_MASTER (handle). */
 int  kms_diversify(struct kms_client *c, struct kms_ref master,
 	    const uint8_t *data, size_t n, int usage, uint32_t *out) WUR;
 /* ECDSA; sig gets raw r||s. `profile` names the issuing profile the

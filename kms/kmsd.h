@@ -23,6 +23,7 @@ struct handle {
 	int      usage;		/* KMS_USE_* or H_* */
 	int      alg;
 	int      exportable;
+	int      derive_only;	/* member of a master set */
 	uint8_t  kcv[3];
 	uint8_t  kcv_cmac[5];
 	uint64_t last_used_ms;
@@ -176,7 +177,7 @@ int  keyset_import(struct kmsd *d, const char *kek, int mech, int alg,
 
 /* Members as session objects, usable for their role; exportable ones may
  * be wrapped under a DEK (PUT KEY). The caller owns out[i].obj. */
-int  keyset_open(struct kmsd *d, const uint8_t *blob, size_t n, int exportable,
+int  keyset_open(struct kmsd *d, const uint8_t *blob, size_t n, unsigned flags,
 	    struct member out[KMS_KEYSET_MAX], size_t *nout, int *alg, char *msg,
 	    size_t msgcap) WUR;
 /* Rewraps a BLOB_WRAPPED blob under the current storage KEK version,
@@ -184,7 +185,7 @@ int  keyset_open(struct kmsd *d, const uint8_t *blob, size_t n, int exportable,
  * when the blob already uses the current version or is diversified. */
 int  keyset_rewrap(struct kmsd *d, const uint8_t *blob, size_t n,
 	    struct buf *out, int *changed, char *msg, size_t msgcap) WUR;
-/* Session-object template of a member's role. */
-void keyset_member_spec(int usage, int exportable, struct p11_keyspec *s);
+/* Session-object template of a member's role; flags KMS_OPEN_*. */
+void keyset_member_spec(int usage, unsigned flags, struct p11_keyspec *s);
 
 #endif

@@ -501,7 +501,7 @@ op_keyset_import(struct req *rq)
 static int
 op_keyset_open(struct req *rq)
 {
-	struct policy_param pp[1];
+	struct policy_param pp[2];
 	struct member m[KMS_KEYSET_MAX];
 	struct blob_head bh;
 	const uint8_t *blob;
@@ -521,15 +521,19 @@ op_keyset_open(struct req *rq)
 	snprintf(rq->key, sizeof(rq->key), "%s#%u", bh.key, bh.version);
 	pp[0] = (struct policy_param){ "exportable",
 	    (flags & KMS_OPEN_EXPORTABLE) ? "1" : "0" };
+	pp[1] = (struct policy_param){ "master",
+	    (flags & KMS_OPEN_MASTER) ? "1" : "0" };
 	if ((rc = authorize(rq, "keyset.open", bh.type == BLOB_WRAPPED ?
-	    KS_STORAGE_KEK : KS_MASTER, pp, 1)) != 0)
+	    KS_STORAGE_KEK : KS_MASTER, pp, 2)) != 0)
 		return rc;
-	if (flags & ~KMS_OPEN_EXPORTABLE) {
-		snprintf(rq->msg, sizeof(rq->msg), "unknown flags 0x%02x", flags);
+	if ((flags & ~(KMS_OPEN_EXPORTABLE | KMS_OPEN_MASTER)) ||
+	    (flags == (KMS_OPEN_EXPORTABLE | KMS_OPEN_MASTER))) {
+		snprintf(rq->msg, sizeof(rq->msg), "unknown or conflicting flags "
+		    "0x%02x", flags);
 		return ERR_INVAL;
 	}
-	if ((rc = keyset_open(rq->d, blob, bl, (flags & KMS_OPEN_EXPORTABLE) != 0,
-	    m, &n, &alg, rq->msg, sizeof(rq->msg))) != 0)
+	if ((rc = keyset_open(rq->d, blob, bl, flags, m, &n, &alg, rq->msg,
+	    sizeof(rq->msg))) != 0)
 		return rc;
 	if ((rc = buf_put_u8(rq->reply, (uint8_t)alg)) != 0 ||
 	    (rc = buf_put_u8(rq->reply, (uint8_t)n)) != 0)
@@ -545,6 +549,7 @@ op_keyset_open(struct req *rq)
 		h->usage = m[i].usage;
 		h->alg = alg;
 		h->exportable = (flags & KMS_OPEN_EXPORTABLE) != 0;
+		h->derive_only = (flags & KMS_OPEN_MASTER) != 0;
 		memcpy(h->kcv, m[i].kcv, 3);
 		memcpy(h->kcv_cmac, m[i].kcv_cmac, 5);
 		if ((rc = buf_put_u8(rq->reply, (uint8_t)h->usage)) != 0 ||
@@ -644,9 +649,10 @@ op_scp03_derive(struct req *rq)
 		    "only (constants 04, 06, 07), not %02x", konst);
 		return ERR_INVAL;
 	}
-	if (base->cls != KS_KEYSET || base->usage != want) {
+	if (base->cls != KS_KEYSET || base->usage != want || base->derive_only) {
 		snprintf(rq->msg, sizeof(rq->msg), "constant %02x needs the static "
-		    "%s key", konst, kms_usage_name(want));
+		    "%s key (master-set members only derive per-SE keys)", konst,
+		    kms_usage_name(want));
 		return ERR_KEYCLASS;
 	}
 	klen = kms_alg_keylen(base->alg);
@@ -860,15 +866,15 @@ op_diversify(struct req *rq)
 {
 	struct policy_param pp[1];
 	struct kms_wref ref;
-	struct ks_key *k;
-	struct ks_version *v;
-	struct handle *nh;
+	struct ks_key *k = NULL;
+	struct ks_version *v = NULL;
+	struct handle *nh, *mh = NULL;
 	struct p11_keyspec s;
 	const uint8_t *d;
 	size_t n;
 	uint8_t usage;
 	p11_obj mo, o = 0;
-	int rc;
+	int rc, cls, alg;
 
 	if ((rc = kms_get_ref(&rq->body, &ref)) != 0 ||
 	    (rc = rd_lv16(&rq->body, &d, &n)) != 0 ||
@@ -876,23 +882,39 @@ op_diversify(struct req *rq)
 		return bad_request(rq, rc, "master, data, usage");
 	if ((rc = end_of_body(rq)) != 0)
 		return rc;
-	if ((rc = get_token_key(rq, &ref, KS_USE_PROCESS, &k, &v, &mo)) != 0)
-		return rc;
+	if (ref.kind == KMS_REF_HANDLE) {
+		if ((rc = get_handle(rq, &ref, &mh)) != 0)
+			return rc;
+		cls = mh->cls;
+		alg = mh->alg;
+		mo = mh->obj;
+	} else {
+		if ((rc = get_token_key(rq, &ref, KS_USE_PROCESS, &k, &v, &mo)) != 0)
+			return rc;
+		cls = k->cls;
+		alg = k->alg;
+	}
 	pp[0] = (struct policy_param){ "usage", usage_param(usage) };
-	if ((rc = authorize(rq, "diversify", k->cls, pp, 1)) != 0)
+	if ((rc = authorize(rq, "diversify", cls, pp, 1)) != 0)
 		return rc;
-	if (k->cls != KS_MASTER) {
-		snprintf(rq->msg, sizeof(rq->msg), "diversify needs a master key");
+	if (mh != NULL ? !(mh->cls == KS_KEYSET && mh->derive_only) :
+	    cls != KS_MASTER) {
+		snprintf(rq->msg, sizeof(rq->msg), "diversify needs a master key or "
+		    "a member of a key set opened as a master set");
 		return ERR_KEYCLASS;
 	}
 	if (usage < KMS_USE_ENC || usage > KMS_USE_DEK ||
-	    n != kms_alg_keylen(k->alg) || (n != 16 && n != 32)) {
+	    n != kms_alg_keylen(alg) || (n != 16 && n != 32)) {
 		snprintf(rq->msg, sizeof(rq->msg), "usage must be enc/mac/dek and the "
 		    "data as long as the master key");
 		return ERR_INVAL;
 	}
 	keyset_member_spec(usage, 0, &s);
-	TOKEN_OP(rq, k, v, mo, rc, p11_derive_ecb(rq->d->p, mo, d, n, &s, &o));
+	if (mh != NULL)
+		rc = p11_derive_ecb(rq->d->p, mo, d, n, &s, &o);
+	else
+		TOKEN_OP(rq, k, v, mo, rc, p11_derive_ecb(rq->d->p, mo, d, n, &s,
+		    &o));
 	if (rc != 0)
 		return p11_msg(rq, rc, "derivation");
 	if ((rc = kmsd_handle_new(rq->c, &nh)) != 0) {
@@ -903,7 +925,7 @@ op_diversify(struct req *rq)
 	nh->obj = o;
 	nh->cls = KS_KEYSET;
 	nh->usage = usage;
-	nh->alg = k->alg;
+	nh->alg = alg;
 	return buf_put_u32(rq->reply, nh->id);
 }
 
@@ -1296,7 +1318,8 @@ kmsd_op_names(void)
 }
 
 const char *const kmsd_param_names[] = { "len", "const", "usage", "mode",
-	"mech", "alg", "method", "source", "exportable", "profile", NULL };
+	"mech", "alg", "method", "source", "exportable", "master", "profile",
+	NULL };
 
 static size_t
 count(const char *const *l)

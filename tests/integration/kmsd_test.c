@@ -503,6 +503,41 @@ test_keysets(void)
 		ok(kms_diversify(C, KMS_LABEL("storage-kek"), div, 16, KMS_USE_ENC,
 		    &h) == ERR_DENIED, "diversify from the storage KEK: denied");
 	}
+	/* A master set delivered as a blob (key sync without seId): opened
+	 * derive-only, per-SE keys diversified from its members. */
+	{
+		uint8_t mk[3][32], got[16], ctx[16] = { 7 }, blk[32];
+		struct kms_keyset_kcvs mkc;
+		struct kms_keyset ms;
+		uint32_t h, h2;
+
+		for (i = 0; i < 3; i++)
+			memset(mk[i], 0x61 + (int)i, 16);
+		buf_reset(&blob);
+		ok(import_set((const uint8_t (*)[32])mk, 16, &blob, &mkc) == 0 &&
+		    kms_keyset_open(C, blob.p, blob.len, KMS_OPEN_MASTER, &ms) == 0,
+		    "master set opened derive-only");
+		ok(kms_keyset_open(C, blob.p, blob.len, KMS_OPEN_MASTER |
+		    KMS_OPEN_EXPORTABLE, &(struct kms_keyset){ 0 }) == ERR_INVAL,
+		    "master and exportable together: ERR_INVAL");
+		ok(kms_cmac(C, ms.handle[0], blk, 16, got) == ERR_DENIED,
+		    "a master member cannot MAC");
+		ok(kms_scp03_derive(C, ms.handle[0], 0x04, ctx, 16, 128, &h2) ==
+		    ERR_KEYCLASS, "a master member is no SCP03 key: ERR_KEYCLASS");
+		ok(kms_diversify(C, KMS_HANDLE(ms.handle[0]), div, 16, KMS_USE_ENC,
+		    &h) == 0, "per-SE ENC diversified from the master member");
+		ok(kms_scp03_kdf(C, h, 0x02, ctx, 16, 64, got) == 0, "and used");
+		ossl_ecb(mk[0], 16, div, 16, key);
+		memset(blk, 0, 16);
+		blk[11] = 0x02;
+		blk[14] = 0x40;
+		blk[15] = 0x01;
+		memcpy(blk + 16, ctx, 16);
+		ossl_cmac(key, 16, blk, 32, exp);
+		ok(memcmp(got, exp, 8) == 0, "it is AES-ECB(master, D)");
+		ok(kms_diversify(C, KMS_HANDLE(h), div, 16, KMS_USE_ENC, &h2) ==
+		    ERR_KEYCLASS, "diversify from an ordinary member: ERR_KEYCLASS");
+	}
 	buf_free(&blob);
 	buf_free(&blob2);
 }
@@ -702,7 +737,9 @@ raw_connect(const char *path)
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sun_family = AF_UNIX;
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	if (strlen(path) >= sizeof(sa.sun_path))
+		bail("socket path too long");
+	memcpy(sa.sun_path, path, strlen(path) + 1);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
 		bail("raw connect");
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
