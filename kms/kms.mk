@@ -31,5 +31,5 @@ kmsd_SRCS := kms/kmsd_main.c
 kmsd_LIBS := kmsdcore kmscore policy p11 base
 
 PROGS += kmsctl
-kmsctl_SRCS := kms/kmsctl.c kms/backup.c
-kmsctl_LIBS := kmscore kmsclient p11 base
+kmsctl_SRCS := kms/kmsctl.c kms/backup.c kms/rewrap.c
+kmsctl_LIBS := kmsdcore kmscore store kmsclient p11 base

@@ -1929,6 +1929,7 @@ usage(FILE *f)
 	    "  key export-public        public key as PEM\n"
 	    "  key activate|suspend|archive|revoke|destroy|cancel-destroy\n"
 	    "  key rotate               new version for new work\n"
+	    "  rewrap                   move tsmd's key-set blobs to the new storage KEK\n"
 	    "  backup --to FILE         wrap backup-eligible keys under the backup KEK\n"
 	    "  restore --from FILE      restore into a fresh token\n"
 	    "  audit verify | audit show\n"
@@ -1994,6 +1995,8 @@ main(int argc, char **argv)
 		return cmd_backup(&c, argc, argv);
 	if (strcmp(cmd, "restore") == 0)
 		return cmd_restore(&c, argc, argv);
+	if (strcmp(cmd, "rewrap") == 0)
+		return cmd_rewrap(&c, argc, argv);
 	if (strcmp(cmd, "transcript") == 0 && argc > 1 &&
 	    strcmp(argv[1], "verify") == 0)
 		return cmd_transcript_verify(&c, argc - 1, argv + 1);

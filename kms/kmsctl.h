@@ -59,5 +59,6 @@ int  ctl_interactive(void);
 
 int  cmd_backup(struct ctl *c, int argc, char **argv);
 int  cmd_restore(struct ctl *c, int argc, char **argv);
+int  cmd_rewrap(struct ctl *c, int argc, char **argv);
 
 #endif

@@ -34,3 +34,7 @@ lifecycle_test_LIBS := kmsenv kmscore kmsclient p11 base
 TESTS += kmsctl_pty_test
 kmsctl_pty_test_SRCS := tests/integration/kmsctl_pty_test.c
 kmsctl_pty_test_LIBS := base
+
+TESTS += rewrap_test
+rewrap_test_SRCS := tests/integration/rewrap_test.c
+rewrap_test_LIBS := kmsenv kmsdcore kmscore kmsclient store p11 base
