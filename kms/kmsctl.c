@@ -1987,8 +1987,15 @@ main(int argc, char **argv)
 		return cmd_init(&c, argc, argv);
 	if (strcmp(cmd, "unseal") == 0)
 		return cmd_unseal(&c, argc, argv);
-	if (strcmp(cmd, "status") == 0)
+	if (strcmp(cmd, "status") == 0) {
+		if (argc > 1) {
+			printf("usage: kmsctl [--json] status\n"
+			    "kmsd's state over the custodian socket: sealed or not, the\n"
+			    "token, key count, audit sequence, connections, live handles.\n");
+			return strcmp(argv[1], "--help") == 0 ? 0 : 2;
+		}
 		return cmd_status(&c);
+	}
 	if (strcmp(cmd, "demo-ceremony") == 0)
 		return cmd_demo(&c, argc, argv);
 	if (strcmp(cmd, "backup") == 0)
@@ -2025,6 +2032,12 @@ main(int argc, char **argv)
 		    strcmp(sub, "archive") == 0 || strcmp(sub, "revoke") == 0 ||
 		    strcmp(sub, "destroy") == 0 || strcmp(sub, "cancel-destroy") == 0)
 			return cmd_lifecycle(&c, sub, argc, argv);
+	}
+	if ((strcmp(cmd, "key") == 0 || strcmp(cmd, "audit") == 0 ||
+	    strcmp(cmd, "transcript") == 0) && (argc < 2 ||
+	    strcmp(argv[argc - 1], "--help") == 0)) {
+		usage(stdout);
+		return argc < 2 ? 2 : 0;
 	}
 	die_msg("unknown command '%s' (kmsctl --help)", cmd);
 	return 2;

@@ -79,6 +79,11 @@ for c in storage-kek ca master; do
 	run_ok "generate $c" $K --var "$A/var" $Q key generate --label $c --class $c
 done
 run_ok "generate mac" $K --var "$A/var" $Q key generate --label peer/x/mac --class mac
+run_fails "an unknown label" $K --var "$A/var" $Q key archive --label no/such/key
+out_has "names it" "no key 'no/such/key'"
+for c in init unseal status "key generate" "key import-components" "key list" "key export-public" "key revoke" "key destroy" "key rotate" rewrap backup restore "audit verify" "audit show" "transcript verify" demo-ceremony; do
+	run_ok "kmsctl $c --help" $K --var "$A/var" $c --help
+done
 run_fails "generate over an existing label" $K --var "$A/var" $Q key generate --label ca --class ca
 run_ok "key list --json" $K --var "$A/var" $Q --json key list
 out_has "JSON lists the token attributes" '"neverExtractable"'
