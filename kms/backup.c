@@ -14,18 +14,6 @@
 
 #include "kms/kmsctl.h"
 
-static char *
-canonical(json_t *doc)
-{
-	json_t *copy = json_deep_copy(doc);
-	char *s;
-
-	json_object_del(copy, "mac");
-	s = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS);
-	json_decref(copy);
-	return s;
-}
-
 static json_t *
 hexstr(const uint8_t *p, size_t n)
 {
@@ -168,7 +156,7 @@ cmd_backup(struct ctl *c, int argc, char **argv)
 	}
 	json_object_set_new(doc, "keys", keys);
 	json_object_set_new(doc, "notIncluded", skipped);
-	canon = canonical(doc);
+	canon = ctl_canonical(doc);
 	if (canon == NULL || p11_hmac_sha256(c->p, mk, (const uint8_t *)canon,
 	    strlen(canon), mac) != 0)
 		goto out;
@@ -295,7 +283,7 @@ cmd_restore(struct ctl *c, int argc, char **argv)
 		    "under another backup KEK, or damaged\n");
 		goto out;
 	}
-	canon = canonical(doc);
+	canon = ctl_canonical(doc);
 	if (canon == NULL || p11_hmac_sha256_verify(c->p, mk,
 	    (const uint8_t *)canon, strlen(canon), mac.p) != 0) {
 		fprintf(stderr, "kmsctl: the backup's MAC does not verify: the file "

@@ -474,9 +474,10 @@ ctl_tr_event(struct ctl *c, const char *what, const char *label,
 	json_array_append_new(c->tr_events, e);
 }
 
-/* Canonical text of a transcript without its MAC. */
-static char *
-tr_canonical(json_t *tr)
+/* Canonical text of a MACed JSON document without its "mac" member
+ * (transcripts, backups). */
+char *
+ctl_canonical(json_t *tr)
 {
 	json_t *copy = json_deep_copy(tr);
 	char *s;
@@ -505,7 +506,7 @@ ctl_tr_end(struct ctl *c, const char *outcome)
 	json_object_set_new(c->tr, "auditSeq", json_pack("[I,I]",
 	    (json_int_t)c->tr_seq0, (json_int_t)(c->audit ? audit_seq(c->audit) :
 	    0)));
-	canon = tr_canonical(c->tr);
+	canon = ctl_canonical(c->tr);
 	if (canon == NULL)
 		return ERR_NOMEM;
 	/* MACed with the audit key, so an auditor can check it through
@@ -1705,7 +1706,7 @@ cmd_transcript_verify(struct ctl *c, int argc, char **argv)
 		json_decref(tr);
 		return 1;
 	}
-	canon = tr_canonical(tr);
+	canon = ctl_canonical(tr);
 	rc = canon ? verify_cb(&v, (const uint8_t *)canon, strlen(canon), mac) :
 	    ERR_NOMEM;
 	free(canon);

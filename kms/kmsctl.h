@@ -57,6 +57,9 @@ void ctl_kmsd_reload(struct ctl *c);
 int  ctl_prompt(const char *question, int secret, char *out, size_t cap) WUR;
 int  ctl_interactive(void);
 
+/* Compact, key-sorted JSON without the "mac" member: what MACs cover. */
+char *ctl_canonical(json_t *doc);
+
 int  cmd_backup(struct ctl *c, int argc, char **argv);
 int  cmd_restore(struct ctl *c, int argc, char **argv);
 int  cmd_rewrap(struct ctl *c, int argc, char **argv);
