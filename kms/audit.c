@@ -313,6 +313,16 @@ audit_log(struct audit *a, const struct audit_rec *r, int durable)
 }
 
 int
+audit_take_sync(struct audit *a, int *fd)
+{
+	if (!a->need_sync)
+		return 0;
+	a->need_sync = 0;
+	*fd = a->fd;
+	return 1;
+}
+
+int
 audit_sync(struct audit *a)
 {
 	if (!a->need_sync)

@@ -42,6 +42,10 @@ int  audit_flush_pending(struct audit *a) WUR;
 int  audit_log(struct audit *a, const struct audit_rec *r, int durable) WUR;
 /* fdatasync when a durable record was written since the last sync. */
 int  audit_sync(struct audit *a) WUR;
+/* For a syncer thread: 1 and the fd to fdatasync when a durable record was
+ * written since the last call (the flag is cleared), else 0. Records
+ * written before the call are covered by a sync started after it. */
+int  audit_take_sync(struct audit *a, int *fd);
 uint64_t audit_seq(const struct audit *a);
 
 struct audit_report {

@@ -79,7 +79,10 @@ queue(struct kms_client *c, int op, const uint8_t *body, size_t len,
 	h.type = (uint16_t)op;
 	h.id = ++c->next_id;
 	kms_hdr_encode(&h, hb);
-	if ((rc = buf_put(&c->out, hb, sizeof(hb))) != 0 ||
+	/* Room for the whole frame first: a half-queued frame would put the
+	 * stream out of step. */
+	if ((rc = buf_reserve(&c->out, sizeof(hb) + len)) != 0 ||
+	    (rc = buf_put(&c->out, hb, sizeof(hb))) != 0 ||
 	    (rc = buf_put(&c->out, body, len)) != 0)
 		return rc;
 	if (id != NULL)
@@ -123,8 +126,14 @@ fill(struct kms_client *c, size_t need)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return set_err(c, ERR_TIMEOUT, "kmsd did not answer in time");
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				/* A late reply would answer the next request:
+				 * this connection cannot be used any more. */
+				close(c->fd);
+				c->fd = -1;
+				return set_err(c, ERR_TIMEOUT, "kmsd did not answer in "
+				    "time (connection dropped)");
+			}
 			return set_err(c, ERR_CLOSED, "kmsd connection lost (read)");
 		}
 		if (n == 0)

@@ -104,12 +104,12 @@ token_key(struct kmsd *d, const char *label, uint32_t version, int cls,
 		    kms_state_name(v->state));
 		return ERR_KEYSTATE;
 	}
-	rc = ks_object(&d->ks, k, v, o);
+	rc = ks_object_fast(&d->ks, k, v, o);
 	if (rc == 0)
 		;
 	else if (rc == ERR_HANDLE) {
 		ks_forget(&d->ks, k, v);
-		rc = ks_object(&d->ks, k, v, o);
+		rc = ks_object_fast(&d->ks, k, v, o);
 	}
 	if (rc != 0) {
 		snprintf(msg, cap, "key '%s' v%u not found in the token", label,

@@ -335,6 +335,19 @@ ks_save(struct keystore *ks, struct ks_key *k)
 /* ---- loading ---- */
 
 static void
+key_free_copies(struct keystore *ks, struct ks_key *k)
+{
+	size_t i;
+
+	for (i = 0; i < k->nvers; i++) {
+		if (k->vers[i].sobj != 0 && ks->p != NULL &&
+		    p11_destroy(ks->p, k->vers[i].sobj) != 0)
+			log_msg(LOG_DEBUG, "event=session_copy_destroy_failed");
+		k->vers[i].sobj = 0;
+	}
+}
+
+static void
 key_free(struct ks_key *k)
 {
 	free(k->vers);
@@ -347,8 +360,10 @@ ks_free(struct keystore *ks)
 {
 	size_t i;
 
-	for (i = 0; i < ks->n; i++)
+	for (i = 0; i < ks->n; i++) {
+		key_free_copies(ks, &ks->keys[i]);
 		key_free(&ks->keys[i]);
+	}
 	free(ks->keys);
 	ks->keys = NULL;
 	ks->n = ks->cap = 0;
@@ -518,10 +533,36 @@ ks_public(struct keystore *ks, struct ks_key *k, struct ks_version *ver,
 	return rc;
 }
 
+int
+ks_object_fast(struct keystore *ks, struct ks_key *k, struct ks_version *ver,
+    p11_obj *out)
+{
+	p11_obj o;
+	int rc;
+
+	if (ver->sobj != 0 && ver->state != KMS_ST_DESTROYED) {
+		*out = ver->sobj;
+		return 0;
+	}
+	if ((rc = ks_object(ks, k, ver, &o)) != 0)
+		return rc;
+	if (p11_copy_to_session(ks->p, o, &ver->sobj) != 0) {
+		ver->sobj = 0;
+		*out = o;
+		return 0;
+	}
+	*out = ver->sobj;
+	return 0;
+}
+
 void
 ks_forget(struct keystore *ks, struct ks_key *k, struct ks_version *ver)
 {
 	uint8_t id[4];
+
+	if (ver->sobj != 0 && p11_destroy(ks->p, ver->sobj) != 0)
+		log_msg(LOG_DEBUG, "event=session_copy_destroy_failed");
+	ver->sobj = 0;
 
 	ver_id(ver->v, id);
 	p11_cache_drop(ks->p, is_pair(k->cls) ? CKO_PRIVATE_KEY : CKO_SECRET_KEY,

@@ -49,6 +49,7 @@ struct ks_version {
 	char     reason[128];
 	p11_obj  obj;			/* secret or private key; 0 = unknown */
 	p11_obj  pub;			/* public key of a pair */
+	p11_obj  sobj;			/* session copy (kmsd hot path) */
 };
 
 struct ks_key {
@@ -80,6 +81,11 @@ int  ks_version(struct ks_key *k, uint32_t v, struct ks_version **out) WUR;
 int  ks_object(struct keystore *ks, struct ks_key *k, struct ks_version *ver,
 	    p11_obj *out) WUR;
 int  ks_public(struct keystore *ks, struct ks_key *k, struct ks_version *ver,
+	    p11_obj *out) WUR;
+/* The key's session-object copy, made on first use (kmsd: token objects
+ * are several times slower to use on SoftHSM2); falls back to the token
+ * object when the token refuses to copy. */
+int  ks_object_fast(struct keystore *ks, struct ks_key *k, struct ks_version *ver,
 	    p11_obj *out) WUR;
 /* Drop cached handles of a version (after ERR_HANDLE). */
 void ks_forget(struct keystore *ks, struct ks_key *k, struct ks_version *ver);

@@ -43,12 +43,12 @@ audit_mac_cb(void *ctx, const uint8_t *d, size_t n, uint8_t mac[32])
 	if (key == NULL || key->cls != KS_AUDIT)
 		return ERR_NOKEY;
 	if ((rc = ks_version(key, 0, &v)) != 0 ||
-	    (rc = ks_object(&k->ks, key, v, &o)) != 0)
+	    (rc = ks_object_fast(&k->ks, key, v, &o)) != 0)
 		return rc;
 	rc = p11_hmac_sha256(k->p, o, d, n, mac);
 	if (rc == ERR_HANDLE) {
 		ks_forget(&k->ks, key, v);
-		if ((rc = ks_object(&k->ks, key, v, &o)) == 0)
+		if ((rc = ks_object_fast(&k->ks, key, v, &o)) == 0)
 			rc = p11_hmac_sha256(k->p, o, d, n, mac);
 	}
 	return rc;
@@ -210,6 +210,12 @@ kmsd_conn_close(struct kmsd *d, struct conn *c)
 			break;
 		}
 	}
+	for (pp = &d->held; *pp != NULL; pp = &(*pp)->next_held) {
+		if (*pp == c) {
+			*pp = c->next_held;
+			break;
+		}
+	}
 	epoll_ctl(d->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	buf_free(&c->in);
@@ -322,6 +328,10 @@ serve_frame(struct kmsd *d, struct conn *c, const struct kms_hdr *h,
 			(void)kmsd_audit(&rq, row->name, rq.key[0] ? rq.key : NULL,
 			    status == 0 ? "ok" : "error", status == 0 ? NULL : detail,
 			    row->audit == AUDIT_DURABLE && status == 0);
+			/* This reply (and those after it on the connection)
+			 * leaves only once the record is on disk. */
+			if (row->audit == AUDIT_DURABLE && status == 0)
+				c->hold_gen = d->sync_req + 1;
 		}
 	}
 	if (status != 0)
@@ -510,20 +520,145 @@ kmsd_sweep(struct kmsd *d)
 				kmsd_handle_free(d, c, &c->h[i], "idle timeout");
 }
 
-/* Group commit: durable audit records reach the disk before any reply that
- * depends on them leaves; then every connection with output is flushed. */
+/* ---- group commit ---- */
+
+static void *
+syncer_main(void *arg)
+{
+	struct kmsd *d = arg;
+	uint64_t want, one = 1;
+	int fd;
+
+	pthread_mutex_lock(&d->sync_mu);
+	for (;;) {
+		while (!d->sync_stop && d->sync_done == d->sync_req)
+			pthread_cond_wait(&d->sync_cv, &d->sync_mu);
+		if (d->sync_done == d->sync_req && d->sync_stop)
+			break;
+		want = d->sync_req;
+		fd = d->sync_fd;
+		pthread_mutex_unlock(&d->sync_mu);
+		if (fdatasync(fd) != 0)
+			log_msg(LOG_ERR, "event=audit_sync_failed");
+		pthread_mutex_lock(&d->sync_mu);
+		d->sync_done = want;
+		if (write(d->sync_evfd, &one, sizeof(one)) != sizeof(one))
+			log_msg(LOG_ERR, "event=sync_signal_failed");
+	}
+	pthread_mutex_unlock(&d->sync_mu);
+	return NULL;
+}
+
+int
+kmsd_syncer_start(struct kmsd *d)
+{
+	pthread_mutex_init(&d->sync_mu, NULL);
+	pthread_cond_init(&d->sync_cv, NULL);
+	if (pthread_create(&d->syncer, NULL, syncer_main, d) != 0)
+		return ERR_NOMEM;
+	d->sync_started = 1;
+	return 0;
+}
+
+void
+kmsd_syncer_stop(struct kmsd *d)
+{
+	if (!d->sync_started)
+		return;
+	pthread_mutex_lock(&d->sync_mu);
+	d->sync_stop = 1;
+	pthread_cond_signal(&d->sync_cv);
+	pthread_mutex_unlock(&d->sync_mu);
+	pthread_join(d->syncer, NULL);
+	d->sync_started = 0;
+}
+
+static uint64_t
+sync_done_gen(struct kmsd *d)
+{
+	uint64_t g;
+
+	if (!d->sync_started)
+		return d->sync_done;
+	pthread_mutex_lock(&d->sync_mu);
+	g = d->sync_done;
+	pthread_mutex_unlock(&d->sync_mu);
+	return g;
+}
+
+static void
+hold(struct kmsd *d, struct conn *c)
+{
+	struct conn *h;
+
+	for (h = d->held; h != NULL; h = h->next_held)
+		if (h == c)
+			return;
+	c->next_held = d->held;
+	d->held = c;
+}
+
+void
+kmsd_sync_done(struct kmsd *d)
+{
+	struct conn *c, *next, *keep = NULL, *ready = NULL;
+	uint64_t done = sync_done_gen(d);
+
+	for (c = d->held, d->held = NULL; c != NULL; c = next) {
+		next = c->next_held;
+		if (c->hold_gen <= done) {
+			c->next_held = ready;
+			ready = c;
+		} else {
+			c->next_held = keep;
+			keep = c;
+		}
+	}
+	d->held = keep;
+	for (c = ready; c != NULL; c = next) {
+		next = c->next_held;
+		c->next_held = NULL;
+		(void)kmsd_conn_flush(d, c);	/* may close and free c */
+	}
+}
+
+/*
+ * End of a loop iteration. Durable audit records must reach the disk before
+ * a reply that depends on them leaves (group commit): a sync of everything
+ * written so far is requested from the syncer thread, and the connections
+ * holding such replies wait for it while the loop goes on serving. Others
+ * are flushed at once.
+ */
 void
 kmsd_flush_dirty(struct kmsd *d)
 {
 	struct conn *c, *next;
+	uint64_t done;
+	int fd;
 
-	if (audit_sync(d->audit) != 0)
-		log_msg(LOG_ERR, "event=audit_sync_failed");
+	if (audit_take_sync(d->audit, &fd)) {
+		if (d->sync_started) {
+			pthread_mutex_lock(&d->sync_mu);
+			d->sync_req++;
+			d->sync_fd = fd;
+			pthread_cond_signal(&d->sync_cv);
+			pthread_mutex_unlock(&d->sync_mu);
+		} else {
+			if (fdatasync(fd) != 0)
+				log_msg(LOG_ERR, "event=audit_sync_failed");
+			d->sync_req++;
+			d->sync_done = d->sync_req;
+		}
+	}
+	done = sync_done_gen(d);
 	for (c = d->dirty, d->dirty = NULL; c != NULL; c = next) {
 		next = c->next_dirty;
 		c->dirty = 0;
 		c->next_dirty = NULL;
-		(void)kmsd_conn_flush(d, c);
+		if (c->hold_gen > done)
+			hold(d, c);
+		else
+			(void)kmsd_conn_flush(d, c);
 	}
 }
 

@@ -6,6 +6,7 @@
 #ifndef SPTSM_KMSD_H
 #define SPTSM_KMSD_H
 
+#include <pthread.h>
 #include <sys/types.h>
 
 #include "kms/audit.h"
@@ -42,6 +43,8 @@ struct conn {
 	uint32_t       events;		/* epoll events armed */
 	int            dirty;		/* on the flush list */
 	int            audit_verified;	/* audit-key verification audited */
+	uint64_t       hold_gen;	/* output waits for this audit sync */
+	struct conn   *next_held;
 	struct buf     in;
 	struct buf     out;
 	struct handle *h;		/* slots */
@@ -79,6 +82,18 @@ struct kmsd {
 	struct conn    *conns;
 	struct conn    *dirty;
 	uint64_t        next_sweep_ms;
+	/* group commit off the event loop: a syncer thread fdatasyncs the
+	 * audit log; replies that depend on durable records wait for it */
+	pthread_t       syncer;
+	pthread_mutex_t sync_mu;
+	pthread_cond_t  sync_cv;
+	int             sync_fd;	/* audit fd to sync */
+	int             sync_evfd;	/* syncer -> loop: generation done */
+	int             sync_stop;
+	uint64_t        sync_req;	/* generations requested */
+	uint64_t        sync_done;	/* generations on disk */
+	int             sync_started;
+	struct conn    *held;		/* connections waiting for a sync */
 	/* quorum state (kmsctl unseal) */
 	void           *unseal;
 };
@@ -130,6 +145,11 @@ void kmsd_conn_close(struct kmsd *d, struct conn *c);
 int  kmsd_conn_flush(struct kmsd *d, struct conn *c);
 void kmsd_mark_dirty(struct kmsd *d, struct conn *c);
 void kmsd_flush_dirty(struct kmsd *d);
+/* The audit syncer thread (kmsd_main); without it syncs are inline. */
+int  kmsd_syncer_start(struct kmsd *d) WUR;
+void kmsd_syncer_stop(struct kmsd *d);
+/* Called when the syncer signals: releases held connections. */
+void kmsd_sync_done(struct kmsd *d);
 void kmsd_sweep(struct kmsd *d);
 /* Serves every complete frame buffered in c->in, replies into c->out;
  * no I/O (the fuzz target calls it directly). -1: close the connection. */

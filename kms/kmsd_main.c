@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -168,6 +169,14 @@ loop(struct kmsd *d)
 				handle_signal(d);
 				continue;
 			}
+			if (tag == ROLE_COUNT + 1) {
+				uint64_t v;
+
+				if (read(d->sync_evfd, &v, sizeof(v)) < 0)
+					log_msg(LOG_DEBUG, "event=sync_event_read");
+				kmsd_sync_done(d);
+				continue;
+			}
 			c = ev[i].data.ptr;
 			if (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
 				kmsd_conn_read(d, c);
@@ -306,6 +315,13 @@ main(int argc, char **argv)
 	for (role = 1; role < ROLE_COUNT; role++)
 		if (listen_role(&d, role) != 0)
 			return 1;
+	/* Audit group commits run on their own thread (kmsd_flush_dirty). */
+	d.sync_evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	ev.events = EPOLLIN;
+	ev.data.u64 = ROLE_COUNT + 1;
+	if (d.sync_evfd < 0 || epoll_ctl(d.epfd, EPOLL_CTL_ADD, d.sync_evfd,
+	    &ev) != 0 || kmsd_syncer_start(&d) != 0)
+		return 1;
 	{
 		struct req rq = { .d = &d };
 
@@ -317,6 +333,7 @@ main(int argc, char **argv)
 	log_msg(LOG_INFO, "event=ready sealed=%d", d.sealed);
 	loop(&d);
 
+	kmsd_syncer_stop(&d);
 	while (d.conns != NULL)
 		kmsd_conn_close(&d, d.conns);
 	{

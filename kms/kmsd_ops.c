@@ -143,10 +143,10 @@ get_token_key(struct req *rq, const struct kms_wref *ref, int use,
 	}
 	if (o == NULL)
 		return 0;
-	rc = ks_object(&rq->d->ks, k, v, o);
+	rc = ks_object_fast(&rq->d->ks, k, v, o);
 	if (rc == ERR_HANDLE) {
 		ks_forget(&rq->d->ks, k, v);
-		rc = ks_object(&rq->d->ks, k, v, o);
+		rc = ks_object_fast(&rq->d->ks, k, v, o);
 	}
 	if (rc != 0)
 		snprintf(rq->msg, sizeof(rq->msg), "key '%s' v%u is not in the token",
@@ -159,7 +159,7 @@ get_token_key(struct req *rq, const struct kms_wref *ref, int use,
 	rc = (EXPR);							\
 	if (rc == ERR_HANDLE) {						\
 		ks_forget(&(rq)->d->ks, (k), (v));			\
-		if ((rc = ks_object(&(rq)->d->ks, (k), (v), &(o))) == 0) \
+		if ((rc = ks_object_fast(&(rq)->d->ks, (k), (v), &(o))) == 0) \
 			rc = (EXPR);					\
 	}								\
 } while (0)
@@ -623,7 +623,7 @@ op_scp03_derive(struct req *rq)
 	uint16_t lbits;
 	char cs[4];
 	p11_obj o = 0;
-	int want, usage, rc;
+	int want, usage, rc, alg;
 
 	if ((rc = kms_get_ref(&rq->body, &ref)) != 0 ||
 	    (rc = rd_u8(&rq->body, &konst)) != 0 ||
@@ -680,6 +680,9 @@ op_scp03_derive(struct req *rq)
 	}
 	if (rc != 0)
 		return p11_msg(rq, rc, "session key derivation");
+	/* kmsd_handle_new may move the handle table: base is stale after. */
+	alg = base->alg;
+	base = NULL;
 	if ((rc = kmsd_handle_new(rq->c, &nh)) != 0) {
 		if (p11_destroy(rq->d->p, o) != 0)
 			log_msg(LOG_WARN, "event=session_key_destroy_failed");
@@ -688,7 +691,7 @@ op_scp03_derive(struct req *rq)
 	nh->obj = o;
 	nh->cls = KS_SESSION;
 	nh->usage = usage;
-	nh->alg = base->alg;
+	nh->alg = alg;
 	return buf_put_u32(rq->reply, nh->id);
 }
 

@@ -706,6 +706,23 @@ p11_destroy(struct p11 *p, p11_obj o)
 	return 0;
 }
 
+int
+p11_copy_to_session(struct p11 *p, p11_obj o, p11_obj *out)
+{
+	CK_BBOOL f = CK_FALSE;
+	CK_ATTRIBUTE t = { CKA_TOKEN, &f, sizeof(f) };
+	CK_SESSION_HANDLE h;
+	CK_RV rv;
+	int rc;
+
+	if ((rc = p11_sess(p, &h)) != 0)
+		return rc;
+	rv = p->f->C_CopyObject(h, o, &t, 1, out);
+	if (rv != CKR_OK)
+		return p11_fail("C_CopyObject", rv);
+	return 0;
+}
+
 /* ---- attributes ---- */
 
 static int
