@@ -13,12 +13,15 @@
 
 #include "tsm/config.h"
 #include "tsm/http/http.h"
+#include "tsm/sei/sei.h"
+#include "tsm/store/store.h"
 
 /* Process-wide state handed to route sets (the router's app pointer). */
 struct tsmd {
 	struct tsm_config   *cfg;	/* as at start; requests see the live
 					 * one through http_req_config() */
 	struct http_apikeys *keys;
+	struct store        *store;	/* VAR/tsm/store, open while serving */
 };
 
 typedef int (*tsmd_routes_fn)(struct http_router *r, struct tsmd *t);
@@ -27,6 +30,12 @@ static int
 routes_builtin(struct http_router *r, struct tsmd *t)
 {
 	return http_builtin_register(r, t->keys);
+}
+
+static int
+routes_sei(struct http_router *r, struct tsmd *t)
+{
+	return sei_routes_register(r, t->store);
 }
 
 /*
@@ -39,6 +48,7 @@ static const struct {
 	tsmd_routes_fn  fn;
 } route_sets[] = {
 	{ "builtin", routes_builtin },
+	{ "sei", routes_sei },
 };
 
 static void
@@ -171,6 +181,13 @@ main(int argc, char **argv)
 		goto out;
 	}
 
+	if ((rc = var_path(path, sizeof(path), cfg, "tsm/store")) != 0 ||
+	    (rc = store_open(&app.store, path, NULL)) != 0) {
+		log_msg(LOG_ERR, "event=store_open_failed path=%s err=%s", path,
+		    err_name(rc));
+		goto out;
+	}
+
 	app.cfg = cfg;
 	app.keys = keys;
 	if (http_router_new(&router, &app) != 0)
@@ -225,6 +242,7 @@ main(int argc, char **argv)
 out:
 	if (srv != NULL)
 		http_server_stop(srv, 0);
+	store_close(app.store);	/* after the server: no handler runs now */
 	tsm_kms_cleanup();
 	http_router_free(router);
 	http_apikeys_free(keys);

@@ -68,6 +68,7 @@ struct http_req;
 struct http_resp;
 struct http_server;
 struct http_apikeys;
+struct http_sig;
 
 /*
  * A handler fills `rs` (http_resp_json / http_resp_error / http_resp_body)
@@ -97,6 +98,32 @@ int  http_route_add(struct http_router *r, const char *method,
 	    const char *pattern, enum http_auth auth, http_handler_fn fn,
 	    void *arg) WUR;
 
+/*
+ * Shapes every error answer on a route - the framework's own refusals
+ * (signature, replay, body size, JSON syntax, deadline, kmsd down, a
+ * handler's ERR_*) and http_resp_error(): status is the HTTP status, code
+ * the machine reason ("signature_invalid", "replay", "payload_too_large",
+ * ...; tsm/http/README.md lists them), msg the text. Returns a new JSON
+ * body, or NULL to fall back to the default shape. Must not block.
+ */
+typedef json_t *(*http_error_fn)(int status, const char *code,
+    const char *msg);
+
+/* Per-route options beyond http_route_add (zero = default). */
+struct http_route_ext {
+	http_error_fn error;	/* error body shape; NULL: the default */
+	int nonce_durable;	/* HTTP_AUTH_SEI_PEER only: the handler claims
+				 * http_req_sig()->nonce in its own durable
+				 * store batch, so a full in-memory replay
+				 * cache lets the request through to it
+				 * instead of answering 503 */
+};
+
+/* Sets the options of the route with exactly this method and pattern.
+ * Errors: ERR_NOTFOUND (no such route), ERR_INVAL. */
+int  http_route_extend(struct http_router *r, const char *method,
+	    const char *pattern, const struct http_route_ext *x) WUR;
+
 /* ---- request (valid until the handler returns) --------------------------- */
 
 const char *http_req_method(const struct http_req *rq);
@@ -119,6 +146,10 @@ const struct http_identity *http_req_identity(const struct http_req *rq);
 const struct http_client_cert *http_req_cert(const struct http_req *rq);
 /* The authenticated SEI-TSM peer (HTTP_AUTH_SEI_PEER routes), else NULL. */
 const struct tsm_peer *http_req_peer(const struct http_req *rq);
+/* The request's verified X-TSM-Signature (keyId, ts, nonce): set once the
+ * MAC verified and the nonce passed the in-memory cache, else NULL. A
+ * handler that changes state claims the nonce durably with it. */
+const struct http_sig *http_req_sig(const struct http_req *rq);
 /* The configuration this request runs under (stays valid while it runs,
  * even across a SIGHUP reload). */
 const struct tsm_config *http_req_config(const struct http_req *rq);
@@ -134,12 +165,17 @@ int  http_req_expired(const struct http_req *rq);
  * json_pack) returns ERR_NOMEM. */
 int  http_resp_json(struct http_resp *rs, int status, json_t *body) WUR;
 /* {"error": code, "message": text} - or, on SEI-TSM routes,
- * {"resultCode": 9999, "resultMessage": text, "error": code}. */
+ * {"resultCode": 9999, "resultMessage": text, "error": code} - or what the
+ * route's http_route_ext.error makes of (status, code, text). */
 int  http_resp_error(struct http_resp *rs, int status, const char *code,
 	    const char *fmt, ...) __attribute__((format(printf, 4, 5))) WUR;
 int  http_resp_body(struct http_resp *rs, int status, const char *ctype,
 	    const void *p, size_t n) WUR;
-/* Extra header; name and value must be printable ASCII without CR/LF. */
+/* Extra header; name and value must be printable ASCII without CR/LF.
+ * On HTTP_AUTH_SEI_PEER routes a handler may set X-TSM-Signature itself
+ * (computed with http_sig_input over exactly the body it answers, with the
+ * peer's key, e.g. pipelined with other kmsd work); the framework then
+ * does not sign that answer again. */
 int  http_resp_header(struct http_resp *rs, const char *name,
 	    const char *value) WUR;
 

@@ -25,6 +25,7 @@ struct http_route {
 	enum http_auth  auth;
 	http_handler_fn fn;
 	void           *arg;
+	struct http_route_ext ext;	/* http_route_extend */
 };
 
 struct http_router {

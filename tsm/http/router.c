@@ -182,6 +182,25 @@ fail:
 	return rc;
 }
 
+int
+http_route_extend(struct http_router *r, const char *method,
+    const char *pattern, const struct http_route_ext *x)
+{
+	size_t i;
+
+	if (r == NULL || method == NULL || pattern == NULL || x == NULL)
+		return ERR_INVAL;
+	for (i = 0; i < r->n; i++)
+		if (strcmp(r->r[i].method, method) == 0 &&
+		    strcmp(r->r[i].pattern, pattern) == 0) {
+			if (x->nonce_durable && r->r[i].auth != HTTP_AUTH_SEI_PEER)
+				return ERR_INVAL;
+			r->r[i].ext = *x;
+			return 0;
+		}
+	return ERR_NOTFOUND;
+}
+
 /* ---- matching ---- */
 
 /* Splits the path (copied into m->buf) into NUL-terminated segments.

@@ -48,6 +48,7 @@ struct http_server {
 struct http_resp {
 	int      status;
 	int      sei;			/* SEI-TSM error shape */
+	http_error_fn errfn;		/* the route's error shape, or NULL */
 	json_t  *json;
 	char     ctype[64];
 	struct buf body;
@@ -78,6 +79,7 @@ struct http_req {
 	const struct http_client_cert *cert;
 	const struct tsm_peer     *peer;
 	struct http_sig            sig;
+	int                        sig_ok;	/* MAC verified, nonce fresh */
 	int                        queued;
 	const char                 *why;	/* short reason for the log */
 	struct http_resp           rs;
@@ -218,6 +220,12 @@ http_resp_error(struct http_resp *rs, int status, const char *code,
 	va_start(ap, fmt);
 	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	if (rs->errfn != NULL) {
+		json_t *j = rs->errfn(status, code, msg);
+
+		if (j != NULL)
+			return http_resp_json(rs, status, j);
+	}
 	if (rs->sei)
 		return http_resp_json(rs, status, json_pack("{s:i, s:s, s:s}",
 		    "resultCode", 9999, "resultMessage", msg, "error", code));
@@ -284,6 +292,12 @@ uint64_t http_req_deadline(const struct http_req *rq) { return rq->deadline; }
 json_t *http_req_json(const struct http_req *rq) { return rq->json; }
 const struct tsm_peer *http_req_peer(const struct http_req *rq) { return rq->peer; }
 const struct http_client_cert *http_req_cert(const struct http_req *rq) { return rq->cert; }
+
+const struct http_sig *
+http_req_sig(const struct http_req *rq)
+{
+	return rq->sig_ok ? &rq->sig : NULL;
+}
 
 const char *
 http_req_route(const struct http_req *rq)
@@ -487,10 +501,13 @@ sei_finish(struct http_req *rq)
 		answer(rq, 401, "replay", "nonce already used");
 		return -1;
 	}
-	if (rc != 0) {
+	/* A full cache: routes whose handler claims the nonce in the store
+	 * go on (the store decides); the others must refuse. */
+	if (rc != 0 && !(rc == ERR_LIMIT && rq->rt->ext.nonce_durable)) {
 		answer(rq, 503, "busy", "replay cache full; retry later");
 		return -1;
 	}
+	rq->sig_ok = 1;
 	return 0;
 }
 
@@ -539,6 +556,7 @@ req_begin(struct http_req *rq)
 	}
 	rq->rt = &rq->srv->router->r[rq->m.route];
 	rq->rs.sei = rq->rt->auth == HTTP_AUTH_SEI_PEER;
+	rq->rs.errfn = rq->rt->ext.error;
 	switch (rq->rt->auth) {
 	case HTTP_AUTH_ADMIN:
 	case HTTP_AUTH_PROVIDER:
@@ -671,6 +689,7 @@ send_answer(struct http_req *rq)
 	char *dump = NULL;
 	const uint8_t *p;
 	size_t n, i;
+	int presigned = 0;
 	enum MHD_Result ret;
 
 	if (rs->json != NULL) {
@@ -695,10 +714,14 @@ send_answer(struct http_req *rq)
 	(void)MHD_add_response_header(r, "X-Request-Id", rq->id);
 	(void)MHD_add_response_header(r, "Cache-Control", "no-store");
 	(void)MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-	for (i = 0; i < rs->nh; i++)
+	for (i = 0; i < rs->nh; i++) {
 		(void)MHD_add_response_header(r, rs->hname[i], rs->hvalue[i]);
+		presigned |= strcasecmp(rs->hname[i], HTTP_SIG_HEADER) == 0;
+	}
+	/* A handler may have signed its answer itself (to overlap the kmsd
+	 * round trip with other work): then it is not signed twice. */
 	if (rq->peer != NULL && rq->rt != NULL &&
-	    rq->rt->auth == HTTP_AUTH_SEI_PEER && rq->why == NULL)
+	    rq->rt->auth == HTTP_AUTH_SEI_PEER && rq->why == NULL && !presigned)
 		sei_sign(rq, p, n, r);
 	ret = MHD_queue_response(rq->conn, (unsigned int)rs->status, r);
 	MHD_destroy_response(r);

@@ -1,0 +1,703 @@
+/*
+ * keysync.c - POST /api/v1/sei/key-sync (§9.4): validates the body, has
+ * kmsd unwrap the keys under the peer's transport KEK, check their KCVs
+ * and rewrap them (with the receipt MAC in the same round trip), then
+ * stores blob, SE/SSD records, nonce claim and the answer in one durable
+ * batch. Runs in tsmd's workers; holds no key bytes (kmsd does).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "tsm/sei/sei_int.h"
+
+#define IDEM_TAG      "SPTSM-KEYSYNC-IDEM-1"
+#define IDEM_LIFETIME (365u * 86400u)
+#define OK_MESSAGE    "key set received"
+
+/* What one key sync works with besides the request. */
+struct ks_job {
+	struct http_req       *rq;
+	const struct tsm_peer *peer;
+	const struct http_sig *sig;
+	struct store          *st;
+	struct sei_keysync     ks;
+	uint64_t               now;
+	uint8_t                idem[32];	/* idempotency key */
+	struct buf             blob;		/* from kmsd */
+	struct kms_keyset_kcvs kcvs;		/* as computed in the token */
+	uint8_t                mac[32];		/* receipt MAC */
+	struct buf             body;		/* the answer, as sent */
+	uint32_t               sign_id;		/* presigning request in kmsd */
+	char                   sign_hdr[200];	/* X-TSM-Signature but sig= */
+};
+
+/* ---- kmsd: keyset.import and the receipt MAC in one round trip ---- */
+
+static int
+import_body(struct buf *b, const struct tsm_peer *p, const struct sei_keysync *ks)
+{
+	size_t i;
+	int rc;
+
+	if ((rc = buf_put_str(b, p->transport_kek)) != 0 ||
+	    (rc = buf_put_u8(b, (uint8_t)p->wrap)) != 0 ||
+	    (rc = buf_put_u8(b, (uint8_t)ks->alg)) != 0 ||
+	    (rc = buf_put_u8(b, (uint8_t)p->kcv_method)) != 0 ||
+	    (rc = buf_put_u8(b, (uint8_t)ks->n)) != 0)
+		return rc;
+	for (i = 0; i < ks->n; i++)
+		if ((rc = buf_put_u8(b, ks->usages[i])) != 0 ||
+		    (rc = buf_put_lv16(b, ks->wrapped[i], ks->wlen[i])) != 0 ||
+		    (rc = buf_put_lv16(b, ks->kcv[i], ks->kcvlen)) != 0)
+			return rc;
+	return 0;
+}
+
+/* keyset.import reply (kms/PROTOCOL.md): lv32 blob, u8 n, n x (u8 usage,
+ * lv16 kcv). */
+static int
+import_reply(struct rd *r, struct buf *blob, struct kms_keyset_kcvs *k)
+{
+	const uint8_t *p;
+	size_t n, i, kl;
+	uint8_t cnt;
+	int rc;
+
+	memset(k, 0, sizeof(*k));
+	if (rd_lv32(r, KMS_MAX_FRAME, &p, &n) != 0 || n == 0)
+		return ERR_PROTO;
+	buf_reset(blob);
+	if ((rc = buf_put(blob, p, n)) != 0)
+		return rc;
+	if (rd_u8(r, &cnt) != 0 || cnt == 0 || cnt > KMS_KEYSET_MAX)
+		return ERR_PROTO;
+	for (i = 0; i < cnt; i++) {
+		if (rd_u8(r, &k->usage[i]) != 0 || rd_lv16(r, &p, &kl) != 0 ||
+		    (kl != 3 && kl != 5) || (i > 0 && kl != k->kcvlen))
+			return ERR_PROTO;
+		memcpy(k->kcv[i], p, kl);
+		k->kcvlen = kl;
+	}
+	k->n = cnt;
+	return rd_end(r) == 0 ? 0 : ERR_PROTO;
+}
+
+/* Both requests written at once, both answers read (kmsd answers in
+ * order). 0, or the import's error, or the MAC's; *transport is set when
+ * the exchange itself failed (then rc says how). */
+static int
+import_pipelined(struct kms_client *c, struct ks_job *j, const struct buf *rin,
+    int *transport)
+{
+	struct buf ib, hb;
+	uint32_t id_i, id_h, id;
+	int st_i = 0, st_h = 0, rc;
+	const uint8_t *p;
+	struct rd r;
+
+	*transport = 0;
+	buf_init(&ib);
+	buf_init(&hb);
+	if ((rc = import_body(&ib, j->peer, &j->ks)) != 0 ||
+	    (rc = kms_put_ref(&hb, KMS_LABEL(j->peer->mac_key))) != 0 ||
+	    (rc = buf_put_lv32(&hb, rin->p, rin->len)) != 0)
+		goto out;
+	if ((rc = kms_submit(c, KMS_OP_KEYSET_IMPORT, &ib, &id_i)) != 0 ||
+	    (rc = kms_submit(c, KMS_OP_HMAC, &hb, &id_h)) != 0 ||
+	    (rc = kms_flush(c)) != 0 ||
+	    (rc = kms_next(c, &id, &st_i, &r)) != 0) {
+		*transport = 1;
+		goto out;
+	}
+	if (id != id_i) {
+		rc = ERR_PROTO;
+		*transport = 1;
+		goto out;
+	}
+	if (st_i == 0 && (rc = import_reply(&r, &j->blob, &j->kcvs)) != 0) {
+		*transport = 1;
+		goto out;
+	}
+	if ((rc = kms_next(c, &id, &st_h, &r)) != 0 || id != id_h) {
+		rc = rc != 0 ? rc : ERR_PROTO;
+		*transport = 1;
+		goto out;
+	}
+	if (st_h == 0 && (rd_bytes(&r, 32, &p) != 0 || rd_end(&r) != 0)) {
+		rc = ERR_PROTO;
+		*transport = 1;
+		goto out;
+	}
+	if (st_h == 0)
+		memcpy(j->mac, p, 32);
+	rc = st_i != 0 ? st_i : st_h;
+out:
+	buf_free(&ib);
+	buf_free(&hb);
+	return rc;
+}
+
+static int
+import_and_mac(struct ks_job *j, const struct buf *rin)
+{
+	struct kms_client *c = tsm_kms();
+	struct kms_wrapped w[SEI_KEYS];
+	uint64_t t0 = now_us();
+	double dt;
+	size_t i;
+	int rc, transport;
+
+	if (c == NULL)
+		return ERR_IO;
+	rc = import_pipelined(c, j, rin, &transport);
+	if (transport && rc == ERR_CLOSED) {
+		/* The connection broke (kmsd restarted?): the synchronous
+		 * calls reconnect and retry once; both operations are
+		 * repeatable. Other failures are answered as they are. */
+		log_msg(LOG_INFO, "event=kms_pipeline_retry rid=%s err=%s",
+		    http_req_id(j->rq), err_name(rc));
+		for (i = 0; i < j->ks.n; i++)
+			w[i] = (struct kms_wrapped){ j->ks.usages[i],
+			    j->ks.wrapped[i], j->ks.wlen[i], j->ks.kcv[i],
+			    j->ks.kcvlen };
+		rc = kms_keyset_import(c, j->peer->transport_kek, j->peer->wrap,
+		    j->ks.alg, j->peer->kcv_method, w, j->ks.n, &j->blob,
+		    &j->kcvs);
+		if (rc == 0)
+			rc = kms_hmac(c, KMS_LABEL(j->peer->mac_key), rin->p,
+			    rin->len, j->mac);
+	}
+	dt = (double)(now_us() - t0) / 1e6;
+	tsm_kms_observe(KMS_OP_KEYSET_IMPORT, dt, rc);
+	tsm_kms_observe(KMS_OP_HMAC, dt, rc);
+	return rc;
+}
+
+/*
+ * The answer's X-TSM-Signature, computed while the store commits: the
+ * HMAC request goes to kmsd first, sign_finish() collects it afterwards
+ * (no other kmsd call in between). Same string and key as the framework
+ * would use (tsm/http sig.c), over exactly j->body.
+ */
+static int
+sign_start(struct ks_job *j, struct kms_client *c)
+{
+	uint8_t nb[16];
+	char nonce[33];
+	int64_t ts = wall_seconds();
+	struct buf in, req;
+	int rc;
+
+	if (RAND_bytes(nb, sizeof(nb)) != 1)
+		return ERR_CRYPTO;
+	hex_encode(nb, sizeof(nb), nonce);
+	buf_init(&in);
+	buf_init(&req);
+	if ((rc = http_sig_input(&in, http_req_method(j->rq), http_req_path(j->rq),
+	    ts, nonce, j->body.p, j->body.len)) != 0 ||
+	    (rc = kms_put_ref(&req, KMS_LABEL(j->peer->mac_key))) != 0 ||
+	    (rc = buf_put_lv32(&req, in.p, in.len)) != 0 ||
+	    (rc = kms_submit(c, KMS_OP_HMAC, &req, &j->sign_id)) != 0 ||
+	    (rc = kms_flush(c)) != 0)
+		goto out;
+	/* From here the reply must be read (sign_finish), so rc stays 0; a
+	 * header that does not fit is left to the framework. */
+	if (snprintf(j->sign_hdr, sizeof(j->sign_hdr), "keyId=%s,ts=%lld,nonce=%s",
+	    j->peer->mac_key_id, (long long)ts, nonce) >= (int)sizeof(j->sign_hdr))
+		j->sign_hdr[0] = '\0';
+out:
+	buf_free(&in);
+	buf_free(&req);
+	return rc;
+}
+
+/* Reads the presigning reply; sets the header when `use` (the answer is
+ * j->body) and all went well, else the framework signs as usual. */
+static void
+sign_finish(struct ks_job *j, struct kms_client *c, struct http_resp *rs,
+    int use, uint64_t t0)
+{
+	char hdr[300], mhx[65];
+	const uint8_t *p;
+	uint32_t id;
+	int status = 0, rc;
+	struct rd r;
+
+	rc = kms_next(c, &id, &status, &r);
+	if (rc == 0 && (id != j->sign_id || (status == 0 &&
+	    (rd_bytes(&r, 32, &p) != 0 || rd_end(&r) != 0))))
+		rc = ERR_PROTO;
+	if (rc == 0)
+		rc = status;
+	tsm_kms_observe(KMS_OP_HMAC, (double)(now_us() - t0) / 1e6, rc);
+	if (rc != 0 || !use || j->sign_hdr[0] == '\0')
+		return;
+	hex_encode(p, 32, mhx);
+	snprintf(hdr, sizeof(hdr), "%s,sig=%s", j->sign_hdr, mhx);
+	if (http_resp_header(rs, HTTP_SIG_HEADER, hdr) != 0)
+		log_msg(LOG_WARN, "event=sei_presign_unused rid=%s",
+		    http_req_id(j->rq));
+}
+
+/* ---- records ---- */
+
+/* The idempotency key: everything that names this key set. */
+static int
+idem_key(struct ks_job *j)
+{
+	struct buf b;
+	unsigned int ml = 0;
+	char hx[11], kv[3];
+	size_t i;
+	int rc;
+
+	buf_init(&b);
+	hex_encode_upper(&j->ks.kvn, 1, kv);
+	if ((rc = buf_put(&b, IDEM_TAG, sizeof(IDEM_TAG))) != 0 ||
+	    (rc = buf_put(&b, j->peer->sei_tsm_id,
+	    strlen(j->peer->sei_tsm_id) + 1)) != 0 ||
+	    (rc = buf_put(&b, j->ks.se_id, strlen(j->ks.se_id) + 1)) != 0 ||
+	    (rc = buf_put(&b, j->ks.sd_aid, strlen(j->ks.sd_aid) + 1)) != 0 ||
+	    (rc = buf_put(&b, kv, 3)) != 0)
+		goto out;
+	for (i = 0; i < j->ks.n; i++) {
+		hex_encode_upper(j->ks.kcv[i], j->ks.kcvlen, hx);
+		if ((rc = buf_put(&b, hx, strlen(hx) + 1)) != 0)
+			goto out;
+	}
+	rc = EVP_Digest(b.p, b.len, j->idem, &ml, EVP_sha256(), NULL) == 1 ?
+	    0 : ERR_CRYPTO;
+out:
+	buf_free(&b);
+	return rc;
+}
+
+/* The same key set as stored: same source, Alg, usage and KCVs. */
+static int
+same_set(const struct store_keyset *r, const struct ks_job *j)
+{
+	size_t i;
+	int same;
+
+	if (strcmp(r->source, j->peer->sei_tsm_id) != 0 ||
+	    r->alg != (uint8_t)j->ks.alg || strcmp(r->usage, j->ks.usage) != 0 ||
+	    r->n_keys != j->ks.n)
+		return 0;
+	same = 1;
+	for (i = 0; i < j->ks.n; i++)
+		same &= r->keys[i].kcv_len == j->ks.kcvlen &&
+		    ct_equal(r->keys[i].kcv, j->ks.kcv[i], j->ks.kcvlen);
+	return same;
+}
+
+/* 1 stored and the same, 0 absent, SEI_STATE_CONFLICT-worthy 2 when a
+ * different set is stored, < 0 an error. */
+static int
+stored_set(struct ks_job *j)
+{
+	struct store_keyset r;
+	int rc;
+
+	store_keyset_init(&r);
+	rc = store_keyset_get(j->st, j->ks.se_id, j->ks.sd_aid, j->ks.kvn, &r);
+	if (rc == 0)
+		rc = same_set(&r, j) ? 1 : 2;
+	else if (rc == ERR_NOTFOUND)
+		rc = 0;
+	store_keyset_cleanup(&r);
+	return rc;
+}
+
+/* An SSD a key set arrives for: states from which it moves to
+ * KEYS_RECEIVED (README.md); the others are the flows' to change. */
+static int
+ssd_takes_keys(const char *state)
+{
+	return state[0] == '\0' || strcmp(state, "CREATED") == 0 ||
+	    strcmp(state, "DELETED") == 0 || strcmp(state, "RESETED") == 0;
+}
+
+static int
+add_se_ssd(struct store_batch *b, struct ks_job *j)
+{
+	char key[STORE_KEY_MAX + 1];
+	struct store_se se;
+	struct store_ssd old, ssd;
+	int rc;
+
+	rc = store_se_get(j->st, j->ks.se_id, &se);
+	if (rc == ERR_NOTFOUND) {
+		memset(&se, 0, sizeof(se));
+		snprintf(se.se_id, sizeof(se.se_id), "%s", j->ks.se_id);
+		snprintf(se.peer_id, sizeof(se.peer_id), "%s", j->peer->sei_tsm_id);
+		snprintf(se.state, sizeof(se.state), "ACTIVE");
+		se.created = se.updated = se.last_seen = j->now;
+		if ((rc = store_key_se(key, j->ks.se_id)) != 0 ||
+		    (rc = store_batch_require_absent(b, STORE_DB_SE, key,
+		    strlen(key))) != 0 ||
+		    (rc = store_batch_put_se(b, &se)) != 0)
+			return rc;
+	} else if (rc != 0)
+		return rc;
+
+	rc = store_ssd_get(j->st, j->ks.se_id, j->ks.sd_aid, &old);
+	if (rc == ERR_NOTFOUND) {
+		memset(&ssd, 0, sizeof(ssd));
+		snprintf(ssd.se_id, sizeof(ssd.se_id), "%s", j->ks.se_id);
+		snprintf(ssd.sd_aid, sizeof(ssd.sd_aid), "%s", j->ks.sd_aid);
+		snprintf(ssd.state, sizeof(ssd.state), "KEYS_RECEIVED");
+		ssd.mode = STORE_MODE_AMSD;	/* unknown until a flow learns */
+		ssd.kvn_pending = j->ks.kvn;
+		ssd.created = ssd.updated = j->now;
+		if ((rc = store_key_ssd(key, j->ks.se_id, j->ks.sd_aid)) != 0 ||
+		    (rc = store_batch_require_absent(b, STORE_DB_SSD, key,
+		    strlen(key))) != 0)
+			return rc;
+		return store_batch_put_ssd(b, &ssd);
+	}
+	if (rc != 0)
+		return rc;
+	ssd = old;
+	if (ssd_takes_keys(ssd.state))
+		snprintf(ssd.state, sizeof(ssd.state), "KEYS_RECEIVED");
+	if (j->ks.kvn > ssd.kvn_pending)
+		ssd.kvn_pending = j->ks.kvn;
+	if (strcmp(ssd.state, old.state) == 0 &&
+	    ssd.kvn_pending == old.kvn_pending)
+		return 0;
+	ssd.updated = j->now;
+	if ((rc = store_batch_require_ssd(b, &old)) != 0)
+		return rc;
+	return store_batch_put_ssd(b, &ssd);
+}
+
+/* The one batch of a new key set. */
+static int
+build_batch(struct store_batch *b, struct ks_job *j)
+{
+	char key[STORE_KEY_MAX + 1];
+	struct store_keyset rec;
+	struct store_idem idem;
+	size_t i;
+	int rc;
+
+	store_batch_clear(b);
+	store_keyset_init(&rec);
+	store_idem_init(&idem);
+	snprintf(rec.se_id, sizeof(rec.se_id), "%s", j->ks.se_id);
+	snprintf(rec.sd_aid, sizeof(rec.sd_aid), "%s", j->ks.sd_aid);
+	rec.kvn = j->ks.kvn;
+	rec.alg = (uint8_t)j->ks.alg;
+	snprintf(rec.usage, sizeof(rec.usage), "%s", j->ks.usage);
+	snprintf(rec.source, sizeof(rec.source), "%s", j->peer->sei_tsm_id);
+	rec.n_keys = (uint8_t)j->kcvs.n;
+	for (i = 0; i < j->kcvs.n; i++) {
+		rec.keys[i].usage = j->kcvs.usage[i];
+		rec.keys[i].kcv_len = (uint8_t)j->kcvs.kcvlen;
+		memcpy(rec.keys[i].kcv, j->kcvs.kcv[i], j->kcvs.kcvlen);
+	}
+	rec.created = j->now;
+	memcpy(idem.key, j->idem, sizeof(j->idem));
+	idem.key_len = sizeof(j->idem);
+	idem.status = 200;
+	idem.created = j->now;
+	idem.expires = j->now + IDEM_LIFETIME;
+	if ((rc = buf_put(&rec.blob, j->blob.p, j->blob.len)) != 0 ||
+	    (rc = buf_put(&idem.body, j->body.p, j->body.len)) != 0 ||
+	    (rc = store_key_keyset(key, j->ks.se_id, j->ks.sd_aid,
+	    j->ks.kvn)) != 0 ||
+	    (rc = store_batch_require_absent(b, STORE_DB_KEYSET, key,
+	    strlen(key))) != 0 ||
+	    (rc = store_batch_put_keyset(b, &rec)) != 0)
+		goto out;
+	if (j->ks.se_id[0] != '\0' && (rc = add_se_ssd(b, j)) != 0)
+		goto out;
+	if ((rc = sei_claim_nonce(b, j->peer, j->sig, j->now)) != 0)
+		goto out;
+	rc = store_batch_put_idem(b, &idem, j->now);
+out:
+	store_keyset_cleanup(&rec);
+	store_idem_cleanup(&idem);
+	return rc;
+}
+
+/* ---- answers ---- */
+
+static int
+build_answer(struct ks_job *j)
+{
+	json_t *o, *a;
+	char hx[65];
+	char *s;
+	size_t i;
+	int rc = ERR_NOMEM;
+
+	o = json_pack("{s:i, s:s}", "resultCode", SEI_OK, "resultMessage",
+	    OK_MESSAGE);
+	a = json_array();
+	if (o == NULL || a == NULL || json_object_set(o, "receipt", a) != 0)
+		goto out;
+	for (i = 0; i < j->kcvs.n; i++) {
+		hex_encode_upper(j->kcvs.kcv[i], j->kcvs.kcvlen, hx);
+		if (json_array_append_new(a, json_string(hx)) != 0)
+			goto out;
+	}
+	hex_encode(j->mac, 32, hx);
+	if (json_array_append_new(a, json_string(hx)) != 0)
+		goto out;
+	if ((s = json_dumps(o, JSON_COMPACT)) == NULL)
+		goto out;
+	buf_reset(&j->body);
+	rc = buf_put(&j->body, s, strlen(s));
+	free(s);
+out:
+	json_decref(a);
+	json_decref(o);
+	return rc;
+}
+
+/*
+ * The same key set again: the stored answer (the fresh one is the same
+ * bytes unless the record expired), after claiming the new nonce alone.
+ */
+static int
+answer_repeat(struct ks_job *j, struct http_resp *rs, struct store_batch *b)
+{
+	struct store_idem idem;
+	const struct buf *body = &j->body;
+	int rc;
+
+	store_idem_init(&idem);
+	rc = store_idem_get(j->st, j->idem, sizeof(j->idem), j->now, &idem);
+	if (rc == 0)
+		body = &idem.body;
+	else if (rc != ERR_NOTFOUND)
+		goto out;
+	store_batch_clear(b);
+	if ((rc = sei_claim_nonce(b, j->peer, j->sig, j->now)) != 0)
+		goto out;
+	rc = store_batch_commit(j->st, b);
+	if (rc == ERR_EXISTS) {
+		rc = sei_reply(rs, SEI_REPLAY, "nonce already used");
+		goto out;
+	}
+	if (rc != 0)
+		goto out;
+	rc = http_resp_body(rs, 200, "application/json", body->p, body->len);
+out:
+	store_idem_cleanup(&idem);
+	return rc;
+}
+
+static void
+log_result(const struct ks_job *j, int code, const char *what)
+{
+	char kv[3];
+
+	hex_encode_upper(&j->ks.kvn, 1, kv);
+	log_msg(code == SEI_OK ? LOG_INFO : LOG_WARN, "event=sei_key_sync rid=%s "
+	    "peer=%s se=%s aid=%s kvn=%s result=%d what=%s", http_req_id(j->rq),
+	    j->peer->sei_tsm_id, j->ks.se_id[0] ? j->ks.se_id : "*", j->ks.sd_aid,
+	    kv, code, what);
+}
+
+/* A store error as an answer. */
+static int
+store_failure(struct ks_job *j, struct http_resp *rs, int rc)
+{
+	int code = rc == ERR_LIMIT || rc == ERR_BUSY ? SEI_UNAVAILABLE :
+	    SEI_INTERNAL;
+
+	log_msg(LOG_ERR, "event=sei_store_failed rid=%s err=%s",
+	    http_req_id(j->rq), err_name(rc));
+	return sei_reply(rs, code, code == SEI_INTERNAL ? "internal error" :
+	    "the store cannot take this now; retry later");
+}
+
+static int
+store_new_set(struct ks_job *j, struct http_resp *rs)
+{
+	struct store_batch *b = NULL;
+	struct kms_client *c = tsm_kms();
+	uint64_t t0 = now_us();
+	int rc, tries, seen, presigned, stored = 0;
+
+	/* The answer's signature is computed in kmsd during the commit. */
+	presigned = c != NULL && sign_start(j, c) == 0;
+	if ((rc = store_batch_new(&b)) != 0) {
+		rc = store_failure(j, rs, rc);
+		goto out;
+	}
+	for (tries = 0; tries < SEI_BATCH_TRIES; tries++) {
+		if ((rc = build_batch(b, j)) != 0)
+			break;
+		rc = store_batch_commit(j->st, b);
+		if (rc != ERR_EXISTS && rc != ERR_WRONGSTATE)
+			break;
+		/* A condition failed: a replay, the same set arriving
+		 * twice at once, another set, or an SE/SSD record that
+		 * changed since it was read. */
+		if ((seen = sei_nonce_claimed(j->st, j->peer->sei_tsm_id,
+		    j->sig->nonce, j->now)) == 1) {
+			log_result(j, SEI_REPLAY, "replay");
+			rc = sei_reply(rs, SEI_REPLAY, "nonce already used");
+			goto out;
+		}
+		if (seen == 0)
+			seen = stored_set(j);
+		if (seen == 1) {
+			log_result(j, SEI_OK, "repeat");
+			if ((rc = answer_repeat(j, rs, b)) != 0)
+				rc = store_failure(j, rs, rc);
+			goto out;
+		}
+		if (seen == 2) {
+			log_result(j, SEI_STATE_CONFLICT, "conflict");
+			rc = sei_reply(rs, SEI_STATE_CONFLICT, "another key set is "
+			    "stored for this SE, SSD and keyVersion");
+			goto out;
+		}
+		if (seen < 0) {
+			rc = seen;
+			break;
+		}
+		rc = ERR_WRONGSTATE;	/* an SE/SSD record moved: again */
+	}
+	if (rc == 0) {
+		log_result(j, SEI_OK, "stored");
+		rc = http_resp_body(rs, 200, "application/json", j->body.p,
+		    j->body.len);
+		stored = rc == 0;
+	} else if (rc == ERR_EXISTS || rc == ERR_WRONGSTATE) {
+		log_result(j, SEI_UNAVAILABLE, "contention");
+		rc = sei_reply(rs, SEI_UNAVAILABLE, "the SSD record changed "
+		    "under this request too often; retry later");
+	} else
+		rc = store_failure(j, rs, rc);
+out:
+	if (presigned)
+		sign_finish(j, c, rs, stored, t0);
+	store_batch_free(b);
+	return rc;
+}
+
+/* The kmsd part failed: the answer for the SEI-TSM. */
+static int
+kms_failure(struct ks_job *j, struct http_resp *rs, int rc)
+{
+	int code = sei_result_from_err(rc);
+
+	log_result(j, code, err_name(rc));
+	switch (code) {
+	case SEI_KCV_MISMATCH:
+		return sei_reply(rs, code, "checkValue: a key's check value "
+		    "computed in the token differs from the one sent");
+	case SEI_UNWRAP_FAILED:
+		return sei_reply(rs, code, "encryptedKey: cannot unwrap under the "
+		    "transport key agreed with %s (or the key is not %s)",
+		    j->peer->sei_tsm_id, kms_alg_name(j->ks.alg));
+	case SEI_BAD_FORMAT:
+		return sei_reply(rs, code, "Alg: %s is not supported by the "
+		    "token", kms_alg_name(j->ks.alg));
+	case SEI_UNAVAILABLE:
+		return sei_reply(rs, code, "the key service is unavailable; retry "
+		    "later");
+	}
+	log_msg(LOG_ERR, "event=sei_kms_failed rid=%s err=%s", http_req_id(j->rq),
+	    err_name(rc));
+	return sei_reply(rs, SEI_INTERNAL, "internal error");
+}
+
+int
+sei_keysync_handle(struct http_req *rq, struct http_resp *rs, void *arg)
+{
+	struct sei_app *app = arg;
+	struct ks_job j;
+	struct buf rin;
+	char msg[SEI_MSG_MAX];
+	size_t i;
+	int rc, code, known;
+
+	memset(&j, 0, sizeof(j));
+	buf_init(&j.blob);
+	buf_init(&j.body);
+	buf_init(&rin);
+	j.rq = rq;
+	j.st = app->st;
+	j.peer = http_req_peer(rq);
+	j.sig = http_req_sig(rq);
+	j.now = (uint64_t)wall_seconds();
+	if (j.peer == NULL || j.sig == NULL) {
+		rc = ERR_INTERNAL;
+		goto out;
+	}
+	code = sei_keysync_parse(http_req_json(rq), j.peer->wrap,
+	    j.peer->kcv_method, &j.ks, msg, sizeof(msg));
+	if (code == SEI_OK)
+		code = sei_check_request(rq, j.st, j.ks.sei_tsm_id, msg,
+		    sizeof(msg));
+	if (code != SEI_OK) {
+		log_msg(LOG_INFO, "event=sei_key_sync rid=%s peer=%s result=%d "
+		    "what=refused", http_req_id(rq), j.peer->sei_tsm_id, code);
+		rc = sei_reply(rs, code, "%s", msg);
+		goto out;
+	}
+
+	/* Another set under this name is refused before any key is
+	 * touched; the same set is checked in kmsd and answered as before. */
+	if ((known = stored_set(&j)) < 0) {
+		rc = store_failure(&j, rs, known);
+		goto out;
+	}
+	if (known == 2) {
+		log_result(&j, SEI_STATE_CONFLICT, "conflict");
+		rc = sei_reply(rs, SEI_STATE_CONFLICT, "another key set is stored "
+		    "for this SE, SSD and keyVersion");
+		goto out;
+	}
+	if ((rc = idem_key(&j)) != 0 ||
+	    (rc = sei_receipt_input(&rin, j.ks.sei_tsm_id, j.ks.sd_aid,
+	    j.ks.se_id, j.ks.kvn, (const uint8_t (*)[5])j.ks.kcv, j.ks.n,
+	    j.ks.kcvlen)) != 0)
+		goto out;
+	if ((rc = import_and_mac(&j, &rin)) != 0) {
+		rc = kms_failure(&j, rs, rc);
+		goto out;
+	}
+	/* kmsd compared the KCVs in the token; the receipt MAC was computed
+	 * over the expected ones, so they must be the token's. */
+	if (j.kcvs.n != j.ks.n || j.kcvs.kcvlen != j.ks.kcvlen) {
+		rc = ERR_PROTO;
+		goto out;
+	}
+	for (i = 0; i < j.ks.n; i++)
+		if (j.kcvs.usage[i] != j.ks.usages[i] ||
+		    !ct_equal(j.kcvs.kcv[i], j.ks.kcv[i], j.ks.kcvlen)) {
+			rc = ERR_PROTO;
+			goto out;
+		}
+	if ((rc = build_answer(&j)) != 0)
+		goto out;
+	if (known == 1) {
+		struct store_batch *b = NULL;
+
+		log_result(&j, SEI_OK, "repeat");
+		if ((rc = store_batch_new(&b)) == 0)
+			rc = answer_repeat(&j, rs, b);
+		store_batch_free(b);
+		if (rc != 0)
+			rc = store_failure(&j, rs, rc);
+		goto out;
+	}
+	rc = store_new_set(&j, rs);
+out:
+	buf_free(&rin);
+	buf_free(&j.blob);
+	buf_free(&j.body);
+	wipe(&j.ks, sizeof(j.ks));
+	return rc;
+}

@@ -1,0 +1,136 @@
+/*
+ * sdstatus.c - POST /api/v1/sei/sd-status (§9.5): validates the body (seId
+ * required here), records the event and marks the SSD record in one
+ * durable batch with the nonce claim. Acting on the new state is the
+ * flows' business. Runs in tsmd's workers; the body is untrusted.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "tsm/sei/sei_int.h"
+
+/* The batch: SE and SSD records (created when unknown, so that the event
+ * refers to an SSD), the SSD's state marker, the event, the nonce. */
+static int
+build_batch(struct store_batch *b, struct store *st, const struct tsm_peer *p,
+    const struct http_sig *sig, struct store_sdstatus *ev, uint64_t now)
+{
+	char key[STORE_KEY_MAX + 1];
+	struct store_se se;
+	struct store_ssd old, ssd;
+	int rc;
+
+	store_batch_clear(b);
+	rc = store_se_get(st, ev->se_id, &se);
+	if (rc == ERR_NOTFOUND) {
+		memset(&se, 0, sizeof(se));
+		snprintf(se.se_id, sizeof(se.se_id), "%s", ev->se_id);
+		snprintf(se.peer_id, sizeof(se.peer_id), "%s", p->sei_tsm_id);
+		snprintf(se.state, sizeof(se.state), "ACTIVE");
+		se.created = se.updated = se.last_seen = now;
+		if ((rc = store_key_se(key, ev->se_id)) != 0 ||
+		    (rc = store_batch_require_absent(b, STORE_DB_SE, key,
+		    strlen(key))) != 0 ||
+		    (rc = store_batch_put_se(b, &se)) != 0)
+			return rc;
+	} else if (rc != 0)
+		return rc;
+
+	rc = store_ssd_get(st, ev->se_id, ev->sd_aid, &old);
+	if (rc == ERR_NOTFOUND) {
+		memset(&ssd, 0, sizeof(ssd));
+		snprintf(ssd.se_id, sizeof(ssd.se_id), "%s", ev->se_id);
+		snprintf(ssd.sd_aid, sizeof(ssd.sd_aid), "%s", ev->sd_aid);
+		snprintf(ssd.state, sizeof(ssd.state), "%s", ev->status);
+		ssd.mode = STORE_MODE_AMSD;	/* unknown until a flow learns */
+		ssd.created = ssd.updated = now;
+		if ((rc = store_key_ssd(key, ev->se_id, ev->sd_aid)) != 0 ||
+		    (rc = store_batch_require_absent(b, STORE_DB_SSD, key,
+		    strlen(key))) != 0 ||
+		    (rc = store_batch_put_ssd(b, &ssd)) != 0)
+			return rc;
+	} else if (rc != 0) {
+		return rc;
+	} else if (strcmp(old.state, ev->status) != 0) {
+		ssd = old;
+		/* What an unlock restores, among others. */
+		snprintf(ssd.prev_state, sizeof(ssd.prev_state), "%s", old.state);
+		snprintf(ssd.state, sizeof(ssd.state), "%s", ev->status);
+		ssd.updated = now;
+		if ((rc = store_batch_require_ssd(b, &old)) != 0 ||
+		    (rc = store_batch_put_ssd(b, &ssd)) != 0)
+			return rc;
+	}
+	if ((rc = store_batch_put_sdstatus(b, ev)) != 0)
+		return rc;
+	return sei_claim_nonce(b, p, sig, now);
+}
+
+int
+sei_sdstatus_handle(struct http_req *rq, struct http_resp *rs, void *arg)
+{
+	struct sei_app *app = arg;
+	const struct tsm_peer *p = http_req_peer(rq);
+	const struct http_sig *sig = http_req_sig(rq);
+	struct store_batch *b = NULL;
+	struct store_sdstatus ev;
+	struct sei_sdstatus req;
+	char msg[SEI_MSG_MAX];
+	uint64_t now = (uint64_t)wall_seconds();
+	int rc, code, tries, seen;
+
+	if (p == NULL || sig == NULL)
+		return ERR_INTERNAL;
+	code = sei_sdstatus_parse(http_req_json(rq), &req, msg, sizeof(msg));
+	if (code == SEI_OK)
+		code = sei_check_request(rq, app->st, req.sei_tsm_id, msg,
+		    sizeof(msg));
+	if (code != SEI_OK) {
+		log_msg(LOG_INFO, "event=sei_sd_status rid=%s peer=%s result=%d "
+		    "what=refused", http_req_id(rq), p->sei_tsm_id, code);
+		return sei_reply(rs, code, "%s", msg);
+	}
+	memset(&ev, 0, sizeof(ev));
+	snprintf(ev.se_id, sizeof(ev.se_id), "%s", req.se_id);
+	snprintf(ev.sd_aid, sizeof(ev.sd_aid), "%s", req.sd_aid);
+	snprintf(ev.status, sizeof(ev.status), "%s", req.status);
+	snprintf(ev.source, sizeof(ev.source), "%s", p->sei_tsm_id);
+	ev.time = now;
+
+	if ((rc = store_batch_new(&b)) != 0)
+		goto fail;
+	for (tries = 0; tries < SEI_BATCH_TRIES; tries++) {
+		if ((rc = build_batch(b, app->st, p, sig, &ev, now)) != 0)
+			break;
+		rc = store_batch_commit(app->st, b);
+		if (rc != ERR_EXISTS && rc != ERR_WRONGSTATE)
+			break;
+		/* The nonce (a replay) or an SE/SSD record that changed
+		 * since it was read (then again). */
+		seen = sei_nonce_claimed(app->st, p->sei_tsm_id, sig->nonce, now);
+		if (seen == 1) {
+			store_batch_free(b);
+			return sei_reply(rs, SEI_REPLAY, "nonce already used");
+		}
+		if (seen < 0) {
+			rc = seen;
+			break;
+		}
+	}
+	store_batch_free(b);
+	if (rc == 0) {
+		log_msg(LOG_INFO, "event=sei_sd_status rid=%s peer=%s se=%s aid=%s "
+		    "status=%s result=0", http_req_id(rq), p->sei_tsm_id, ev.se_id,
+		    ev.sd_aid, ev.status);
+		return sei_reply(rs, SEI_OK, "status recorded");
+	}
+	if (rc == ERR_EXISTS || rc == ERR_WRONGSTATE)
+		return sei_reply(rs, SEI_UNAVAILABLE, "the SSD record changed under "
+		    "this request too often; retry later");
+fail:
+	log_msg(LOG_ERR, "event=sei_store_failed rid=%s err=%s", http_req_id(rq),
+	    err_name(rc));
+	code = rc == ERR_LIMIT || rc == ERR_BUSY ? SEI_UNAVAILABLE : SEI_INTERNAL;
+	return sei_reply(rs, code, code == SEI_INTERNAL ? "internal error" :
+	    "the store cannot take this now; retry later");
+}
