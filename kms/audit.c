@@ -313,6 +313,12 @@ audit_log(struct audit *a, const struct audit_rec *r, int durable)
 }
 
 int
+audit_sync_pending(const struct audit *a)
+{
+	return a->need_sync;
+}
+
+int
 audit_take_sync(struct audit *a, int *fd)
 {
 	if (!a->need_sync)

@@ -46,6 +46,9 @@ int  audit_sync(struct audit *a) WUR;
  * written since the last call (the flag is cleared), else 0. Records
  * written before the call are covered by a sync started after it. */
 int  audit_take_sync(struct audit *a, int *fd);
+/* 1 when a durable record waits for a sync (0 while records wait in
+ * memory for a MAC key: nothing to sync yet). */
+int  audit_sync_pending(const struct audit *a);
 uint64_t audit_seq(const struct audit *a);
 
 struct audit_report {

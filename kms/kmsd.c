@@ -330,7 +330,8 @@ serve_frame(struct kmsd *d, struct conn *c, const struct kms_hdr *h,
 			    row->audit == AUDIT_DURABLE && status == 0);
 			/* This reply (and those after it on the connection)
 			 * leaves only once the record is on disk. */
-			if (row->audit == AUDIT_DURABLE && status == 0)
+			if (row->audit == AUDIT_DURABLE && status == 0 &&
+			    audit_sync_pending(d->audit))
 				c->hold_gen = d->sync_req + 1;
 		}
 	}

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -165,11 +166,16 @@ kmsenv_start(struct kmsenv *e, const char *const *extra)
 	if (e->pid < 0)
 		return -1;
 	if (e->pid == 0) {
+		/* Both stdout and stderr to the log: a test's TAP pipe must not
+		 * stay open in kmsd (prove would wait for it); and kmsd goes
+		 * when the test dies. */
 		fd = open(e->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
 		if (fd >= 0) {
+			dup2(fd, 1);
 			dup2(fd, 2);
 			close(fd);
 		}
+		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
 		execv(bin, (char *const *)argv);
 		_exit(127);
 	}
