@@ -20,6 +20,11 @@
 #define MAX_PENDING 10000
 #define MAX_LINE    8192
 
+struct pend {
+	char *body;
+	int   durable;
+};
+
 struct audit {
 	int           fd;
 	uint64_t      seq;		/* of the last line written */
@@ -28,8 +33,10 @@ struct audit {
 	int           need_sync;
 	audit_mac_fn  mac;
 	void         *mac_ctx;
-	char        **pending;		/* records waiting for a MAC function */
-	size_t        npending;
+	struct pend  *pending;		/* records not written yet: no MAC
+					 * function, or deferred mode */
+	size_t        npending, cappending;
+	int           deferred;
 };
 
 /* Reads the last complete line of the file into line (NUL-terminated). */
@@ -130,17 +137,28 @@ audit_open(struct audit **out, const char *path)
 	return 0;
 }
 
-void
-audit_close(struct audit *a)
+static void
+pend_free(struct audit *a)
 {
 	size_t i;
 
+	for (i = 0; i < a->npending; i++)
+		free(a->pending[i].body);
+	a->npending = 0;
+}
+
+
+
+void
+audit_close(struct audit *a)
+{
 	if (a == NULL)
 		return;
+	if (a->mac != NULL && audit_flush_pending(a) != 0)
+		log_msg(LOG_ERR, "event=audit_flush_at_close_failed");
 	if (a->need_sync)
 		(void)fdatasync(a->fd);
-	for (i = 0; i < a->npending; i++)
-		free(a->pending[i]);
+	pend_free(a);
 	free(a->pending);
 	close(a->fd);
 	free(a);
@@ -204,20 +222,15 @@ format_body(const struct audit_rec *r)
 	return s;
 }
 
-/* Chains, MACs and appends one formatted body; the caller holds the lock. */
+/* Chains and MACs one record onto out; the caller holds the lock and the
+ * tail is current. */
 static int
-append_locked(struct audit *a, const char *body, int durable)
+chain_one(struct audit *a, const char *body, struct buf *out)
 {
-	char prevhex[65], machex[65], *line = NULL;
+	char prevhex[65], machex[65], *line = NULL, *full = NULL;
 	uint8_t mac[32];
-	struct stat st;
-	ssize_t w;
-	int n, rc;
+	int n, fl, rc;
 
-	if (fstat(a->fd, &st) != 0)
-		return ERR_IO;
-	if (st.st_size != a->known_size && (rc = reload_tail(a)) != 0)
-		return rc;	/* another writer appended: follow its chain */
 	hex_encode(a->prev, 32, prevhex);
 	n = asprintf(&line, "{\"seq\":%llu,%s,\"prev\":\"%s\"",
 	    (unsigned long long)(a->seq + 1), body, prevhex);
@@ -228,45 +241,80 @@ append_locked(struct audit *a, const char *body, int durable)
 		return rc;
 	}
 	hex_encode(mac, 32, machex);
-	{
-		char *full = NULL;
-		int fl = asprintf(&full, "%s,\"mac\":\"%s\"}\n", line, machex);
-
-		free(line);
-		if (fl < 0)
-			return ERR_NOMEM;
-		w = write(a->fd, full, (size_t)fl);
-		if (w != fl) {
-			free(full);
-			/* A short write leaves a torn line that the next
-			 * open reports; there is nothing better to do. */
-			return ERR_IO;
-		}
+	fl = asprintf(&full, "%s,\"mac\":\"%s\"}\n", line, machex);
+	free(line);
+	if (fl < 0)
+		return ERR_NOMEM;
+	rc = buf_put(out, full, (size_t)fl);
+	if (rc == 0) {
 		SHA256((const uint8_t *)full, (size_t)fl - 1, a->prev);
-		free(full);
-		a->known_size = st.st_size + fl;
+		a->seq++;
 	}
-	a->seq++;
-	if (durable)
-		a->need_sync = 1;
-	return 0;
+	free(full);
+	return rc;
+}
+
+/*
+ * Chains, MACs and appends records in one write; the caller holds the
+ * lock. Another writer's appends are followed first (its chain continues).
+ */
+static int
+write_locked(struct audit *a, struct pend *p, size_t n)
+{
+	struct buf out;
+	struct stat st;
+	uint8_t prev[32];
+	uint64_t seq;
+	size_t i, off = 0;
+	ssize_t w;
+	int rc = 0, durable = 0;
+
+	if (fstat(a->fd, &st) != 0)
+		return ERR_IO;
+	if (st.st_size != a->known_size && (rc = reload_tail(a)) != 0)
+		return rc;
+	memcpy(prev, a->prev, 32);
+	seq = a->seq;
+	buf_init(&out);
+	for (i = 0; i < n && rc == 0; i++) {
+		rc = chain_one(a, p[i].body, &out);
+		durable |= p[i].durable;
+	}
+	while (rc == 0 && off < out.len) {
+		w = write(a->fd, out.p + off, out.len - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			/* A short write leaves a torn line that the next open
+			 * reports; there is nothing better to do. */
+			rc = ERR_IO;
+			break;
+		}
+		off += (size_t)w;
+	}
+	if (rc != 0) {
+		memcpy(a->prev, prev, 32);
+		a->seq = seq;
+	} else {
+		a->known_size = st.st_size + (off_t)out.len;
+		if (durable)
+			a->need_sync = 1;
+	}
+	buf_free(&out);
+	return rc;
 }
 
 int
 audit_flush_pending(struct audit *a)
 {
-	size_t i;
-	int rc = 0;
+	int rc;
 
 	if (a->mac == NULL || a->npending == 0)
 		return 0;
 	flock(a->fd, LOCK_EX);
-	for (i = 0; i < a->npending && rc == 0; i++)
-		rc = append_locked(a, a->pending[i], 1);
+	rc = write_locked(a, a->pending, a->npending);
 	flock(a->fd, LOCK_UN);
-	for (i = 0; i < a->npending; i++)
-		free(a->pending[i]);
-	a->npending = 0;
+	pend_free(a);
 	return rc;
 }
 
@@ -277,36 +325,57 @@ audit_set_mac(struct audit *a, audit_mac_fn fn, void *ctx)
 	a->mac_ctx = ctx;
 }
 
+void
+audit_set_deferred(struct audit *a, int on)
+{
+	a->deferred = on;
+}
+
 int
 audit_log(struct audit *a, const struct audit_rec *r, int durable)
 {
+	struct pend one;
 	char *body = format_body(r);
 	int rc;
 
 	if (body == NULL)
 		return ERR_NOMEM;
-	if (a->mac == NULL) {
-		char **np;
+	if (a->mac == NULL || a->deferred) {
+		struct pend *np;
 
 		if (a->npending >= MAX_PENDING) {
-			free(body);
-			return ERR_LIMIT;
+			if (a->mac == NULL) {
+				free(body);
+				return ERR_LIMIT;
+			}
+			if ((rc = audit_flush_pending(a)) != 0) {
+				free(body);
+				return rc;
+			}
 		}
-		np = realloc(a->pending, (a->npending + 1) * sizeof(*np));
-		if (np == NULL) {
-			free(body);
-			return ERR_NOMEM;
+		if (a->npending == a->cappending) {
+			size_t nc = a->cappending ? a->cappending * 2 : 64;
+
+			np = realloc(a->pending, nc * sizeof(*np));
+			if (np == NULL) {
+				free(body);
+				return ERR_NOMEM;
+			}
+			a->pending = np;
+			a->cappending = nc;
 		}
-		a->pending = np;
-		a->pending[a->npending++] = body;
+		a->pending[a->npending].body = body;
+		a->pending[a->npending++].durable = durable;
 		return 0;
 	}
 	if (a->npending > 0 && (rc = audit_flush_pending(a)) != 0) {
 		free(body);
 		return rc;
 	}
+	one.body = body;
+	one.durable = durable;
 	flock(a->fd, LOCK_EX);
-	rc = append_locked(a, body, durable);
+	rc = write_locked(a, &one, 1);
 	flock(a->fd, LOCK_UN);
 	free(body);
 	return rc;

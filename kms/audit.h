@@ -37,6 +37,10 @@ void audit_close(struct audit *a);
 /* Until a MAC function is set, records wait in memory (at most 10,000). */
 void audit_set_mac(struct audit *a, audit_mac_fn fn, void *ctx);
 int  audit_flush_pending(struct audit *a) WUR;
+/* Deferred mode (kmsd): records are chained, MACed and written together
+ * by audit_flush_pending, under one lock and in one write (the event loop
+ * calls it before any reply leaves). */
+void audit_set_deferred(struct audit *a, int on);
 /* Appends one record. `durable`: audit_sync must fdatasync before the
  * caller acknowledges (group commit). */
 int  audit_log(struct audit *a, const struct audit_rec *r, int durable) WUR;

@@ -637,6 +637,9 @@ kmsd_flush_dirty(struct kmsd *d)
 	uint64_t done;
 	int fd;
 
+	/* This iteration's records, chained and written in one go. */
+	if (audit_flush_pending(d->audit) != 0)
+		log_msg(LOG_ERR, "event=audit_write_failed");
 	if (audit_take_sync(d->audit, &fd)) {
 		if (d->sync_started) {
 			pthread_mutex_lock(&d->sync_mu);

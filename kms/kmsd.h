@@ -42,7 +42,8 @@ struct conn {
 	int            closing;		/* close after the output drains */
 	uint32_t       events;		/* epoll events armed */
 	int            dirty;		/* on the flush list */
-	int            audit_verified;	/* audit-key verification audited */
+	char           audited[8][200];	/* "op key" already audited (MAC ops) */
+	unsigned       naudited;
 	uint64_t       hold_gen;	/* output waits for this audit sync */
 	struct conn   *next_held;
 	struct buf     in;

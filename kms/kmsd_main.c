@@ -322,11 +322,15 @@ main(int argc, char **argv)
 	if (d.sync_evfd < 0 || epoll_ctl(d.epfd, EPOLL_CTL_ADD, d.sync_evfd,
 	    &ev) != 0 || kmsd_syncer_start(&d) != 0)
 		return 1;
+	/* Records of a loop iteration are written together at its end. */
+	audit_set_deferred(d.audit, 1);
 	{
 		struct req rq = { .d = &d };
 
 		(void)kmsd_audit(&rq, "kmsd.start", NULL, "ok", d.sealed ? "sealed" :
 		    "unsealed", 1);
+		if (audit_flush_pending(d.audit) != 0)
+			log_msg(LOG_ERR, "event=audit_write_failed");
 		if (audit_sync(d.audit) != 0)
 			log_msg(LOG_ERR, "event=audit_sync_failed");
 	}
@@ -340,6 +344,8 @@ main(int argc, char **argv)
 		struct req rq = { .d = &d };
 
 		(void)kmsd_audit(&rq, "kmsd.stop", NULL, "ok", NULL, 1);
+		if (audit_flush_pending(d.audit) != 0)
+			log_msg(LOG_ERR, "event=audit_write_failed");
 		if (audit_sync(d.audit) != 0)
 			log_msg(LOG_ERR, "event=audit_sync_failed");
 	}

@@ -184,6 +184,27 @@ first_use(struct req *rq, struct handle *h, int bit)
 		h->audited |= 1u << bit;
 }
 
+/* First use of a token key for an op on this connection; the 8 most
+ * recent (op, key) pairs are remembered. */
+static void
+first_use_key(struct req *rq, const char *op, const char *key)
+{
+	struct conn *c = rq->c;
+	char tag[200];
+	unsigned i;
+
+	snprintf(tag, sizeof(tag), "%s %s", op, key);
+	for (i = 0; i < c->naudited && i < ARRAY_LEN(c->audited); i++) {
+		if (strcmp(c->audited[i], tag) == 0) {
+			rq->skip_audit = 1;
+			return;
+		}
+	}
+	snprintf(c->audited[c->naudited % ARRAY_LEN(c->audited)],
+	    sizeof(c->audited[0]), "%s", tag);
+	c->naudited++;
+}
+
 /* ---- hello, ping, status ---- */
 
 static int
@@ -1027,13 +1048,10 @@ hmac_op(struct req *rq, int verify)
 		snprintf(rq->msg, sizeof(rq->msg), "%s needs a MAC key", op);
 		return ERR_KEYCLASS;
 	}
-	/* Verifying the audit log line by line would add a record per line;
-	 * one per connection says who verified. */
-	if (k->cls == KS_AUDIT) {
-		if (rq->c->audit_verified)
-			rq->skip_audit = 1;
-		rq->c->audit_verified = 1;
-	}
+	/* Message authentication runs on every SEI request, and verifying the
+	 * audit log runs once per line: the first use of a key for the op on
+	 * a connection is recorded, later ones only counted (like handles). */
+	first_use_key(rq, op, rq->key);
 	if (verify) {
 		TOKEN_OP(rq, k, v, o, rc, p11_hmac_sha256_verify(rq->d->p, o, d, n,
 		    mac));
