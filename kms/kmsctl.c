@@ -371,6 +371,7 @@ ctl_open(struct ctl *c)
 		buf_init(&b);
 		if (stat(c->pin_file, &st) == 0 && (st.st_mode & 0077)) {
 			die_msg("%s is readable by others; refusing", c->pin_file);
+			ctl_close(c);
 			return ERR_DENIED;
 		}
 		rc = file_read_all(c->pin_file, sizeof(pin) - 1, &b);
@@ -386,17 +387,20 @@ ctl_open(struct ctl *c)
 	} else {
 		die_msg("this needs the token: give the custodians' --share files "
 		    "(a quorum) or --insecure-pin-file (demo/CI only)");
+		ctl_close(c);
 		return ERR_SEALED;
 	}
 	if (rc == 0 && (rc = p11_login(c->p, pin, pl)) != 0)
 		die_msg("token login failed: %s", p11_last_error());
 	wipe(pin, sizeof(pin));
+	if (rc == 0 && ((rc = p11_probe(c->p, &caps, NULL, 0)) != 0 ||
+	    (rc = ks_load(&c->ks, c->p)) != 0))
+		die_msg("token not usable: %s", err_str(rc));
+	if (rc == 0)
+		rc = open_audit(c);
 	if (rc != 0)
-		return rc;
-	if ((rc = p11_probe(c->p, &caps, NULL, 0)) != 0 ||
-	    (rc = ks_load(&c->ks, c->p)) != 0)
-		return rc;
-	return open_audit(c);
+		ctl_close(c);
+	return rc;
 }
 
 void
@@ -710,6 +714,7 @@ out:
 	wipe(sohex, sizeof(sohex));
 	secmem_free(sec, 2 * CTL_PIN_RAW + 2 * CTL_MAX_SHARES * CTL_PIN_RAW);
 	secmem_free(sh, sizeof(*sh));
+	ctl_close(c);
 	return rc ? 1 : 0;
 }
 
@@ -1202,7 +1207,7 @@ fmt_time(int64_t t, char *out, size_t cap)
 static int
 cmd_list(struct ctl *c, int argc, char **argv)
 {
-	json_t *arr = json_array();
+	json_t *arr;
 	size_t i, j;
 
 	if (argc > 1 && strcmp(argv[1], "--json") == 0)
@@ -1215,6 +1220,7 @@ cmd_list(struct ctl *c, int argc, char **argv)
 	}
 	if (ctl_open(c) != 0)
 		return 1;
+	arr = json_array();
 	if (!c->json)
 		printf("%-26s %-13s %-11s %3s %-19s %-6s %-20s %s\n", "LABEL", "CLASS",
 		    "ALG", "VER", "STATE", "KCV", "CREATED", "TOKEN ATTRIBUTES");
