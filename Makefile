@@ -4,6 +4,8 @@
 #   make check      install missing Debian packages, build, run every test under prove
 #   make check SANITIZE=1   the same with ASan+UBSan
 #   make run        start the services against ./var (VAR=, LISTEN=, SEI_URL=)
+#   make demo       one virtual SE through the SSD life cycle (VAR= a running
+#                   make run; default: its own services in a temp dir)
 #   make bench      print the benchmark tables
 #   make fuzz       build the libFuzzer targets with clang and run each briefly
 #   make deps       check/install the Debian packages the build and tests need
@@ -136,6 +138,9 @@ deps:
 
 run: deps all
 	@VAR="$(VAR)" LISTEN="$(LISTEN)" SEI_URL="$(SEI_URL)" sh tests/run.sh
+
+demo: deps all
+	@VAR="$(VAR)" sh tests/demo.sh
 
 bench: deps all
 	@sh tests/bench/run.sh

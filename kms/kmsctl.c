@@ -1849,10 +1849,11 @@ cmd_demo(struct ctl *c, int argc, char **argv)
 		printf("usage: kmsctl --var DIR demo-ceremony [--material FILE]\n"
 		    "DEMO ONLY. Runs the demo key ceremony non-interactively: initialises\n"
 		    "the token if needed (3 demo custodians, quorum 2, the user PIN also\n"
-		    "in VAR/kms/demo-user.pin), generates the storage KEK, the CA key and\n"
-		    "the transport RSA pair, and enters the demo SEI peer's transport KEK\n"
-		    "and message-auth key from the components in FILE (default\n"
-		    "tests/sim/demo/sei-demo.json). Re-running it changes nothing.\n");
+		    "in VAR/kms/demo-user.pin), generates the storage KEK, the CA key,\n"
+		    "the transport RSA pair and tsmd's webhook HMAC key (notify), and\n"
+		    "enters the demo SEI peer's transport KEK and message-auth key from\n"
+		    "the components in FILE (default tests/sim/demo/sei-demo.json).\n"
+		    "Re-running it adds what is missing and changes nothing else.\n");
 		return strcmp(argv[1], "--help") == 0 ? 0 : 2;
 	}
 	m = json_load_file(material, 0, &je);
@@ -1890,9 +1891,12 @@ cmd_demo(struct ctl *c, int argc, char **argv)
 	snprintf(c->participants, sizeof(c->participants), "DEMO ceremony (no "
 	    "custodians: insecure PIN file)");
 	ctl_tr_begin(c, "demo-ceremony");
+	/* notify: tsmd's HMAC key for signed provider webhooks
+	 * (tsm/flow/README.md, notify.macKey). */
 	if (demo_key(c, "storage-kek", KS_STORAGE_KEK, 0) != 0 ||
 	    demo_key(c, "ca", KS_CA, KMS_ALG_EC_P256) != 0 ||
-	    demo_key(c, "transport-rsa", KS_TRANSPORT_RSA, 0) != 0)
+	    demo_key(c, "transport-rsa", KS_TRANSPORT_RSA, 0) != 0 ||
+	    demo_key(c, "notify", KS_MAC, KMS_ALG_HMAC) != 0)
 		goto out;
 	snprintf(label, sizeof(label), "peer/%s/kek", id);
 	if (demo_peer_key(c, json_object_get(m, "transportKek"), label,

@@ -4,7 +4,7 @@
 # prints the exact command and fails. Called by `make deps`.
 set -eu
 
-PKGS="gcc make pkg-config perl ca-certificates openssl
+PKGS="gcc make pkg-config perl ca-certificates openssl curl
 libssl-dev libp11-kit-dev p11-kit softhsm2 opensc
 libjansson-dev libcurl4-openssl-dev libmicrohttpd-dev liblmdb-dev lmdb-utils
 libgfshare-dev libgnutls28-dev"

@@ -91,6 +91,13 @@ config_free(struct tsm_config *c)
 	for (i = 0; i < c->npeers; i++)
 		peer_clear(&c->peers[i]);
 	free(c->peers);
+	for (i = 0; i < c->flows.nssd_keys; i++) {
+		free(c->flows.ssd_keys[i].aid);
+		free(c->flows.ssd_keys[i].master);
+	}
+	free(c->flows.ssd_keys);
+	free(c->flows.notify_mac_key);
+	free(c->flows.notify_key_id);
 	free(c);
 }
 
@@ -117,6 +124,21 @@ tsm_config_peer(const struct tsm_config *c, const char *id)
 		if (strcmp(c->peers[i].sei_tsm_id, id) == 0)
 			return &c->peers[i];
 	return NULL;
+}
+
+const struct tsm_ssd_keys *
+tsm_config_ssd_keys(const struct tsm_config *c, const char *sd_aid)
+{
+	const struct tsm_ssd_keys *def = NULL;
+	size_t i;
+
+	for (i = 0; i < c->flows.nssd_keys; i++) {
+		if (sd_aid != NULL && strcmp(c->flows.ssd_keys[i].aid, sd_aid) == 0)
+			return &c->flows.ssd_keys[i];
+		if (strcmp(c->flows.ssd_keys[i].aid, "*") == 0)
+			def = &c->flows.ssd_keys[i];
+	}
+	return def;
 }
 
 const struct tsm_peer *
@@ -554,11 +576,194 @@ parse_peers(struct cerr *e, struct tsm_config *c, json_t *a)
 	return 0;
 }
 
+/* AID: hex, 5..16 bytes, stored upper case. */
+static int
+aid_norm(const char *s, char *out, size_t cap)
+{
+	size_t n = strlen(s), i;
+
+	if (n % 2 != 0 || n < 10 || n > 32 || n >= cap)
+		return ERR_INVAL;
+	for (i = 0; i < n; i++) {
+		char ch = s[i];
+
+		if (ch >= 'a' && ch <= 'f')
+			ch = (char)(ch - 'a' + 'A');
+		if (!((ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'F')))
+			return ERR_INVAL;
+		out[i] = ch;
+	}
+	out[n] = '\0';
+	return 0;
+}
+
+/* "ssdKeys": {"<AID>|*": "random" | "diversified" |
+ *             {"source": "random"|"diversified", "master": "<label>"}} */
+static int
+parse_ssd_keys(struct cerr *e, struct tsm_config *c, json_t *o)
+{
+	static const char *const known[] = { "source", "master", NULL };
+	struct tsm_ssd_keys *k;
+	const char *aid, *src;
+	char f[96], norm[40], *master = NULL;
+	json_t *v, *sv;
+	size_t n = 0;
+	int rc;
+
+	if (!json_is_object(o))
+		return fail(e, ERR_INVAL, "ssdKeys", "must be an object");
+	if (json_object_size(o) > 256)
+		return fail(e, ERR_INVAL, "ssdKeys", "at most 256 entries");
+	if (json_object_size(o) == 0)
+		return 0;
+	c->flows.ssd_keys = calloc(json_object_size(o), sizeof(*k));
+	if (c->flows.ssd_keys == NULL)
+		return fail(e, ERR_NOMEM, "ssdKeys", "out of memory");
+	json_object_foreach(o, aid, v) {
+		if (aid[0] == '_')
+			continue;
+		snprintf(f, sizeof(f), "ssdKeys.%.40s", aid);
+		if (strcmp(aid, "*") == 0)
+			snprintf(norm, sizeof(norm), "*");
+		else if (aid_norm(aid, norm, sizeof(norm)) != 0)
+			return fail(e, ERR_INVAL, f, "the key must be an SSD AID "
+			    "(5 to 16 bytes of hex) or \"*\"");
+		k = &c->flows.ssd_keys[n];
+		c->flows.nssd_keys = ++n;
+		if (set_str(&k->aid, norm) != 0)
+			return fail(e, ERR_NOMEM, f, "out of memory");
+		sv = v;
+		if (json_is_object(v)) {
+			if ((rc = check_keys(e, v, "ssdKeys.<aid>.", known)) != 0)
+				return rc;
+			sv = json_object_get(v, "source");
+			if ((rc = get_str(e, v, "master", f, 120, &master)) != 0)
+				return rc;
+			k->master = master;
+			master = NULL;
+		}
+		src = json_is_string(sv) ? json_string_value(sv) : NULL;
+		if (src != NULL && strcmp(src, "random") == 0)
+			k->source = TSM_KEYS_RANDOM;
+		else if (src != NULL && strcmp(src, "diversified") == 0)
+			k->source = TSM_KEYS_DIVERSIFIED;
+		else
+			return fail(e, ERR_INVAL, f, "must be \"random\", "
+			    "\"diversified\" or {\"source\": ..., \"master\": "
+			    "\"<kmsd label prefix>\"}");
+		if (k->master != NULL && !ident_ok(k->master, 120, 1))
+			return fail(e, ERR_INVAL, f, "master: not a kmsd key label");
+		if (k->source == TSM_KEYS_DIVERSIFIED && k->master == NULL &&
+		    strcmp(norm, "*") == 0)
+			return fail(e, ERR_INVAL, f, "master: required for \"*\" "
+			    "(the default label is master/<AID>)");
+		if (k->source == TSM_KEYS_DIVERSIFIED && k->master == NULL) {
+			char lab[64];
+
+			snprintf(lab, sizeof(lab), "master/%s", norm);
+			if (set_str(&k->master, lab) != 0)
+				return fail(e, ERR_NOMEM, f, "out of memory");
+		}
+	}
+	return 0;
+}
+
+static int
+parse_flows(struct cerr *e, struct tsm_config *c, json_t *agent, json_t *fl,
+    json_t *nt)
+{
+	static const char *const kagent[] = { "auth", "sessionTimeoutS", NULL };
+	static const char *const kflows[] = { "seiTimeoutMs", "keyArchiveDays",
+		NULL };
+	static const char *const knotify[] = { "macKey", "keyId",
+		"maxAttempts", "backoffMs", "timeoutMs", NULL };
+	struct tsm_flows *w = &c->flows;
+	char *auth = NULL;
+	uint64_t v;
+	int rc = 0;
+
+	if (agent != NULL) {
+		if (!json_is_object(agent))
+			return fail(e, ERR_INVAL, "agent", "must be an object");
+		if ((rc = check_keys(e, agent, "agent.", kagent)) != 0 ||
+		    (rc = get_str(e, agent, "auth", "agent.auth", 16, &auth)) != 0)
+			goto out;
+		if (auth != NULL && strcmp(auth, "none") == 0)
+			w->agent_auth = TSM_AGENT_AUTH_NONE;
+		else if (auth != NULL && strcmp(auth, "clientCert") == 0)
+			w->agent_auth = TSM_AGENT_AUTH_CLIENT_CERT;
+		else if (auth != NULL) {
+			rc = fail(e, ERR_INVAL, "agent.auth", "must be none or "
+			    "clientCert");
+			goto out;
+		}
+		v = w->session_timeout_s;
+		if ((rc = get_uint(e, agent, "sessionTimeoutS",
+		    "agent.sessionTimeoutS", 1, 3600, &v)) != 0)
+			goto out;
+		w->session_timeout_s = (unsigned)v;
+	}
+	if (fl != NULL) {
+		if (!json_is_object(fl))
+			return fail(e, ERR_INVAL, "flows", "must be an object");
+		if ((rc = check_keys(e, fl, "flows.", kflows)) != 0)
+			goto out;
+		v = w->sei_timeout_ms;
+		if ((rc = get_uint(e, fl, "seiTimeoutMs", "flows.seiTimeoutMs", 100,
+		    120000, &v)) != 0)
+			goto out;
+		w->sei_timeout_ms = (unsigned)v;
+		v = w->key_archive_days;
+		if ((rc = get_uint(e, fl, "keyArchiveDays", "flows.keyArchiveDays",
+		    0, 3660, &v)) != 0)
+			goto out;
+		w->key_archive_days = (unsigned)v;
+	}
+	if (nt != NULL) {
+		if (!json_is_object(nt))
+			return fail(e, ERR_INVAL, "notify", "must be an object");
+		if ((rc = check_keys(e, nt, "notify.", knotify)) != 0 ||
+		    (rc = get_str(e, nt, "macKey", "notify.macKey", 127,
+		    &w->notify_mac_key)) != 0 ||
+		    (rc = get_str(e, nt, "keyId", "notify.keyId", 64,
+		    &w->notify_key_id)) != 0)
+			goto out;
+		if (!ident_ok(w->notify_mac_key, 127, 1)) {
+			rc = fail(e, ERR_INVAL, "notify.macKey", "not a kmsd key label");
+			goto out;
+		}
+		if (!ident_ok(w->notify_key_id, 64, 0)) {
+			rc = fail(e, ERR_INVAL, "notify.keyId", "only letters, digits "
+			    "and ._:-");
+			goto out;
+		}
+		v = w->notify_max_attempts;
+		if ((rc = get_uint(e, nt, "maxAttempts", "notify.maxAttempts", 1,
+		    100, &v)) != 0)
+			goto out;
+		w->notify_max_attempts = (unsigned)v;
+		v = w->notify_backoff_ms;
+		if ((rc = get_uint(e, nt, "backoffMs", "notify.backoffMs", 10,
+		    3600000, &v)) != 0)
+			goto out;
+		w->notify_backoff_ms = (unsigned)v;
+		v = w->notify_timeout_ms;
+		if ((rc = get_uint(e, nt, "timeoutMs", "notify.timeoutMs", 100,
+		    120000, &v)) != 0)
+			goto out;
+		w->notify_timeout_ms = (unsigned)v;
+	}
+out:
+	free(auth);
+	return rc;
+}
+
 static int
 parse_doc(struct cerr *e, struct tsm_config *c, json_t *root)
 {
 	static const char *const known[] = { "listen", "varDir", "kmsSocket",
-		"logLevel", "tls", "limits", "peers", NULL };
+		"logLevel", "tls", "limits", "peers", "agent", "flows", "notify",
+		"ssdKeys", NULL };
 	char *listen = NULL, *level = NULL;
 	json_t *v;
 	int rc;
@@ -591,6 +796,12 @@ parse_doc(struct cerr *e, struct tsm_config *c, json_t *root)
 	if ((v = json_object_get(root, "peers")) != NULL &&
 	    (rc = parse_peers(e, c, v)) != 0)
 		goto out;
+	if ((rc = parse_flows(e, c, json_object_get(root, "agent"),
+	    json_object_get(root, "flows"), json_object_get(root, "notify"))) != 0)
+		goto out;
+	if ((v = json_object_get(root, "ssdKeys")) != NULL &&
+	    (rc = parse_ssd_keys(e, c, v)) != 0)
+		goto out;
 	rc = 0;
 out:
 	free(listen);
@@ -618,8 +829,17 @@ config_defaults(void)
 	c->lim.request_timeout_ms = 30000;
 	c->lim.workers = 8;
 	c->lim.drain_timeout_ms = 10000;
+	c->flows.agent_auth = TSM_AGENT_AUTH_NONE;
+	c->flows.session_timeout_s = 120;
+	c->flows.sei_timeout_ms = 10000;
+	c->flows.key_archive_days = 30;
+	c->flows.notify_max_attempts = 8;
+	c->flows.notify_backoff_ms = 1000;
+	c->flows.notify_timeout_ms = 5000;
 	if (set_str(&c->listen, "127.0.0.1:8443") != 0 ||
-	    set_str(&c->host, "127.0.0.1") != 0) {
+	    set_str(&c->host, "127.0.0.1") != 0 ||
+	    set_str(&c->flows.notify_mac_key, "notify") != 0 ||
+	    set_str(&c->flows.notify_key_id, "sptsm-notify") != 0) {
 		config_free(c);
 		return NULL;
 	}
@@ -679,6 +899,10 @@ finish(struct cerr *e, struct tsm_config *c, const struct tsm_config_args *a)
 	if (!c->tls && c->tls_client_ca != NULL)
 		return fail(e, ERR_INVAL, "tls.clientCa",
 		    "client certificates need TLS");
+	if (c->flows.agent_auth == TSM_AGENT_AUTH_CLIENT_CERT &&
+	    c->tls_client_ca == NULL)
+		return fail(e, ERR_INVAL, "agent.auth", "clientCert needs "
+		    "tls.clientCa");
 	for (i = 0; i < c->npeers; i++) {
 		char f[64];
 

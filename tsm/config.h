@@ -40,6 +40,32 @@ struct tsm_limits {
 	unsigned drain_timeout_ms;	/* on SIGTERM */
 };
 
+/* How tsmd makes the new key set of an SSD (ssdKeys, tsm/tsmd.conf.md). */
+enum tsm_ssd_key_source { TSM_KEYS_RANDOM = 0, TSM_KEYS_DIVERSIFIED = 1 };
+struct tsm_ssd_keys {
+	char *aid;		/* upper-case hex; "*" = every other AID */
+	int   source;		/* enum tsm_ssd_key_source */
+	char *master;		/* diversified: kmsd label prefix of the master
+				 * keys (<master>/enc, /mac, /dek) */
+};
+
+/* Agent sessions, SEI calls from the flows, key archive, notifications
+ * (tsm/flow/, tsm/tsmd.conf.md). */
+enum tsm_agent_auth { TSM_AGENT_AUTH_NONE = 0, TSM_AGENT_AUTH_CLIENT_CERT = 1 };
+struct tsm_flows {
+	int      agent_auth;		/* enum tsm_agent_auth (needs a restart) */
+	unsigned session_timeout_s;	/* agent.sessionTimeoutS */
+	unsigned sei_timeout_ms;	/* flows.seiTimeoutMs */
+	unsigned key_archive_days;	/* flows.keyArchiveDays */
+	char    *notify_mac_key;	/* notify.macKey: kmsd HMAC label */
+	char    *notify_key_id;		/* notify.keyId: keyId of X-TSM-Signature */
+	unsigned notify_max_attempts;	/* notify.maxAttempts */
+	unsigned notify_backoff_ms;	/* notify.backoffMs: first retry delay */
+	unsigned notify_timeout_ms;	/* notify.timeoutMs: one delivery */
+	struct tsm_ssd_keys *ssd_keys;	/* ssdKeys */
+	size_t   nssd_keys;
+};
+
 struct tsm_config {
 	char    *path;		/* the config file read, or NULL */
 	char    *listen;	/* "host:port" as given */
@@ -56,6 +82,7 @@ struct tsm_config {
 	int      log_level;	/* LOG_* */
 	struct tsm_peer *peers;
 	size_t   npeers;
+	struct tsm_flows flows;
 	int      refs;		/* atomically updated */
 };
 
@@ -88,6 +115,11 @@ const struct tsm_peer *tsm_config_peer(const struct tsm_config *c,
 	    const char *sei_tsm_id);
 const struct tsm_peer *tsm_config_peer_by_key_id(const struct tsm_config *c,
 	    const char *mac_key_id);
+
+/* The ssdKeys entry for an SSD AID (upper-case hex): its own, else "*",
+ * else NULL (random). */
+const struct tsm_ssd_keys *tsm_config_ssd_keys(const struct tsm_config *c,
+	    const char *sd_aid);
 
 /* "error"|"warn"|"info"|"debug" -> LOG_*; -1 when unknown. */
 int  tsm_log_level_parse(const char *s);

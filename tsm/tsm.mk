@@ -13,7 +13,7 @@ http_SRCS := tsm/http/router.c tsm/http/json.c tsm/http/apikeys.c \
 
 PROGS += tsmd
 tsmd_SRCS := tsm/tsmd.c
-tsmd_LIBS := sei store http tsmconf kmsclient base
+tsmd_LIBS := flow seiclient sei gpkms gp store http tsmconf kmsclient base
 
 TESTS += http_router_test http_config_test http_sig_test
 http_router_test_SRCS := tests/unit/http_router_test.c

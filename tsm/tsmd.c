@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "tsm/config.h"
+#include "tsm/flow/flow.h"
 #include "tsm/http/http.h"
 #include "tsm/sei/sei.h"
 #include "tsm/store/store.h"
@@ -22,6 +23,7 @@ struct tsmd {
 					 * one through http_req_config() */
 	struct http_apikeys *keys;
 	struct store        *store;	/* VAR/tsm/store, open while serving */
+	struct flow         *flow;	/* tasks, agent sessions, flows */
 };
 
 typedef int (*tsmd_routes_fn)(struct http_router *r, struct tsmd *t);
@@ -38,6 +40,12 @@ routes_sei(struct http_router *r, struct tsmd *t)
 	return sei_routes_register(r, t->store);
 }
 
+static int
+routes_flow(struct http_router *r, struct tsmd *t)
+{
+	return flow_routes_register(r, t->flow);
+}
+
 /*
  * The route sets, registered in this order. A component plugs in its
  * handlers by adding one line here (e.g. { "sei", sei_routes_register }
@@ -49,6 +57,7 @@ static const struct {
 } route_sets[] = {
 	{ "builtin", routes_builtin },
 	{ "sei", routes_sei },
+	{ "flow", routes_flow },
 };
 
 static void
@@ -188,6 +197,19 @@ main(int argc, char **argv)
 		goto out;
 	}
 
+	/* The flows (they start the SEI client: before any thread), and
+	 * their §9.5 reaction hooked into the SEI handlers. */
+	if ((rc = flow_new(&app.flow, app.store, cfg)) != 0) {
+		log_msg(LOG_ERR, "event=flow_init_failed err=%s", err_name(rc));
+		goto out;
+	}
+	{
+		struct sei_sdstatus_hook h;
+
+		flow_sdstatus_hook(app.flow, &h);
+		sei_sdstatus_set_hook(&h);
+	}
+
 	app.cfg = cfg;
 	app.keys = keys;
 	if (http_router_new(&router, &app) != 0)
@@ -210,6 +232,10 @@ main(int argc, char **argv)
 
 	if ((rc = http_server_start(&srv, cfg, router, keys)) != 0) {
 		log_msg(LOG_ERR, "event=start_failed err=%s", err_name(rc));
+		goto out;
+	}
+	if ((rc = flow_start(app.flow)) != 0) {
+		log_msg(LOG_ERR, "event=flow_start_failed err=%s", err_name(rc));
 		goto out;
 	}
 	/* Where we listen (port 0 picks one): for scripts and tests. */
@@ -242,7 +268,9 @@ main(int argc, char **argv)
 out:
 	if (srv != NULL)
 		http_server_stop(srv, 0);
-	store_close(app.store);	/* after the server: no handler runs now */
+	sei_sdstatus_set_hook(NULL);
+	flow_free(app.flow);	/* after the server: no handler runs now */
+	store_close(app.store);
 	tsm_kms_cleanup();
 	http_router_free(router);
 	http_apikeys_free(keys);

@@ -34,7 +34,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const enum store_db docs[] = { STORE_DB_PROVIDER, STORE_DB_APP,
-	    STORE_DB_CERT, STORE_DB_NOTIFY };
+	    STORE_DB_CERT, STORE_DB_NOTIFY, STORE_DB_KEYARCH };
 	struct store_se se;
 	struct store_ssd ssd;
 	struct store_keyset ks;

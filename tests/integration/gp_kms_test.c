@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -1092,6 +1093,68 @@ test_death(void)
 	buf_free(&out);
 }
 
+/* gp_kms_close: the KCVs of an opened set come without a request; a
+ * closed connection drops every handle in kmsd at once and sends nothing
+ * more (releases and key-set closes are no-ops). */
+static void
+test_close(void)
+{
+	struct kms_client *c = NULL;
+	struct gp_kms *g = NULL, *keep = G;
+	struct gp_backend b2, keep_be = be;
+	struct gp_kms_stats st0, st1;
+	struct kms_status ks0, ks1, ks2;
+	struct kset s;
+	uint8_t kcv[3];
+	gp_keyref sk = 0;
+	int rc;
+
+	if (kms_connect(&c, E.sock, "gp_kms_test-close") != 0 ||
+	    gp_kms_new(c, &g) != 0)
+		bail("close: connect");
+	gp_kms_backend(g, &b2);
+	G = g;
+	be = b2;
+	if (kms_status(M, &ks0) != 0 || kset_open(&s,
+	    "000102030405060708090a0b0c0d0e0f", "101112131415161718191a1b1c1d1e1f",
+	    "202122232425262728292a2b2c2d2e2f", 0) != 0)
+		bail("close: key set");
+	gp_kms_stats(g, &st0);
+	ok(b2.kcv(b2.ctx, s.enc, kcv) == 0 && memcmp(kcv, "\xC3\x52\x80", 3) ==
+	    0, "close: KCV of a member as keyset.open reported it (C35280)");
+	gp_kms_stats(g, &st1);
+	ok(st1.requests == st0.requests, "close: ... without a kmsd request");
+	rc = b2.derive(b2.ctx, s.mac, 0x06, (const uint8_t *)"0123456789abcdef",
+	    16, 128, &sk);
+	ok(rc == 0 && kms_status(M, &ks1) == 0 && ks1.handles >= ks0.handles + 4,
+	    "close: 3 members and a session key live in kmsd");
+	gp_kms_stats(g, &st0);
+	gp_kms_close(g);
+	{
+		int i;
+
+		/* kmsd sees the hang-up in its own time. */
+		for (i = 0; i < 100; i++) {
+			if (kms_status(M, &ks2) == 0 && ks2.handles + 4 <= ks1.handles)
+				break;
+			usleep(10000);
+		}
+	}
+	ok(ks2.handles + 4 <= ks1.handles, "close: closing the connection "
+	    "dropped them in kmsd");
+	ok(!gp_kms_alive(g) && b2.derive(b2.ctx, s.mac, 0x06,
+	    (const uint8_t *)"0123456789abcdef", 16, 128, &sk) == ERR_CLOSED,
+	    "close: later calls fail with ERR_CLOSED");
+	b2.release(b2.ctx, sk);
+	ok(gp_kms_keyset_close(g, &s.ks) == 0, "close: key-set close is a "
+	    "no-op");
+	gp_kms_stats(g, &st1);
+	ok(st1.requests == st0.requests, "close: nothing sent after the close");
+	gp_kms_free(g);
+	G = keep;
+	be = keep_be;
+}
+
 int
 main(void)
 {
@@ -1131,6 +1194,7 @@ main(void)
 	test_bad_input();
 	test_concurrent();
 	test_cooperative();
+	test_close();
 	test_death();
 
 	gp_kms_free(G);

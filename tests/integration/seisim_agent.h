@@ -142,7 +142,7 @@ sim_ssd(json_t *st, const char *se, const char *aid)
 
 /* Waits (10 s at most) until the simulator recorded the outcome of the
  * SSD's §9.4; *root holds the state the result points into. */
-static json_t * __attribute__((unused))
+static __attribute__((unused)) json_t *
 wait_keysync(const struct fx_sim *s, const char *se, const char *aid,
     json_t **root)
 {

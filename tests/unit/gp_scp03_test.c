@@ -1050,6 +1050,52 @@ test_batch(json_t *root)
 	buf_free(&out);
 }
 
+/* gp_scp03_check: the same proof as auth (KAT-1 card, pySim keys) with
+ * S-MAC alone derived and released; no EA; the session over after it. */
+static void
+test_check(void)
+{
+	struct gp_scp03 *s;
+	struct buf in, out;
+	struct gp_err err;
+	size_t before;
+	char bad[80];
+
+	buf_init(&in);
+	buf_init(&out);
+	s = iu_session(0x33, KAT1_AID, 0);
+	before = gp_ossl_key_count(ossl);	/* the static keys only */
+	hexb(KAT1_RSP "9000", &in);
+	ok(gp_scp03_check(s, in.p, in.len, &err) == 0, "check: KAT-1 card "
+	    "proves its keys (challenge, card cryptogram)");
+	ok(gp_ossl_key_count(ossl) == before, "check: S-MAC released at once "
+	    "(no session key left)");
+	ok(gp_scp03_wrap(s, (const uint8_t *)"\x80\xF2\x80\x00", 4, &out,
+	    &err) == ERR_WRONGSTATE, "check: no session afterwards");
+	gp_scp03_free(s);
+
+	/* A wrong cryptogram, a refused IU, a second check. */
+	snprintf(bad, sizeof(bad), "%s", KAT1_RSP);
+	bad[strlen(bad) - 9] = bad[strlen(bad) - 9] == '0' ? '1' : '0';
+	s = iu_session(0x33, KAT1_AID, 0);
+	before = gp_ossl_key_count(ossl);
+	hexb(bad, &in);
+	if (buf_put_u16(&in, 0x9000) != 0)
+		bail("nomem");
+	ok(gp_scp03_check(s, in.p, in.len, &err) == ERR_CRYPTOGRAM &&
+	    gp_ossl_key_count(ossl) == before, "check: wrong card cryptogram "
+	    "-> ERR_CRYPTOGRAM, nothing left (%s)", err.msg);
+	ok(gp_scp03_check(s, in.p, in.len, &err) == ERR_WRONGSTATE,
+	    "check: only once");
+	gp_scp03_free(s);
+	s = iu_session(0x33, KAT1_AID, 0);
+	ok(gp_scp03_check(s, (const uint8_t *)"\x6A\x88", 2, &err) == ERR_SW,
+	    "check: IU refused (6A88) -> ERR_SW");
+	gp_scp03_free(s);
+	buf_free(&in);
+	buf_free(&out);
+}
+
 int
 main(void)
 {
@@ -1080,6 +1126,7 @@ main(void)
 	test_extended();
 	test_block_sizes();
 	test_load_wrapped();
+	test_check();
 
 	json_decref(root);
 	gp_ossl_free(ossl);

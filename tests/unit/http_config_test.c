@@ -247,6 +247,70 @@ test_file(void)
 	    !tsm_host_is_loopback("10.1.1.1"), "loopback detection");
 }
 
+/* The flows' fields (tsm/flow/): agent, flows, notify, ssdKeys. */
+static void
+test_flows(void)
+{
+	const struct tsm_ssd_keys *k;
+	struct tsm_config *c = NULL;
+	char err[512];
+
+	is_int(parse("{}", NULL, &c, err, sizeof(err)), 0, "flows: defaults");
+	ok(c != NULL && c->flows.agent_auth == TSM_AGENT_AUTH_NONE &&
+	    c->flows.session_timeout_s == 120 && c->flows.sei_timeout_ms == 10000 &&
+	    c->flows.key_archive_days == 30 &&
+	    strcmp(c->flows.notify_mac_key, "notify") == 0 &&
+	    strcmp(c->flows.notify_key_id, "sptsm-notify") == 0 &&
+	    c->flows.notify_max_attempts == 8 && c->flows.nssd_keys == 0 &&
+	    tsm_config_ssd_keys(c, "A0000001515350") == NULL,
+	    "flows: default values (agent auth none, 120 s, random keys)");
+	tsm_config_unref(c);
+	c = NULL;
+	is_int(parse("{\"ssdKeys\": {\"a000000151535001\": \"diversified\", "
+	    "\"A000000151535002\": {\"source\": \"diversified\", \"master\": "
+	    "\"master/x\"}, \"*\": \"random\"}, \"agent\": {\"sessionTimeoutS\": "
+	    "5}, \"flows\": {\"seiTimeoutMs\": 1500, \"keyArchiveDays\": 0}, "
+	    "\"notify\": {\"macKey\": \"peer/x/mac\", \"keyId\": \"n1\", "
+	    "\"backoffMs\": 50}}", NULL, &c, err, sizeof(err)), 0, "flows: all "
+	    "fields (%s)", err);
+	k = c != NULL ? tsm_config_ssd_keys(c, "A000000151535001") : NULL;
+	ok(k != NULL && k->source == TSM_KEYS_DIVERSIFIED &&
+	    strcmp(k->master, "master/A000000151535001") == 0, "ssdKeys: an AID "
+	    "(either case), diversified from master/<AID> by default");
+	k = c != NULL ? tsm_config_ssd_keys(c, "A000000151535002") : NULL;
+	ok(k != NULL && strcmp(k->master, "master/x") == 0, "ssdKeys: an AID "
+	    "with its own master label");
+	k = c != NULL ? tsm_config_ssd_keys(c, "A0000001515350FF") : NULL;
+	ok(k != NULL && k->source == TSM_KEYS_RANDOM && strcmp(k->aid, "*") == 0,
+	    "ssdKeys: \"*\" for the others");
+	ok(c != NULL && c->flows.session_timeout_s == 5 &&
+	    c->flows.sei_timeout_ms == 1500 && c->flows.key_archive_days == 0 &&
+	    strcmp(c->flows.notify_mac_key, "peer/x/mac") == 0 &&
+	    c->flows.notify_backoff_ms == 50, "flows: the values taken");
+	tsm_config_unref(c);
+	refused("{\"ssdKeys\": {\"A0\": \"random\"}}", NULL, "ssdKeys.A0",
+	    "ssdKeys: not an AID");
+	refused("{\"ssdKeys\": {\"A000000151535001\": \"derived\"}}", NULL,
+	    "ssdKeys.A000000151535001", "ssdKeys: unknown source");
+	refused("{\"ssdKeys\": {\"*\": \"diversified\"}}", NULL, "ssdKeys.*",
+	    "ssdKeys: * diversified without a master");
+	refused("{\"ssdKeys\": {\"A000000151535001\": {\"source\": "
+	    "\"diversified\", \"master\": \"bad label!\"}}}", NULL,
+	    "ssdKeys.A000000151535001", "ssdKeys: bad master label");
+	refused("{\"agent\": {\"auth\": \"basic\"}}", NULL, "agent.auth",
+	    "agent.auth: unknown");
+	refused("{\"agent\": {\"auth\": \"clientCert\"}}", NULL, "agent.auth",
+	    "agent.auth clientCert without tls.clientCa");
+	refused("{\"agent\": {\"sessionTimeoutS\": 0}}", NULL,
+	    "agent.sessionTimeoutS", "agent.sessionTimeoutS: 0");
+	refused("{\"flows\": {\"seiTimeoutMs\": 5}}", NULL, "flows.seiTimeoutMs",
+	    "flows.seiTimeoutMs: too small");
+	refused("{\"notify\": {\"macKey\": \"a b\"}}", NULL, "notify.macKey",
+	    "notify.macKey: not a label");
+	refused("{\"notify\": {\"retries\": 3}}", NULL, "notify.retries",
+	    "notify: unknown field");
+}
+
 int
 main(void)
 {
@@ -254,5 +318,6 @@ main(void)
 	test_full();
 	test_errors();
 	test_file();
+	test_flows();
 	return done_testing();
 }

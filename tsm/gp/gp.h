@@ -547,6 +547,14 @@ int  gp_scp03_begin(struct gp_scp03 *s, const uint8_t *host_challenge,
  * session keys and builds EXTERNAL AUTHENTICATE (C-MAC, chain = 0). */
 int  gp_scp03_auth(struct gp_scp03 *s, const uint8_t *resp, size_t n,
     struct buf *ea_apdu, struct gp_err *err) WUR;
+/* Like gp_scp03_auth, but only proves that the card holds the static keys
+ * (the IU checks, the pseudo-random challenge with ENC, the card
+ * cryptogram with S-MAC) without opening a session: S-MAC alone is
+ * derived and released at once, no EXTERNAL AUTHENTICATE is built. The
+ * session is over afterwards (BROKEN), whatever the result. For a caller
+ * that needs the proof only, e.g. after replacing the keys. */
+int  gp_scp03_check(struct gp_scp03 *s, const uint8_t *resp, size_t n,
+    struct gp_err *err) WUR;
 /* Takes the EA response (SW 9000 only) and opens the session. */
 int  gp_scp03_confirm(struct gp_scp03 *s, const uint8_t *resp, size_t n,
     struct gp_err *err) WUR;

@@ -46,6 +46,8 @@ struct ref {
 	uint32_t          h;		/* kmsd handle = gp_keyref; 0 = empty slot */
 	uint8_t           len;		/* key bytes: 16/24/32 */
 	uint8_t           kind;		/* enum ref_kind */
+	uint8_t           has_kcv;	/* kcv: the GP KCV keyset.open reported */
+	uint8_t           kcv[3];
 	struct icv_cache *icv;		/* S-ENC only, when used */
 };
 
@@ -154,6 +156,7 @@ map_add(struct refmap *m, uint32_t h, size_t len, int kind)
 	m->v[i].h = h;
 	m->v[i].len = (uint8_t)len;
 	m->v[i].kind = (uint8_t)kind;
+	m->v[i].has_kcv = 0;
 	m->v[i].icv = NULL;
 	m->n++;
 	return 0;
@@ -760,6 +763,11 @@ be_kcv(void *ctx, gp_keyref key, uint8_t kcv[3])
 
 	if ((rc = ref_get(g, key, &k)) != 0)
 		return rc;
+	/* Known from keyset.open (kmsd's own record): no round trip. */
+	if (k.has_kcv) {
+		memcpy(kcv, k.kcv, 3);
+		return 0;
+	}
 	call_init(&c, KMS_OP_KCV);
 	if ((rc = kms_put_ref(&c.body, KMS_HANDLE(key))) != 0 ||
 	    (rc = buf_put_u8(&c.body, KMS_KCV_GP)) != 0 ||
@@ -842,6 +850,19 @@ gp_kms_free(struct gp_kms *g)
 }
 
 void
+gp_kms_close(struct gp_kms *g)
+{
+	pthread_mutex_lock(&g->mu);
+	if (!g->dead && !g->leading && g->fh == NULL && g->qh == NULL) {
+		kms_close(g->c);
+		g->c = NULL;
+		g->dead = ERR_CLOSED;
+		snprintf(g->err, sizeof(g->err), "connection closed by its owner");
+	}
+	pthread_mutex_unlock(&g->mu);
+}
+
+void
 gp_kms_backend(struct gp_kms *g, struct gp_backend *be)
 {
 	memset(be, 0, sizeof(*be));
@@ -871,10 +892,23 @@ gp_kms_keyset_add(struct gp_kms *g, const struct kms_keyset *ks)
 	for (i = 0; i < ks->n && rc == 0; i++)
 		if (ks->handle[i] == 0 || map_find(&g->map, ks->handle[i]) != NULL)
 			rc = ks->handle[i] == 0 ? ERR_INVAL : ERR_EXISTS;
-	for (i = 0; i < ks->n && rc == 0; i++)
-		if ((rc = map_add(&g->map, ks->handle[i], len, REF_STATIC)) != 0)
+	for (i = 0; i < ks->n && rc == 0; i++) {
+		if ((rc = map_add(&g->map, ks->handle[i], len, REF_STATIC)) != 0) {
 			while (i-- > 0)		/* only what this call added */
 				map_del(&g->map, ks->handle[i]);
+			break;
+		}
+		/* kmsd reports a member's KCV when it knows it (imported or
+		 * generated); a derived member's stays zero (asked then). */
+		if (ks->kcv[i][0] | ks->kcv[i][1] | ks->kcv[i][2]) {
+			struct ref *r = map_find(&g->map, ks->handle[i]);
+
+			if (r != NULL) {
+				memcpy(r->kcv, ks->kcv[i], 3);
+				r->has_kcv = 1;
+			}
+		}
+	}
 	pthread_mutex_unlock(&g->mu);
 	if (rc != 0)
 		return fail_local(g, rc, "key set handles not registered: %s",
@@ -882,8 +916,9 @@ gp_kms_keyset_add(struct gp_kms *g, const struct kms_keyset *ks)
 	return 0;
 }
 
-int
-gp_kms_keyset_open(struct gp_kms *g, const uint8_t *blob, size_t n,
+/* keyset.open on this connection; the handles are not registered. */
+static int
+keyset_open_raw(struct gp_kms *g, const uint8_t *blob, size_t n,
     unsigned flags, struct kms_keyset *out)
 {
 	struct call c;
@@ -914,19 +949,78 @@ gp_kms_keyset_open(struct gp_kms *g, const uint8_t *blob, size_t n,
 	}
 	if (rd_end(&r) != 0)
 		goto bad;
-	if ((rc = gp_kms_keyset_add(g, out)) != 0) {
-		for (i = 0; i < out->n; i++)
-			if (handle_close(g, out->handle[i]) != 0)
-				log_msg(LOG_WARN, "event=gp_kms_close_failed "
-				    "handle=%u", out->handle[i]);
-		memset(out, 0, sizeof(*out));
-	}
 	goto out;
 bad:
 	rc = bad_reply(g, "keyset.open");
+	for (i = 0; i < out->n; i++)
+		(void)!handle_close(g, out->handle[i]);
 	memset(out, 0, sizeof(*out));
 out:
 	call_cleanup(&c);
+	return rc;
+}
+
+static void
+handles_close(struct gp_kms *g, const uint32_t *h, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (h[i] != 0 && handle_close(g, h[i]) != 0)
+			log_msg(LOG_WARN, "event=gp_kms_close_failed handle=%u", h[i]);
+}
+
+int
+gp_kms_keyset_open(struct gp_kms *g, const uint8_t *blob, size_t n,
+    unsigned flags, struct kms_keyset *out)
+{
+	int rc;
+
+	if ((rc = keyset_open_raw(g, blob, n, flags, out)) != 0)
+		return rc;
+	if ((rc = gp_kms_keyset_add(g, out)) != 0) {
+		handles_close(g, out->handle, out->n);
+		memset(out, 0, sizeof(*out));
+	}
+	return rc;
+}
+
+int
+gp_kms_keyset_diversify(struct gp_kms *g, const uint8_t *blob, size_t n,
+    const uint8_t *d, size_t dn, struct kms_keyset *out)
+{
+	struct kms_keyset m;
+	struct call c;
+	struct rd r;
+	size_t i;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if ((rc = keyset_open_raw(g, blob, n, KMS_OPEN_MASTER, &m)) != 0)
+		return rc;
+	out->alg = m.alg;
+	for (i = 0; i < m.n; i++) {
+		call_init(&c, KMS_OP_DIVERSIFY);
+		if ((rc = kms_put_ref(&c.body, KMS_HANDLE(m.handle[i]))) == 0 &&
+		    (rc = buf_put_lv16(&c.body, d, dn)) == 0 &&
+		    (rc = buf_put_u8(&c.body, m.usage[i])) == 0 &&
+		    (rc = call_run(g, &c, "diversify")) == 0) {
+			rd_init(&r, c.reply.p, c.reply.len);
+			if (rd_u32(&r, &out->handle[i]) != 0 || rd_end(&r) != 0 ||
+			    out->handle[i] == 0)
+				rc = bad_reply(g, "diversify");
+		}
+		call_cleanup(&c);
+		if (rc != 0)
+			break;
+		out->usage[i] = m.usage[i];
+		out->n = i + 1;	/* KCVs stay zero: kmsd knows none of these */
+	}
+	handles_close(g, m.handle, m.n);
+	if (rc == 0 && (rc = gp_kms_keyset_add(g, out)) == 0)
+		return 0;
+	handles_close(g, out->handle, out->n);
+	memset(out, 0, sizeof(*out));
 	return rc;
 }
 

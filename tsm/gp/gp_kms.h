@@ -26,6 +26,14 @@ int  gp_kms_new(struct kms_client *c, struct gp_kms **out) WUR;
  * thread may be using g or a backend filled from it. */
 void gp_kms_free(struct gp_kms *g);
 /*
+ * Closes the connection now (kmsd destroys every handle of it at once)
+ * while g stays allocated: from then on calls fail with ERR_CLOSED and
+ * releases and key-set closes send nothing, so a caller about to drop all
+ * its handles frees its sessions without a handle.close per key. Only
+ * with nothing in flight and no other thread using g; then gp_kms_free.
+ */
+void gp_kms_close(struct gp_kms *g);
+/*
  * Fills a backend whose ctx is g; valid until gp_kms_free(). Each callback
  * is one kmsd request (kms/PROTOCOL.md), with kmsd's status as its result
  * and kmsd's message in gp_kms_last_error():
@@ -36,7 +44,8 @@ void gp_kms_free(struct gp_kms *g);
  *          next 32 counters' ICVs in the same request and serves them later
  *  wrap    wrap (the key must be opened exportable); an AES-192 key that the
  *          token cannot CBC-wrap (SoftHSM2) is ERR_NOTSUP
- *  kcv     kcv: the GP check value kmsd recorded for a key-set member
+ *  kcv     the GP check value kmsd reported for a key-set member when
+ *          the set was opened (no request); kcv for one it did not report
  *  key_len from the registration, no request
  *  release handle.close of a derived session key (key-set members stay
  *          until gp_kms_keyset_close); nothing is sent on a dead connection
@@ -61,6 +70,18 @@ int  gp_kms_keyset_add(struct gp_kms *g, const struct kms_keyset *ks) WUR;
  */
 int  gp_kms_keyset_open(struct gp_kms *g, const uint8_t *blob, size_t n,
 	    unsigned flags, struct kms_keyset *out) WUR;
+/*
+ * The key set diversified from a master set on this connection: keyset.open
+ * of the master blob with KMS_OPEN_MASTER, then `diversify` of each member
+ * with data d (as long as the master keys: key_i = AES-ECB(master_i, d), in
+ * the token), registered like gp_kms_keyset_open's. For the per-SE keys of
+ * a master set received by key sync without seId (tsm/sei/README.md, d =
+ * sei_master_div()). The master handles are closed before returning;
+ * out->kcv stays zero (kmsd records no check value for derived keys). On
+ * error no handle is left open.
+ */
+int  gp_kms_keyset_diversify(struct gp_kms *g, const uint8_t *blob, size_t n,
+	    const uint8_t *d, size_t dn, struct kms_keyset *out) WUR;
 /* Unregisters and closes the key set's handles (every one is tried);
  * returns the first error. */
 int  gp_kms_keyset_close(struct gp_kms *g, const struct kms_keyset *ks) WUR;

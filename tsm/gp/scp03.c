@@ -349,9 +349,11 @@ derive_key(struct gp_scp03 *s, gp_keyref base, uint8_t konst,
 	return 0;
 }
 
+/* check_only: prove the card holds the static keys (challenge, card
+ * cryptogram) and stop: S-MAC alone is derived, no EA is built. */
 static int
 auth_checks(struct gp_scp03 *s, const uint8_t *resp, size_t n,
-    struct buf *ea_apdu, struct gp_err *err)
+    struct buf *ea_apdu, int check_only, struct gp_err *err)
 {
 	const uint8_t *d;
 	size_t dn;
@@ -412,6 +414,18 @@ auth_checks(struct gp_scp03 *s, const uint8_t *resp, size_t n,
 	/* gpref §1.3: session keys over host challenge || card challenge. */
 	memcpy(ctx, s->host_challenge, s->clen);
 	memcpy(ctx + s->clen, s->iu.card_challenge, s->clen);
+	if (check_only) {
+		if ((rc = derive_key(s, s->mac, K_S_MAC, ctx, 2 * s->clen,
+		    &s->s_mac, "S-MAC", err)) != 0 ||
+		    (rc = kdf_bytes(s, s->s_mac, K_CARD_CRYPTO, ctx, 2 * s->clen,
+		    want, "card cryptogram", err)) != 0)
+			return rc;
+		if (!ct_equal(want, s->iu.card_cryptogram, s->clen))
+			return gp_fail(err, ERR_CRYPTOGRAM, "wrong card cryptogram "
+			    "(the card does not hold these static keys, KVN %02X)",
+			    s->iu.kvn);
+		return 0;
+	}
 	if ((rc = derive_key(s, s->enc, K_S_ENC, ctx, 2 * s->clen, &s->s_enc,
 	    "S-ENC", err)) != 0 ||
 	    (rc = derive_key(s, s->mac, K_S_MAC, ctx, 2 * s->clen, &s->s_mac,
@@ -450,10 +464,24 @@ gp_scp03_auth(struct gp_scp03 *s, const uint8_t *resp, size_t n,
 
 	if ((rc = state_is(s, GP_SCP03_IU_SENT, "authentication", err)) != 0)
 		return rc;
-	if ((rc = auth_checks(s, resp, n, ea_apdu, err)) != 0)
+	if ((rc = auth_checks(s, resp, n, ea_apdu, 0, err)) != 0)
 		return session_break(s, rc);
 	s->state = GP_SCP03_EA_SENT;
 	return 0;
+}
+
+int
+gp_scp03_check(struct gp_scp03 *s, const uint8_t *resp, size_t n,
+    struct gp_err *err)
+{
+	int rc;
+
+	if ((rc = state_is(s, GP_SCP03_IU_SENT, "card check", err)) != 0)
+		return rc;
+	rc = auth_checks(s, resp, n, NULL, 1, err);
+	/* Either way the session goes no further: S-MAC released now. */
+	(void)session_break(s, rc);
+	return rc;
 }
 
 int

@@ -313,12 +313,17 @@ stored_set(struct ks_job *j)
 }
 
 /* An SSD a key set arrives for: states from which it moves to
- * KEYS_RECEIVED (README.md); the others are the flows' to change. */
+ * KEYS_RECEIVED (README.md); the others are the flows' to change. The
+ * flows' states (tsm/flow/FLOWS.md): CREATING (their §9.1 task has not
+ * seen its end yet: the key sync may overtake it), CREATE_FAILED (the
+ * SEI-TSM may have finished after all) and GONE (removed, §9.5). */
 static int
 ssd_takes_keys(const char *state)
 {
 	return state[0] == '\0' || strcmp(state, "CREATED") == 0 ||
-	    strcmp(state, "DELETED") == 0 || strcmp(state, "RESETED") == 0;
+	    strcmp(state, "DELETED") == 0 || strcmp(state, "RESETED") == 0 ||
+	    strcmp(state, "CREATING") == 0 ||
+	    strcmp(state, "CREATE_FAILED") == 0 || strcmp(state, "GONE") == 0;
 }
 
 static int
@@ -362,10 +367,14 @@ add_se_ssd(struct store_batch *b, struct ks_job *j)
 	if (rc != 0)
 		return rc;
 	ssd = old;
-	if (ssd_takes_keys(ssd.state))
+	/* An SSD whose keys tsmd has replaced (PERSONALIZED, LOCKED, ...)
+	 * keeps its key versions: the set is stored, nothing else changes. */
+	if (ssd_takes_keys(ssd.state) || (strcmp(ssd.state,
+	    "KEYS_RECEIVED") == 0 && ssd.kvn_active == 0)) {
 		snprintf(ssd.state, sizeof(ssd.state), "KEYS_RECEIVED");
-	if (j->ks.kvn > ssd.kvn_pending)
-		ssd.kvn_pending = j->ks.kvn;
+		if (j->ks.kvn > ssd.kvn_pending)
+			ssd.kvn_pending = j->ks.kvn;
+	}
 	if (strcmp(ssd.state, old.state) == 0 &&
 	    ssd.kvn_pending == old.kvn_pending)
 		return 0;

@@ -9,8 +9,37 @@
 
 #include "tsm/sei/sei_int.h"
 
+/* The flows' reaction, run inside the batch (sei.h). */
+static struct sei_sdstatus_hook the_hook;
+
+void
+sei_sdstatus_set_hook(const struct sei_sdstatus_hook *h)
+{
+	if (h == NULL)
+		memset(&the_hook, 0, sizeof(the_hook));
+	else
+		the_hook = *h;
+}
+
+/* 1 when a and b encode differently (struct padding is not compared). */
+static int
+ssd_differs(const struct store_ssd *a, const struct store_ssd *b)
+{
+	struct buf x, y;
+	int d;
+
+	buf_init(&x);
+	buf_init(&y);
+	d = store_ssd_encode(a, &x) != 0 || store_ssd_encode(b, &y) != 0 ||
+	    x.len != y.len || memcmp(x.p, y.p, x.len) != 0;
+	buf_free(&x);
+	buf_free(&y);
+	return d;
+}
+
 /* The batch: SE and SSD records (created when unknown, so that the event
- * refers to an SSD), the SSD's state marker, the event, the nonce. */
+ * refers to an SSD), the event, the SSD's state marker with whatever the
+ * flows' hook adds to it, the nonce. */
 static int
 build_batch(struct store_batch *b, struct store *st, const struct tsm_peer *p,
     const struct http_sig *sig, struct store_sdstatus *ev, uint64_t now)
@@ -18,7 +47,7 @@ build_batch(struct store_batch *b, struct store *st, const struct tsm_peer *p,
 	char key[STORE_KEY_MAX + 1];
 	struct store_se se;
 	struct store_ssd old, ssd;
-	int rc;
+	int rc, known;
 
 	store_batch_clear(b);
 	rc = store_se_get(st, ev->se_id, &se);
@@ -36,33 +65,45 @@ build_batch(struct store_batch *b, struct store *st, const struct tsm_peer *p,
 	} else if (rc != 0)
 		return rc;
 
+	/* The event first: it gets its seq, which the hook may use. */
+	if ((rc = store_batch_put_sdstatus(b, ev)) != 0)
+		return rc;
 	rc = store_ssd_get(st, ev->se_id, ev->sd_aid, &old);
 	if (rc == ERR_NOTFOUND) {
+		known = 0;
 		memset(&ssd, 0, sizeof(ssd));
 		snprintf(ssd.se_id, sizeof(ssd.se_id), "%s", ev->se_id);
 		snprintf(ssd.sd_aid, sizeof(ssd.sd_aid), "%s", ev->sd_aid);
 		snprintf(ssd.state, sizeof(ssd.state), "%s", ev->status);
 		ssd.mode = STORE_MODE_AMSD;	/* unknown until a flow learns */
 		ssd.created = ssd.updated = now;
+	} else if (rc != 0) {
+		return rc;
+	} else {
+		known = 1;
+		ssd = old;
+		if (strcmp(old.state, ev->status) != 0) {
+			/* What an unlock restores, among others. */
+			snprintf(ssd.prev_state, sizeof(ssd.prev_state), "%s",
+			    old.state);
+			snprintf(ssd.state, sizeof(ssd.state), "%s", ev->status);
+			ssd.updated = now;
+		}
+	}
+	if (the_hook.amend != NULL && (rc = the_hook.amend(the_hook.arg, st, b,
+	    known ? &old : NULL, &ssd, ev, now)) != 0)
+		return rc;
+	if (!known) {
 		if ((rc = store_key_ssd(key, ev->se_id, ev->sd_aid)) != 0 ||
 		    (rc = store_batch_require_absent(b, STORE_DB_SSD, key,
 		    strlen(key))) != 0 ||
 		    (rc = store_batch_put_ssd(b, &ssd)) != 0)
 			return rc;
-	} else if (rc != 0) {
-		return rc;
-	} else if (strcmp(old.state, ev->status) != 0) {
-		ssd = old;
-		/* What an unlock restores, among others. */
-		snprintf(ssd.prev_state, sizeof(ssd.prev_state), "%s", old.state);
-		snprintf(ssd.state, sizeof(ssd.state), "%s", ev->status);
-		ssd.updated = now;
+	} else if (ssd_differs(&ssd, &old)) {
 		if ((rc = store_batch_require_ssd(b, &old)) != 0 ||
 		    (rc = store_batch_put_ssd(b, &ssd)) != 0)
 			return rc;
 	}
-	if ((rc = store_batch_put_sdstatus(b, ev)) != 0)
-		return rc;
 	return sei_claim_nonce(b, p, sig, now);
 }
 
@@ -118,6 +159,8 @@ sei_sdstatus_handle(struct http_req *rq, struct http_resp *rs, void *arg)
 		}
 	}
 	store_batch_free(b);
+	if (rc == 0 && the_hook.committed != NULL)
+		the_hook.committed(the_hook.arg, &ev);
 	if (rc == 0) {
 		log_msg(LOG_INFO, "event=sei_sd_status rid=%s peer=%s se=%s aid=%s "
 		    "status=%s result=0", http_req_id(rq), p->sei_tsm_id, ev.se_id,

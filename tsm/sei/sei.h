@@ -131,6 +131,34 @@ int  sei_master_div(const char *se_id, size_t keylen, uint8_t d[32]) WUR;
 int  sei_master_open_se(struct kms_client *c, const uint8_t *blob, size_t n,
 	    const char *se_id, struct kms_keyset *out) WUR;
 
+/* ---- §9.5 reaction hook ------------------------------------------------------ */
+
+struct store_batch;
+struct store_ssd;
+struct store_sdstatus;
+
+/*
+ * Lets the flows react to a §9.5 event in the same durable batch as the
+ * event itself (README.md "§9.5 SD state sync"). amend runs while the
+ * batch is built - after the event was added, before the SSD record is:
+ * `old` is the SSD record as read (NULL when the SSD was unknown), `ssd`
+ * the record about to be written (state = status, prev_state = the old
+ * state), which amend may change further; it may add ops and conditions
+ * to b (compare-and-swap on what it read). A non-zero return fails the
+ * request (ERR_WRONGSTATE / ERR_EXISTS: the batch is rebuilt, as for any
+ * lost race). committed runs after the batch is on disk. Both run on the
+ * request's worker thread and must not block for long. Set once, before
+ * the server starts; NULL clears it.
+ */
+struct sei_sdstatus_hook {
+	int  (*amend)(void *arg, struct store *st, struct store_batch *b,
+		    const struct store_ssd *old, struct store_ssd *ssd,
+		    const struct store_sdstatus *ev, uint64_t now);
+	void (*committed)(void *arg, const struct store_sdstatus *ev);
+	void  *arg;
+};
+void sei_sdstatus_set_hook(const struct sei_sdstatus_hook *h);
+
 /* ---- routes --------------------------------------------------------------- */
 
 /* POST /api/v1/sei/key-sync and POST /api/v1/sei/sd-status, both

@@ -555,10 +555,24 @@ dump_record(void *arg, const uint8_t *k, size_t kn, const uint8_t *v,
 		break;
 	}
 	default: {
-		json_t *j = NULL;
+		json_t *j = NULL, *bl;
+		struct buf raw;
 		char *s;
 
 		if ((rc = store_doc_decode(d->db, v, vn, &j)) == 0) {
+			/* Archived key sets: the blob as length + digest,
+			 * like a live key set's. */
+			bl = json_object_get(j, "blob");
+			if (d->db == STORE_DB_KEYARCH && json_is_string(bl)) {
+				buf_init(&raw);
+				if (hex_decode_buf(json_string_value(bl), &raw) == 0)
+					blob_text(raw.p ? raw.p : (const uint8_t *)"",
+					    raw.len, b1, sizeof(b1));
+				else
+					snprintf(b1, sizeof(b1), "not-hex");
+				buf_free(&raw);
+				json_object_set_new(j, "blob", json_string(b1));
+			}
 			s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
 			fprintf(o, " %s", s ? s : "?");
 			free(s);

@@ -274,6 +274,7 @@ static const char *const db_names[STORE_DB_COUNT] = {
 	[STORE_DB_APP] = "app",
 	[STORE_DB_CERT] = "cert",
 	[STORE_DB_NOTIFY] = "notification",
+	[STORE_DB_KEYARCH] = "keyset_archive",
 };
 
 const char *
@@ -311,6 +312,7 @@ store_db_rec_type(enum store_db db)
 	case STORE_DB_APP: return STORE_REC_APP;
 	case STORE_DB_CERT: return STORE_REC_CERT;
 	case STORE_DB_NOTIFY: return STORE_REC_NOTIFY;
+	case STORE_DB_KEYARCH: return STORE_REC_KEYARCH;
 	default: return 0;
 	}
 }
@@ -915,7 +917,7 @@ doc_type(enum store_db db)
 {
 	switch (db) {
 	case STORE_DB_PROVIDER: case STORE_DB_APP:
-	case STORE_DB_CERT: case STORE_DB_NOTIFY:
+	case STORE_DB_CERT: case STORE_DB_NOTIFY: case STORE_DB_KEYARCH:
 		return store_db_rec_type(db);
 	default:
 		return 0;
@@ -1024,7 +1026,7 @@ store_value_check(enum store_db db, const void *p, size_t n)
 		store_idem_cleanup(&id);
 		return rc;
 	case STORE_DB_PROVIDER: case STORE_DB_APP:
-	case STORE_DB_CERT: case STORE_DB_NOTIFY:
+	case STORE_DB_CERT: case STORE_DB_NOTIFY: case STORE_DB_KEYARCH:
 		rc = store_doc_decode(db, p, n, &j);
 		json_decref(j);
 		return rc;

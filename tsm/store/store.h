@@ -59,6 +59,7 @@ enum store_db {
 	STORE_DB_APP,
 	STORE_DB_CERT,
 	STORE_DB_NOTIFY,
+	STORE_DB_KEYARCH,	/* JSON documents: archived key sets */
 	STORE_DB_COUNT
 };
 
@@ -121,7 +122,8 @@ enum store_rec_type {
 	STORE_REC_PROVIDER = 9,
 	STORE_REC_APP = 10,
 	STORE_REC_CERT = 11,
-	STORE_REC_NOTIFY = 12
+	STORE_REC_NOTIFY = 12,
+	STORE_REC_KEYARCH = 13
 };
 
 struct store_se {
@@ -264,7 +266,8 @@ int store_nonce_decode(const void *p, size_t n, struct store_nonce *r) WUR;
 int store_sdstatus_encode(const struct store_sdstatus *r, struct buf *out) WUR;
 int store_sdstatus_decode(const void *p, size_t n,
     struct store_sdstatus *r) WUR;
-/* JSON documents (provider, app, cert, notify dbs): a JSON object. */
+/* JSON documents (provider, app, cert, notify, keyarch dbs): a JSON
+ * object. */
 int store_doc_encode(enum store_db db, const json_t *doc, struct buf *out) WUR;
 int store_doc_decode(enum store_db db, const void *p, size_t n,
     json_t **out) WUR;
