@@ -639,6 +639,40 @@ kms_scp03_kdf(struct kms_client *c, uint32_t key, uint8_t konst,
 }
 
 int
+kms_scp03_open(struct kms_client *c, uint32_t enc, uint32_t mac,
+    unsigned flags, const uint8_t *ctx, size_t clen, uint16_t cbits,
+    const uint8_t *chal_ctx, size_t chal_len, struct kms_scp03_open *o)
+{
+	const uint8_t *p;
+	size_t n, cl = cbits / 8;
+	BODY_BEGIN;
+
+	memset(o, 0, sizeof(*o));
+	if (cbits != 64 && cbits != 128)
+		rc = ERR_INVAL;
+	else if ((rc = kms_put_ref(&b, KMS_HANDLE(enc))) == 0 &&
+	    (rc = kms_put_ref(&b, KMS_HANDLE(mac))) == 0 &&
+	    (rc = buf_put_u8(&b, (uint8_t)flags)) == 0 &&
+	    (rc = buf_put_lv16(&b, ctx, clen)) == 0 &&
+	    (rc = buf_put_u16(&b, cbits)) == 0)
+		rc = buf_put_lv16(&b, chal_ctx, chal_len);
+	SEND(KMS_OP_SCP03_OPEN);
+	if (rd_u32(&r, &o->s_enc) != 0 || rd_u32(&r, &o->s_mac) != 0 ||
+	    rd_u32(&r, &o->s_rmac) != 0 || rd_bytes(&r, cl, &p) != 0)
+		return BAD_REPLY();
+	memcpy(o->card_crypto, p, cl);
+	if (rd_bytes(&r, cl, &p) != 0)
+		return BAD_REPLY();
+	memcpy(o->host_crypto, p, cl);
+	if (rd_lv16(&r, &p, &n) != 0 || (n != 0 && n != cl) || rd_end(&r) != 0)
+		return BAD_REPLY();
+	memcpy(o->challenge, p, n);
+	o->has_challenge = n != 0;
+	o->clen = cl;
+	return 0;
+}
+
+int
 kms_cmac(struct kms_client *c, uint32_t h, const uint8_t *d, size_t n,
     uint8_t mac[16])
 {

@@ -32,6 +32,7 @@ enum kms_op {
 	KMS_OP_HANDLE_CLOSE     = 0x0023,
 	KMS_OP_SCP03_DERIVE     = 0x0030,
 	KMS_OP_SCP03_KDF        = 0x0031,
+	KMS_OP_SCP03_OPEN       = 0x0032,
 	KMS_OP_CMAC             = 0x0040,
 	KMS_OP_ENCRYPT          = 0x0041,
 	KMS_OP_DECRYPT          = 0x0042,
@@ -195,6 +196,24 @@ int  kms_scp03_derive(struct kms_client *c, uint32_t base, uint8_t konst,
 	    const uint8_t *ctx, size_t clen, uint16_t lbits, uint32_t *out) WUR;
 int  kms_scp03_kdf(struct kms_client *c, uint32_t key, uint8_t konst,
 	    const uint8_t *ctx, size_t clen, uint16_t lbits, uint8_t *out) WUR;
+/* An SCP03 session's opening in one round trip: S-MAC, S-ENC and S-RMAC
+ * as asked (flags), the card and (SCP03_OPEN_HOST) host cryptograms over
+ * `ctx`, and the pseudo-random card challenge when chal_ctx is given. */
+#define SCP03_OPEN_SENC  0x01
+#define SCP03_OPEN_SRMAC 0x02
+#define SCP03_OPEN_HOST  0x04
+struct kms_scp03_open {
+	uint32_t s_enc, s_mac, s_rmac;	/* 0: not made */
+	uint8_t  card_crypto[16];
+	uint8_t  host_crypto[16];
+	uint8_t  challenge[16];
+	size_t   clen;			/* cryptogram/challenge bytes */
+	int      has_challenge;
+};
+int  kms_scp03_open(struct kms_client *c, uint32_t enc, uint32_t mac,
+	    unsigned flags, const uint8_t *ctx, size_t clen, uint16_t cbits,
+	    const uint8_t *chal_ctx, size_t chal_len,
+	    struct kms_scp03_open *out) WUR;
 int  kms_cmac(struct kms_client *c, uint32_t h, const uint8_t *d, size_t n,
 	    uint8_t mac[16]) WUR;
 int  kms_encrypt(struct kms_client *c, uint32_t h, int mode,

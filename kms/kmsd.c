@@ -124,6 +124,8 @@ kmsd_handle_new(struct conn *c, struct handle **out)
 	return 0;
 }
 
+/* Destroys a handle's session object; `why` NULL: the caller audits (a
+ * connection's close sums up all its handles in one record). */
 void
 kmsd_handle_free(struct kmsd *d, struct conn *c, struct handle *h,
     const char *why)
@@ -136,20 +138,30 @@ kmsd_handle_free(struct kmsd *d, struct conn *c, struct handle *h,
 	if (h->obj != 0 && p11_destroy(d->p, h->obj) != 0)
 		log_msg(LOG_WARN, "event=session_object_destroy_failed p11=\"%s\"",
 		    p11_last_error());
-	snprintf(key, sizeof(key), "h:%u", h->id);
-	snprintf(detail, sizeof(detail), "%s uses=%llu", why,
-	    (unsigned long long)h->uses);
-	(void)kmsd_audit(&rq, "handle.close", key, "ok", detail, 0);
+	if (why != NULL) {
+		snprintf(key, sizeof(key), "h:%u", h->id);
+		snprintf(detail, sizeof(detail), "%s uses=%llu", why,
+		    (unsigned long long)h->uses);
+		(void)kmsd_audit(&rq, "handle.close", key, "ok", detail, 0);
+	}
 	memset(h, 0, sizeof(*h));
 }
 
+/* Destroys every handle of a closing connection; counts for its record. */
 static void
-handles_free_all(struct kmsd *d, struct conn *c, const char *why)
+handles_free_all(struct kmsd *d, struct conn *c, size_t *n, uint64_t *uses)
 {
 	size_t i;
 
-	for (i = 0; i < c->nh; i++)
-		kmsd_handle_free(d, c, &c->h[i], why);
+	*n = 0;
+	*uses = 0;
+	for (i = 0; i < c->nh; i++) {
+		if (c->h[i].id == 0)
+			continue;
+		(*n)++;
+		*uses += c->h[i].uses;
+		kmsd_handle_free(d, c, &c->h[i], NULL);
+	}
 	free(c->h);
 	c->h = NULL;
 	c->nh = 0;
@@ -193,10 +205,13 @@ kmsd_conn_close(struct kmsd *d, struct conn *c)
 {
 	struct conn **pp;
 	struct req rq = { .d = d, .c = c };
-	char detail[64];
+	char detail[96];
+	uint64_t uses;
+	size_t n;
 
-	snprintf(detail, sizeof(detail), "handles=%zu", c->nh);
-	handles_free_all(d, c, "connection closed");
+	handles_free_all(d, c, &n, &uses);
+	snprintf(detail, sizeof(detail), "connection closed: %zu handles "
+	    "destroyed, %llu uses", n, (unsigned long long)uses);
 	(void)kmsd_audit(&rq, "disconnect", NULL, "ok", detail, 0);
 	for (pp = &d->conns; *pp != NULL; pp = &(*pp)->next) {
 		if (*pp == c) {

@@ -631,57 +631,24 @@ scp03_kdf_bytes(struct kmsd *d, p11_obj key, uint8_t konst,
 	return kdf_scp03(prf_cmac, &pc, konst, ctx, clen, lbits, out);
 }
 
+/*
+ * A session key from a static key, as a new handle of this connection
+ * (gp-reference §1.3). The caller has checked base, konst, context and L.
+ * The base pointer must not be used after: the handle table may move.
+ */
 static int
-op_scp03_derive(struct req *rq)
+derive_session(struct req *rq, struct handle *base, uint8_t konst,
+    const uint8_t *ctx, size_t clen, uint32_t *id)
 {
-	struct policy_param pp[2];
-	struct kms_wref ref;
-	struct handle *base = NULL, *nh;
 	struct p11_keyspec s;
-	const uint8_t *ctx;
-	size_t clen, klen;
-	uint8_t konst, *kb = NULL;
-	uint16_t lbits;
-	char cs[4];
+	struct handle *nh;
+	size_t klen = kms_alg_keylen(base->alg);
+	uint16_t lbits = (uint16_t)(klen * 8);
+	uint8_t *kb;
 	p11_obj o = 0;
-	int want, usage, rc, alg;
+	int usage, alg = base->alg, rc;
 
-	if ((rc = kms_get_ref(&rq->body, &ref)) != 0 ||
-	    (rc = rd_u8(&rq->body, &konst)) != 0 ||
-	    (rc = rd_lv16(&rq->body, &ctx, &clen)) != 0 ||
-	    (rc = rd_u16(&rq->body, &lbits)) != 0)
-		return bad_request(rq, rc, "base, const, context, L");
-	if ((rc = end_of_body(rq)) != 0)
-		return rc;
-	if ((rc = get_handle(rq, &ref, &base)) != 0)
-		return rc;
-	snprintf(cs, sizeof(cs), "%02x", konst);
-	pp[0] = (struct policy_param){ "const", cs };
-	pp[1] = (struct policy_param){ "usage", usage_param(base->usage) };
-	if ((rc = authorize(rq, "scp03.derive", base->cls, pp, 2)) != 0)
-		return rc;
-	/* Session keys only, from the right static key (gp-reference §1.3). */
-	switch (konst) {
-	case 0x04: want = KMS_USE_ENC; usage = H_SENC; break;
-	case 0x06: want = KMS_USE_MAC; usage = H_SMAC; break;
-	case 0x07: want = KMS_USE_MAC; usage = H_SRMAC; break;
-	default:
-		snprintf(rq->msg, sizeof(rq->msg), "scp03.derive makes session keys "
-		    "only (constants 04, 06, 07), not %02x", konst);
-		return ERR_INVAL;
-	}
-	if (base->cls != KS_KEYSET || base->usage != want || base->derive_only) {
-		snprintf(rq->msg, sizeof(rq->msg), "constant %02x needs the static "
-		    "%s key (master-set members only derive per-SE keys)", konst,
-		    kms_usage_name(want));
-		return ERR_KEYCLASS;
-	}
-	klen = kms_alg_keylen(base->alg);
-	if (lbits != klen * 8 || (clen != 16 && clen != 32)) {
-		snprintf(rq->msg, sizeof(rq->msg), "L must be the key length in bits "
-		    "(%zu) and the context 16 or 32 bytes", klen * 8);
-		return ERR_INVAL;
-	}
+	usage = konst == 0x04 ? H_SENC : konst == 0x06 ? H_SMAC : H_SRMAC;
 	memset(&s, 0, sizeof(s));
 	s.usage = usage == H_SENC ? (P11_ENCRYPT | P11_DECRYPT) : P11_SIGN;
 	if (rq->d->caps & P11_CAP_SP800_108) {
@@ -701,9 +668,6 @@ op_scp03_derive(struct req *rq)
 	}
 	if (rc != 0)
 		return p11_msg(rq, rc, "session key derivation");
-	/* kmsd_handle_new may move the handle table: base is stale after. */
-	alg = base->alg;
-	base = NULL;
 	if ((rc = kmsd_handle_new(rq->c, &nh)) != 0) {
 		if (p11_destroy(rq->d->p, o) != 0)
 			log_msg(LOG_WARN, "event=session_key_destroy_failed");
@@ -713,7 +677,171 @@ op_scp03_derive(struct req *rq)
 	nh->cls = KS_SESSION;
 	nh->usage = usage;
 	nh->alg = alg;
-	return buf_put_u32(rq->reply, nh->id);
+	*id = nh->id;
+	return 0;
+}
+
+/* A static key fit for a derivation constant; msg set otherwise. */
+static int
+static_key_for(struct req *rq, const struct handle *h, int want, uint8_t konst)
+{
+	if (h->cls != KS_KEYSET || h->usage != want || h->derive_only) {
+		snprintf(rq->msg, sizeof(rq->msg), "constant %02x needs the static "
+		    "%s key (master-set members only derive per-SE keys)", konst,
+		    kms_usage_name(want));
+		return ERR_KEYCLASS;
+	}
+	return 0;
+}
+
+static int
+op_scp03_derive(struct req *rq)
+{
+	struct policy_param pp[2];
+	struct kms_wref ref;
+	struct handle *base = NULL;
+	const uint8_t *ctx;
+	size_t clen, klen;
+	uint8_t konst;
+	uint16_t lbits;
+	uint32_t id;
+	char cs[4];
+	int want, rc;
+
+	if ((rc = kms_get_ref(&rq->body, &ref)) != 0 ||
+	    (rc = rd_u8(&rq->body, &konst)) != 0 ||
+	    (rc = rd_lv16(&rq->body, &ctx, &clen)) != 0 ||
+	    (rc = rd_u16(&rq->body, &lbits)) != 0)
+		return bad_request(rq, rc, "base, const, context, L");
+	if ((rc = end_of_body(rq)) != 0)
+		return rc;
+	if ((rc = get_handle(rq, &ref, &base)) != 0)
+		return rc;
+	snprintf(cs, sizeof(cs), "%02x", konst);
+	pp[0] = (struct policy_param){ "const", cs };
+	pp[1] = (struct policy_param){ "usage", usage_param(base->usage) };
+	if ((rc = authorize(rq, "scp03.derive", base->cls, pp, 2)) != 0)
+		return rc;
+	/* Session keys only, from the right static key (gp-reference §1.3). */
+	switch (konst) {
+	case 0x04: want = KMS_USE_ENC; break;
+	case 0x06:
+	case 0x07: want = KMS_USE_MAC; break;
+	default:
+		snprintf(rq->msg, sizeof(rq->msg), "scp03.derive makes session keys "
+		    "only (constants 04, 06, 07), not %02x", konst);
+		return ERR_INVAL;
+	}
+	if ((rc = static_key_for(rq, base, want, konst)) != 0)
+		return rc;
+	klen = kms_alg_keylen(base->alg);
+	if (lbits != klen * 8 || (clen != 16 && clen != 32)) {
+		snprintf(rq->msg, sizeof(rq->msg), "L must be the key length in bits "
+		    "(%zu) and the context 16 or 32 bytes", klen * 8);
+		return ERR_INVAL;
+	}
+	if ((rc = derive_session(rq, base, konst, ctx, clen, &id)) != 0)
+		return rc;
+	return buf_put_u32(rq->reply, id);
+}
+
+/*
+ * The opening of an SCP03 session in one round trip (what scp03.derive and
+ * scp03.kdf do in six): the pseudo-random card challenge (when a challenge
+ * context is given), S-MAC and, as asked, S-ENC and S-RMAC as handles, and
+ * the card and host cryptograms (gp-reference §1.2-1.3). The caller compares
+ * the challenge and the card cryptogram with the card's.
+ */
+static int
+op_scp03_open(struct req *rq)
+{
+	struct policy_param pp[1];
+	struct kms_wref eref, mref;
+	struct handle *enc = NULL, *mac = NULL, *sm;
+	const uint8_t *ctx, *chal;
+	size_t clen, chlen;
+	uint8_t flags, crypto[2][16], challenge[16];
+	uint16_t cbits;
+	uint32_t senc = 0, smac = 0, srmac = 0, made[3];
+	p11_obj encobj;
+	int rc, nmade = 0, i;
+
+	if ((rc = kms_get_ref(&rq->body, &eref)) != 0 ||
+	    (rc = kms_get_ref(&rq->body, &mref)) != 0 ||
+	    (rc = rd_u8(&rq->body, &flags)) != 0 ||
+	    (rc = rd_lv16(&rq->body, &ctx, &clen)) != 0 ||
+	    (rc = rd_u16(&rq->body, &cbits)) != 0 ||
+	    (rc = rd_lv16(&rq->body, &chal, &chlen)) != 0)
+		return bad_request(rq, rc, "ENC, MAC, flags, context, L, "
+		    "challenge context");
+	if ((rc = end_of_body(rq)) != 0)
+		return rc;
+	if ((rc = get_handle(rq, &eref, &enc)) != 0 ||
+	    (rc = get_handle(rq, &mref, &mac)) != 0)
+		return rc;
+	pp[0] = (struct policy_param){ "usage", usage_param(enc->usage) };
+	if ((rc = authorize(rq, "scp03.open", enc->cls, pp, 1)) != 0)
+		return rc;
+	if ((rc = static_key_for(rq, enc, KMS_USE_ENC, 0x04)) != 0 ||
+	    (rc = static_key_for(rq, mac, KMS_USE_MAC, 0x06)) != 0)
+		return rc;
+	if (mac->alg != enc->alg || (clen != 16 && clen != 32) ||
+	    (cbits != 64 && cbits != 128) || chlen > 64 ||
+	    (flags & ~(SCP03_OPEN_SENC | SCP03_OPEN_SRMAC | SCP03_OPEN_HOST))) {
+		snprintf(rq->msg, sizeof(rq->msg), "ENC and MAC of one key set, a "
+		    "16- or 32-byte context, L 64 or 128, known flags");
+		return ERR_INVAL;
+	}
+	memset(challenge, 0, sizeof(challenge));
+	memset(crypto, 0, sizeof(crypto));
+	encobj = enc->obj;
+	if (chlen > 0 && (rc = scp03_kdf_bytes(rq->d, encobj, 0x02, chal, chlen,
+	    cbits, challenge)) != 0)
+		return p11_msg(rq, rc, "card challenge");
+	/* Handles are made last-to-first safe: enc/mac are re-fetched after
+	 * each new handle, the table may have moved. */
+	if ((rc = derive_session(rq, mac, 0x06, ctx, clen, &smac)) != 0)
+		goto fail;
+	made[nmade++] = smac;
+	if ((flags & SCP03_OPEN_SRMAC) &&
+	    ((mac = kmsd_handle_get(rq->c, mref.handle)) == NULL ||
+	    (rc = derive_session(rq, mac, 0x07, ctx, clen, &srmac)) != 0))
+		goto fail;
+	if (srmac)
+		made[nmade++] = srmac;
+	if ((flags & SCP03_OPEN_SENC) &&
+	    ((enc = kmsd_handle_get(rq->c, eref.handle)) == NULL ||
+	    (rc = derive_session(rq, enc, 0x04, ctx, clen, &senc)) != 0))
+		goto fail;
+	if (senc)
+		made[nmade++] = senc;
+	sm = kmsd_handle_get(rq->c, smac);
+	if (sm == NULL || (rc = scp03_kdf_bytes(rq->d, sm->obj, 0x00, ctx, clen,
+	    cbits, crypto[0])) != 0 || ((flags & SCP03_OPEN_HOST) &&
+	    (rc = scp03_kdf_bytes(rq->d, sm->obj, 0x01, ctx, clen, cbits,
+	    crypto[1])) != 0)) {
+		rc = rc ? p11_msg(rq, rc, "cryptograms") : ERR_INTERNAL;
+		goto fail;
+	}
+	if ((rc = buf_put_u32(rq->reply, senc)) != 0 ||
+	    (rc = buf_put_u32(rq->reply, smac)) != 0 ||
+	    (rc = buf_put_u32(rq->reply, srmac)) != 0 ||
+	    (rc = buf_put(rq->reply, crypto[0], cbits / 8)) != 0 ||
+	    (rc = buf_put(rq->reply, crypto[1], cbits / 8)) != 0 ||
+	    (rc = buf_put_lv16(rq->reply, challenge, chlen ? cbits / 8 : 0)) != 0)
+		goto fail;
+	return 0;
+fail:
+	if (rc == 0)
+		rc = ERR_HANDLE;
+	for (i = 0; i < nmade; i++) {
+		struct handle *h = kmsd_handle_get(rq->c, made[i]);
+
+		if (h != NULL)
+			kmsd_handle_free(rq->d, rq->c, h, NULL);
+	}
+	buf_reset(rq->reply);
+	return rc;
 }
 
 static int
@@ -1295,6 +1423,7 @@ static const struct op_row ops[] = {
 	{ KMS_OP_SCP03_DERIVE, "scp03.derive", op_scp03_derive, R_TSM,
 	    AUDIT_EACH, 0 },
 	{ KMS_OP_SCP03_KDF, "scp03.kdf", op_scp03_kdf, R_TSM, AUDIT_FIRST_USE, 0 },
+	{ KMS_OP_SCP03_OPEN, "scp03.open", op_scp03_open, R_TSM, AUDIT_EACH, 0 },
 	{ KMS_OP_CMAC, "cmac", op_cmac, R_TSM, AUDIT_FIRST_USE, 0 },
 	{ KMS_OP_ENCRYPT, "encrypt", op_encrypt, R_TSM, AUDIT_FIRST_USE, 0 },
 	{ KMS_OP_DECRYPT, "decrypt", op_decrypt, R_TSM, AUDIT_FIRST_USE, 0 },

@@ -21,6 +21,7 @@ kms_op_name(int op)
 	case KMS_OP_HANDLE_CLOSE: return "handle.close";
 	case KMS_OP_SCP03_DERIVE: return "scp03.derive";
 	case KMS_OP_SCP03_KDF: return "scp03.kdf";
+	case KMS_OP_SCP03_OPEN: return "scp03.open";
 	case KMS_OP_CMAC: return "cmac";
 	case KMS_OP_ENCRYPT: return "encrypt";
 	case KMS_OP_DECRYPT: return "decrypt";

@@ -250,6 +250,72 @@ test_kat_file(void)
 	json_decref(root);
 }
 
+/* scp03.open: the whole opening in one call gives KAT-1's values, and a
+ * refused or malformed call leaves no handle behind. */
+static void
+test_open_kat1(const struct kms_keyset *ks, const uint8_t ctx[16])
+{
+	struct kms_scp03_open o;
+	struct kms_status st0, st1;
+	uint8_t blk[32], out[16], exp[16], chal[8];
+	uint8_t smac_k[16], srmac_k[16];
+	const uint8_t aid[] = { 0xa0, 0x00, 0x00, 0x01, 0x51, 0x00, 0x00, 0x00 };
+	int rc;
+
+	unhex("59b76ddff91dba0515a9644de3a48863", smac_k, 16);
+	unhex("5942bf778c5942f17037da8278f9330d", srmac_k, 16);
+		ok(kms_scp03_open(C, ks->handle[0], ks->handle[1], SCP03_OPEN_SENC |
+	    SCP03_OPEN_SRMAC | SCP03_OPEN_HOST, ctx, 16, 64, aid, sizeof(aid),
+	    &o) == 0, "scp03.open: three session keys in one round trip");
+	ok(o.s_enc != 0 && o.s_mac != 0 && o.s_rmac != 0 && o.clen == 8,
+	    "three handles, 8-byte cryptograms");
+	is_hex(o.card_crypto, 8, "95065fe5ead8a9d7", "scp03.open card cryptogram");
+	is_hex(o.host_crypto, 8, "fd4721a14d9b0700", "scp03.open host cryptogram");
+	ok(o.has_challenge && kms_scp03_kdf(C, ks->handle[0], 0x02, aid,
+	    sizeof(aid), 64, chal) == 0 && memcmp(chal, o.challenge, 8) == 0,
+	    "its card challenge equals scp03.kdf 02 over the same context");
+	memset(blk, 0, 32);
+	blk[15] = 1;
+	ok(kms_cmac(C, o.s_mac, blk, 32, out) == 0, "CMAC with its S-MAC");
+	ossl_cmac(smac_k, 16, blk, 32, exp);
+	ok(memcmp(out, exp, 16) == 0, "its S-MAC is KAT-1's");
+	ok(kms_cmac(C, o.s_rmac, blk, 32, out) == 0, "CMAC with its S-RMAC");
+	ossl_cmac(srmac_k, 16, blk, 32, exp);
+	ok(memcmp(out, exp, 16) == 0, "its S-RMAC is KAT-1's");
+	unhex("bf3e035c015a80000000000000000000", blk + 16, 16);
+	ok(kms_encrypt(C, o.s_enc, KMS_CBC, NULL, blk, 32, blk) == 0,
+	    "encrypt with its S-ENC");
+	is_hex(blk + 16, 16, "ca9c00f6713d79bc8baa642bdff51c3f",
+	    "its S-ENC gives KAT-1's C-DEC data");
+	ok(kms_handle_close(C, o.s_enc) == 0 && kms_handle_close(C, o.s_mac) ==
+	    0 && kms_handle_close(C, o.s_rmac) == 0, "its handles close");
+
+	ok(kms_scp03_open(C, ks->handle[0], ks->handle[1], 0, ctx, 16, 128,
+	    NULL, 0, &o) == 0 && o.s_mac != 0 && o.s_enc == 0 &&
+	    o.s_rmac == 0 && !o.has_challenge && o.clen == 16,
+	    "flags 0: S-MAC only, no challenge, 16-byte cryptogram");
+	ok(kms_handle_close(C, o.s_mac) == 0, "and it closes");
+
+	rc = kms_status(C, &st0);
+	ok(rc == 0 && st0.handles >= 3, "status before refused calls (%u live)",
+	    st0.handles);
+	ok(kms_scp03_open(C, ks->handle[1], ks->handle[0], SCP03_OPEN_SENC,
+	    ctx, 16, 64, NULL, 0, &o) == ERR_DENIED,
+	    "ENC and MAC swapped: denied");
+	ok(kms_scp03_open(C, ks->handle[0], ks->handle[2], SCP03_OPEN_SENC,
+	    ctx, 16, 64, NULL, 0, &o) == ERR_KEYCLASS,
+	    "the DEK as MAC: ERR_KEYCLASS");
+	ok(kms_scp03_open(C, ks->handle[0], ks->handle[1], 0x80, ctx, 16, 64,
+	    NULL, 0, &o) == ERR_INVAL, "unknown flag: ERR_INVAL");
+	ok(kms_scp03_open(C, ks->handle[0], ks->handle[1], 0, ctx, 15, 64,
+	    NULL, 0, &o) == ERR_INVAL, "15-byte context: ERR_INVAL");
+	ok(kms_scp03_open(C, ks->handle[0], 0x7fff0001, 0, ctx, 16, 64,
+	    NULL, 0, &o) == ERR_HANDLE, "unknown MAC handle: ERR_HANDLE");
+	rc = kms_status(C, &st1);
+	ok(rc == 0 && st1.handles == st0.handles,
+	    "refused calls leave no handle behind (%u live)", st1.handles);
+}
+
 /* KAT-1 in full: session keys, cryptograms, C-MAC, C-DEC, R-MAC keys. */
 static void
 test_kat1(void)
@@ -342,6 +408,7 @@ test_kat1(void)
 	    "closed handle: ERR_HANDLE");
 	ok(kms_cmac(C, 0x7fff0001, blk, 16, out) == ERR_HANDLE,
 	    "never-issued handle: ERR_HANDLE");
+	test_open_kat1(&ks, ctx);
 	buf_free(&blob);
 }
 

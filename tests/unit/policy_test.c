@@ -174,6 +174,7 @@ static const struct canon matrix[] = {
 	    { 0, 1, 0, 0 } },
 	{ "scp03.kdf", "session", { P("const", "00"), P("usage", "smac") }, 2,
 	    { 0, 1, 0, 0 } },
+	{ "scp03.open", "keyset", { P("usage", "enc") }, 1, { 0, 1, 0, 0 } },
 	{ "cmac", "session", { P("usage", "smac") }, 1, { 0, 1, 0, 0 } },
 	{ "encrypt", "session", { P("mode", "cbc"), P("usage", "senc") }, 2,
 	    { 0, 1, 0, 0 } },

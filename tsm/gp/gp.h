@@ -51,6 +51,17 @@ struct gp_bytes {
  * ==================================================================== */
 
 typedef uint32_t gp_keyref;            /* opaque; 0 = none */
+
+/* What gp_backend.open gives (flags GP_OPEN_*). */
+#define GP_OPEN_SENC  0x01
+#define GP_OPEN_SRMAC 0x02
+#define GP_OPEN_HOST  0x04
+struct gp_open_out {
+	gp_keyref s_enc, s_mac, s_rmac;	/* 0: not asked for */
+	uint8_t   card_crypto[16];
+	uint8_t   host_crypto[16];
+	uint8_t   challenge[16];	/* when a challenge context was given */
+};
 enum gp_cipher_mode { GP_ECB = 1, GP_CBC = 2 };
 struct gp_backend {
 	void *ctx;
@@ -66,6 +77,13 @@ struct gp_backend {
 	int (*kcv)(void *ctx, gp_keyref key, uint8_t kcv[3]);        /* GP method: AES(K, 01x16)[0..2] */
 	int (*key_len)(void *ctx, gp_keyref key, size_t *len);       /* bytes: 16/24/32 */
 	void (*release)(void *ctx, gp_keyref key);                   /* session keys at session end */
+	/* Optional (NULL: derive and kdf are used): a session's opening in one
+	 * call — the pseudo-random challenge when chal_ctx is given, S-MAC and
+	 * as asked S-ENC/S-RMAC, the card and host cryptograms (cbits 64/128).
+	 * Refs it returns are released like derive's. */
+	int (*open)(void *ctx, gp_keyref enc, gp_keyref mac, unsigned flags,
+	    const uint8_t *context, size_t clen, uint16_t cbits,
+	    const uint8_t *chal_ctx, size_t chal_len, struct gp_open_out *out);
 };
 /*
  * Contract details the engine relies on:

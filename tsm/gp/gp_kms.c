@@ -500,6 +500,76 @@ out:
 	return rc;
 }
 
+/* scp03.open: the session's opening in one kmsd request (GP_OPEN_* flags
+ * map one to one onto SCP03_OPEN_*). */
+static int
+be_open(void *ctx, gp_keyref enc, gp_keyref mac, unsigned flags,
+    const uint8_t *context, size_t clen, uint16_t cbits,
+    const uint8_t *chal_ctx, size_t chal_len, struct gp_open_out *out)
+{
+	struct gp_kms *g = ctx;
+	struct ref e, m;
+	struct call c;
+	struct rd r;
+	const uint8_t *p;
+	uint32_t h[3] = { 0, 0, 0 };
+	static const int kinds[3] = { REF_SENC, REF_SMAC, REF_SRMAC };
+	size_t n, cl = cbits / 8u;
+	int rc, i;
+
+	memset(out, 0, sizeof(*out));
+	if ((rc = ref_get(g, enc, &e)) != 0 || (rc = ref_get(g, mac, &m)) != 0)
+		return rc;
+	if (e.kind != REF_STATIC || m.kind != REF_STATIC || e.len != m.len ||
+	    (cbits != 64 && cbits != 128))
+		return fail_local(g, ERR_INVAL, "scp03.open: static ENC and MAC of "
+		    "one length and L 64 or 128 needed");
+	call_init(&c, KMS_OP_SCP03_OPEN);
+	if ((rc = kms_put_ref(&c.body, KMS_HANDLE(enc))) != 0 ||
+	    (rc = kms_put_ref(&c.body, KMS_HANDLE(mac))) != 0 ||
+	    (rc = buf_put_u8(&c.body, (uint8_t)flags)) != 0 ||
+	    (rc = buf_put_lv16(&c.body, context, clen)) != 0 ||
+	    (rc = buf_put_u16(&c.body, cbits)) != 0 ||
+	    (rc = buf_put_lv16(&c.body, chal_ctx, chal_len)) != 0 ||
+	    (rc = call_run(g, &c, "scp03.open")) != 0)
+		goto out;
+	rd_init(&r, c.reply.p, c.reply.len);
+	if (rd_u32(&r, &h[0]) != 0 || rd_u32(&r, &h[1]) != 0 ||
+	    rd_u32(&r, &h[2]) != 0 || h[1] == 0 ||
+	    rd_bytes(&r, cl, &p) != 0) {
+		rc = bad_reply(g, "scp03.open");
+		goto out;
+	}
+	memcpy(out->card_crypto, p, cl);
+	if (rd_bytes(&r, cl, &p) != 0 || rd_lv16(&r, &p, &n) != 0 ||
+	    (n != 0 && n != cl) || rd_end(&r) != 0) {
+		rc = bad_reply(g, "scp03.open");
+		goto out;
+	}
+	memcpy(out->challenge, p, n);
+	memcpy(out->host_crypto, c.reply.p + 12 + cl, cl);
+	pthread_mutex_lock(&g->mu);
+	for (i = 0; i < 3 && rc == 0; i++)
+		if (h[i] != 0)
+			rc = map_add(&g->map, h[i], e.len, kinds[i]);
+	pthread_mutex_unlock(&g->mu);
+	if (rc != 0) {
+		(void)fail_local(g, rc, "scp03.open: handles not recorded: %s",
+		    err_str(rc));
+		for (i = 0; i < 3; i++)
+			if (h[i] != 0 && handle_close(g, h[i]) != 0)
+				log_msg(LOG_WARN, "event=gp_kms_close_failed handle=%u",
+				    h[i]);
+		goto out;
+	}
+	out->s_enc = h[0];
+	out->s_mac = h[1];
+	out->s_rmac = h[2];
+out:
+	call_cleanup(&c);
+	return rc;
+}
+
 static int
 be_kdf(void *ctx, gp_keyref key, uint8_t konst, const uint8_t *context,
     size_t clen, uint16_t lbits, uint8_t *out)
@@ -869,6 +939,7 @@ gp_kms_backend(struct gp_kms *g, struct gp_backend *be)
 	be->ctx = g;
 	be->derive = be_derive;
 	be->kdf = be_kdf;
+	be->open = be_open;
 	be->cmac = be_cmac;
 	be->encrypt = be_encrypt;
 	be->decrypt = be_decrypt;

@@ -349,8 +349,67 @@ derive_key(struct gp_scp03 *s, gp_keyref base, uint8_t konst,
 	return 0;
 }
 
+/* gpref §1.4: 84 82 SL 00 Lc host-cryptogram C-MAC, chain 0, never
+ * encrypted, no counter. */
+static int
+ea_build(struct gp_scp03 *s, const uint8_t *host_crypto, struct buf *ea_apdu,
+    struct gp_err *err)
+{
+	struct gp_apdu a;
+	uint8_t cla;
+	int rc;
+
+	memset(s->chain, 0, sizeof(s->chain));
+	if ((rc = gp_cla_channel(0x80, s->channel, &cla)) != 0)
+		return gp_fail(err, rc, "SCP03: channel %u", s->channel);
+	memset(&a, 0, sizeof(a));
+	a.ins = INS_EXT_AUTH;
+	a.p1 = s->sl;
+	a.p2 = 0x00;
+	return sm_finish(s, (uint8_t)(cla | (s->channel < 4 ? 0x04 : 0x20)),
+	    0x84, &a, host_crypto, s->clen, ea_apdu, err);
+}
+
+static int auth_open(struct gp_scp03 *s, struct buf *ea_apdu, int check_only,
+    struct gp_err *err);
+
 /* check_only: prove the card holds the static keys (challenge, card
  * cryptogram) and stop: S-MAC alone is derived, no EA is built. */
+/* The context of the pseudo-random card challenge check, seq || SD AID;
+ * *len 0 when the card's challenge is random or the check is off. */
+static int
+challenge_context(const struct gp_scp03 *s, uint8_t *ctx, size_t *len,
+    struct gp_err *err)
+{
+	*len = 0;
+	if (!(s->iu.i & 0x10))
+		return 0;
+	if (!s->iu.has_seq)
+		return gp_fail(err, ERR_PROTO, "IU response: i=%02X announces a "
+		    "pseudo-random challenge but carries no sequence counter",
+		    s->iu.i);
+	if (s->flags & GP_SCP03_NO_CHALLENGE_CHECK)
+		return 0;
+	if (s->sd_aid_len == 0)
+		return gp_fail(err, ERR_INVAL, "pseudo-random challenge check "
+		    "needs the selected SD AID");
+	memcpy(ctx, s->iu.seq, 3);
+	memcpy(ctx + 3, s->sd_aid, s->sd_aid_len);
+	*len = 3 + s->sd_aid_len;
+	return 0;
+}
+
+static int
+bad_challenge(const struct gp_scp03 *s, struct gp_err *err)
+{
+	char hx[40];
+
+	return gp_fail(err, ERR_CRYPTOGRAM, "bad pseudo-random card challenge "
+	    "(sequence counter %02X%02X%02X, SD %s)", s->iu.seq[0],
+	    s->iu.seq[1], s->iu.seq[2],
+	    gp_hexstr(s->sd_aid, s->sd_aid_len, hx, sizeof(hx)));
+}
+
 static int
 auth_checks(struct gp_scp03 *s, const uint8_t *resp, size_t n,
     struct buf *ea_apdu, int check_only, struct gp_err *err)
@@ -358,9 +417,9 @@ auth_checks(struct gp_scp03 *s, const uint8_t *resp, size_t n,
 	const uint8_t *d;
 	size_t dn;
 	uint16_t sw;
-	uint8_t ctx[GP_AID_MAX + 32], want[16], host_crypto[16], cla;
-	char swb[64], hx[40];
-	struct gp_apdu a;
+	uint8_t ctx[GP_AID_MAX + 32], want[16], host_crypto[16];
+	size_t chlen;
+	char swb[64];
 	int rc;
 
 	if ((rc = gp_resp_split(resp, n, &d, &dn, &sw, err)) != 0)
@@ -384,31 +443,20 @@ auth_checks(struct gp_scp03 *s, const uint8_t *resp, size_t n,
 		return gp_fail(err, ERR_NOTSUP, "card (i=%02X) does not support "
 		    "R-ENC, security level %02X needs it", s->iu.i, s->sl);
 
+	if (s->be.open != NULL)
+		return auth_open(s, ea_apdu, check_only, err);
+
 	/* gpref §1.2: pseudo-random challenge = KDF(static ENC, 02,
 	 * seq || SD AID). A card that answers with anything else does not
 	 * know our ENC key or is replaying. */
-	if (s->iu.i & 0x10) {
-		if (!s->iu.has_seq)
-			return gp_fail(err, ERR_PROTO, "IU response: i=%02X "
-			    "announces a pseudo-random challenge but carries no "
-			    "sequence counter", s->iu.i);
-		if (!(s->flags & GP_SCP03_NO_CHALLENGE_CHECK)) {
-			if (s->sd_aid_len == 0)
-				return gp_fail(err, ERR_INVAL, "pseudo-random "
-				    "challenge check needs the selected SD AID");
-			memcpy(ctx, s->iu.seq, 3);
-			memcpy(ctx + 3, s->sd_aid, s->sd_aid_len);
-			if ((rc = kdf_bytes(s, s->enc, K_CARD_CHALL, ctx,
-			    3 + s->sd_aid_len, want, "card challenge", err)) != 0)
-				return rc;
-			if (!ct_equal(want, s->iu.card_challenge, s->clen))
-				return gp_fail(err, ERR_CRYPTOGRAM, "bad "
-				    "pseudo-random card challenge (sequence counter "
-				    "%02X%02X%02X, SD %s)", s->iu.seq[0],
-				    s->iu.seq[1], s->iu.seq[2],
-				    gp_hexstr(s->sd_aid, s->sd_aid_len, hx,
-				    sizeof(hx)));
-		}
+	if ((rc = challenge_context(s, ctx, &chlen, err)) != 0)
+		return rc;
+	if (chlen > 0) {
+		if ((rc = kdf_bytes(s, s->enc, K_CARD_CHALL, ctx, chlen, want,
+		    "card challenge", err)) != 0)
+			return rc;
+		if (!ct_equal(want, s->iu.card_challenge, s->clen))
+			return bad_challenge(s, err);
 	}
 
 	/* gpref §1.3: session keys over host challenge || card challenge. */
@@ -442,18 +490,47 @@ auth_checks(struct gp_scp03 *s, const uint8_t *resp, size_t n,
 	if ((rc = kdf_bytes(s, s->s_mac, K_HOST_CRYPTO, ctx, 2 * s->clen,
 	    host_crypto, "host cryptogram", err)) != 0)
 		return rc;
+	return ea_build(s, host_crypto, ea_apdu, err);
+}
 
-	/* gpref §1.4: 84 82 SL 00 Lc host-cryptogram C-MAC, chain 0, never
-	 * encrypted, no counter. */
-	memset(s->chain, 0, sizeof(s->chain));
-	if ((rc = gp_cla_channel(0x80, s->channel, &cla)) != 0)
-		return gp_fail(err, rc, "SCP03: channel %u", s->channel);
-	memset(&a, 0, sizeof(a));
-	a.ins = INS_EXT_AUTH;
-	a.p1 = s->sl;
-	a.p2 = 0x00;
-	return sm_finish(s, (uint8_t)(cla | (s->channel < 4 ? 0x04 : 0x20)),
-	    0x84, &a, host_crypto, s->clen, ea_apdu, err);
+/*
+ * The same checks with the backend's one-call opening (kmsd scp03.open):
+ * challenge, session keys and both cryptograms in one round trip; the
+ * comparisons stay here, in constant time.
+ */
+static int
+auth_open(struct gp_scp03 *s, struct buf *ea_apdu, int check_only,
+    struct gp_err *err)
+{
+	struct gp_open_out o;
+	uint8_t ctx[32], chal[3 + GP_AID_MAX];
+	size_t chlen = 0;
+	unsigned flags = check_only ? 0 : (GP_OPEN_SENC | GP_OPEN_SRMAC |
+	    GP_OPEN_HOST);
+	int rc;
+
+	if ((rc = challenge_context(s, chal, &chlen, err)) != 0)
+		return rc;
+	memcpy(ctx, s->host_challenge, s->clen);
+	memcpy(ctx + s->clen, s->iu.card_challenge, s->clen);
+	memset(&o, 0, sizeof(o));
+	if ((rc = s->be.open(s->be.ctx, s->enc, s->mac, flags, ctx, 2 * s->clen,
+	    (uint16_t)(s->clen * 8), chlen ? chal : NULL, chlen, &o)) != 0)
+		return gp_fail(err, rc, "SCP03: session opening: backend: %s",
+		    err_str(rc));
+	s->s_mac = o.s_mac;
+	s->s_enc = o.s_enc;
+	s->s_rmac = o.s_rmac;
+	if (chlen && !ct_equal(o.challenge, s->iu.card_challenge, s->clen))
+		return bad_challenge(s, err);
+	if (!ct_equal(o.card_crypto, s->iu.card_cryptogram, s->clen))
+		return gp_fail(err, ERR_CRYPTOGRAM, "wrong card cryptogram (the "
+		    "card does not hold these static keys, KVN %02X)", s->iu.kvn);
+	if (check_only)
+		return 0;
+	rc = ea_build(s, o.host_crypto, ea_apdu, err);
+	wipe(&o, sizeof(o));
+	return rc;
 }
 
 int
