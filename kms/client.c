@@ -597,9 +597,18 @@ kms_keyset_open(struct kms_client *c, const uint8_t *blob, size_t n,
 int
 kms_handle_close(struct kms_client *c, uint32_t h)
 {
+	return kms_handle_close_n(c, &h, 1);
+}
+
+int
+kms_handle_close_n(struct kms_client *c, const uint32_t *h, size_t n)
+{
+	size_t i;
 	BODY_BEGIN;
 
-	rc = buf_put_u32(&b, h);
+	rc = n == 0 || n > KMS_CLOSE_MAX ? ERR_INVAL : 0;
+	for (i = 0; rc == 0 && i < n; i++)
+		rc = buf_put_u32(&b, h[i]);
 	SEND(KMS_OP_HANDLE_CLOSE);
 	return rd_end(&r) == 0 ? 0 : BAD_REPLY();
 }
@@ -727,17 +736,42 @@ int
 kms_wrap(struct kms_client *c, uint32_t dek, uint32_t key, uint8_t *out,
     size_t *outlen)
 {
-	const uint8_t *p;
+	uint8_t ct[1][32];
 	size_t n;
+	int rc;
+
+	if ((rc = kms_wrap_n(c, dek, &key, 1, ct, &n)) != 0)
+		return rc;
+	if (n > *outlen)
+		return set_err(c, ERR_TOOBIG, "wrapped key longer than the buffer");
+	memcpy(out, ct[0], n);
+	*outlen = n;
+	return 0;
+}
+
+int
+kms_wrap_n(struct kms_client *c, uint32_t dek, const uint32_t *keys,
+    size_t nkeys, uint8_t (*out)[32], size_t *outlen)
+{
+	const uint8_t *p;
+	size_t i, n;
 	BODY_BEGIN;
 
-	if ((rc = kms_put_ref(&b, KMS_HANDLE(dek))) == 0)
-		rc = kms_put_ref(&b, KMS_HANDLE(key));
+	if (nkeys == 0 || nkeys > KMS_WRAP_MAX)
+		rc = ERR_INVAL;
+	else
+		rc = kms_put_ref(&b, KMS_HANDLE(dek));
+	for (i = 0; rc == 0 && i < nkeys; i++)
+		rc = kms_put_ref(&b, KMS_HANDLE(keys[i]));
 	SEND(KMS_OP_WRAP);
-	if (rd_lv16(&r, &p, &n) != 0 || n > *outlen || rd_end(&r) != 0)
+	for (i = 0; i < nkeys; i++) {
+		if (rd_lv16(&r, &p, &n) != 0 || n > 32)
+			return BAD_REPLY();
+		memcpy(out[i], p, n);
+		outlen[i] = n;
+	}
+	if (rd_end(&r) != 0)
 		return BAD_REPLY();
-	memcpy(out, p, n);
-	*outlen = n;
 	return 0;
 }
 

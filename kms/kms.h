@@ -189,6 +189,9 @@ struct kms_keyset {
 int  kms_keyset_open(struct kms_client *c, const uint8_t *blob, size_t n,
 	    unsigned flags, struct kms_keyset *out) WUR;
 int  kms_handle_close(struct kms_client *c, uint32_t h) WUR;
+/* Several handles in one round trip; all are checked before any closes. */
+#define KMS_CLOSE_MAX 16
+int  kms_handle_close_n(struct kms_client *c, const uint32_t *h, size_t n) WUR;
 
 /* GP SCP03 KDF (gp-reference §1.3). derive: consts 04/06/07, new handle;
  * kdf: consts 00/01/02, bytes out (lbits/8). */
@@ -223,6 +226,11 @@ int  kms_decrypt(struct kms_client *c, uint32_t h, int mode,
 /* AES-CBC zero-ICV wrap of key under dek (both handles); *outlen in/out. */
 int  kms_wrap(struct kms_client *c, uint32_t dek, uint32_t key, uint8_t *out,
 	    size_t *outlen) WUR;
+/* The same for n (1..KMS_WRAP_MAX) keys in one round trip: out[i] (32
+ * bytes each) and outlen[i] for keys[i]. */
+#define KMS_WRAP_MAX 8
+int  kms_wrap_n(struct kms_client *c, uint32_t dek, const uint32_t *keys,
+	    size_t n, uint8_t (*out)[32], size_t *outlen) WUR;
 /* New handle of a key-set member with `usage` (KMS_USE_*): the key
  * AES-ECB(master, data), derived in the token; data as long as the key.
  * `master` is a token master key (label) or a member of a key set opened

@@ -586,22 +586,44 @@ fail:
 	return rc;
 }
 
+/* 1..KMS_CLOSE_MAX handles; all are checked before any is closed, and
+ * one audit record lists them with their use counts. */
 static int
 op_handle_close(struct req *rq)
 {
 	struct kms_wref ref = { .kind = KMS_REF_HANDLE };
 	struct handle *h = NULL;
+	uint32_t ids[KMS_CLOSE_MAX];
+	char detail[KMS_CLOSE_MAX * 32 + 32];
+	size_t n = 0, i, off;
 	int rc;
 
-	if ((rc = rd_u32(&rq->body, &ref.handle)) != 0)
-		return bad_request(rq, rc, "handle");
-	if ((rc = end_of_body(rq)) != 0)
-		return rc;
-	if ((rc = get_handle(rq, &ref, &h)) != 0)
-		return rc;
-	if ((rc = authorize(rq, "handle.close", h->cls, NULL, 0)) != 0)
-		return rc;
-	kmsd_handle_free(rq->d, rq->c, h, "closed by client");
+	do {
+		if (n == KMS_CLOSE_MAX) {
+			snprintf(rq->msg, sizeof(rq->msg), "at most %d handles per "
+			    "handle.close", KMS_CLOSE_MAX);
+			return ERR_INVAL;
+		}
+		if ((rc = rd_u32(&rq->body, &ref.handle)) != 0)
+			return bad_request(rq, rc, "handle");
+		if ((rc = get_handle(rq, &ref, &h)) != 0)
+			return rc;
+		if ((rc = authorize(rq, "handle.close", h->cls, NULL, 0)) != 0)
+			return rc;
+		ids[n++] = ref.handle;
+	} while (rd_left(&rq->body) > 0);
+	off = (size_t)snprintf(detail, sizeof(detail), "closed by client:");
+	for (i = 0; i < n; i++) {
+		/* A handle named twice is closed once. */
+		if ((h = kmsd_handle_get(rq->c, ids[i])) == NULL)
+			continue;
+		if (off < sizeof(detail))
+			off += (size_t)snprintf(detail + off, sizeof(detail) - off,
+			    " h:%u uses=%llu", ids[i], (unsigned long long)h->uses);
+		kmsd_handle_free(rq->d, rq->c, h, NULL);
+	}
+	snprintf(rq->key, sizeof(rq->key), "h:%u", ids[0]);
+	(void)kmsd_audit(rq, "handle.close", rq->key, "ok", detail, 0);
 	rq->audited = 1;
 	return 0;
 }
@@ -977,6 +999,8 @@ crypt_op(struct req *rq, int enc)
 static int op_encrypt(struct req *rq) { return crypt_op(rq, 1); }
 static int op_decrypt(struct req *rq) { return crypt_op(rq, 0); }
 
+/* DEK, then 1..KMS_WRAP_MAX keys: one lv16 per key, in order. PUT KEY of
+ * a key set is one call. */
 static int
 op_wrap(struct req *rq)
 {
@@ -984,16 +1008,13 @@ op_wrap(struct req *rq)
 	struct kms_wref dref, kref;
 	struct handle *dek = NULL, *key = NULL;
 	uint8_t out[64];
-	size_t ol = sizeof(out);
+	size_t ol, n = 0;
+	p11_obj dobj;
 	int rc;
 
-	if ((rc = kms_get_ref(&rq->body, &dref)) != 0 ||
-	    (rc = kms_get_ref(&rq->body, &kref)) != 0)
+	if ((rc = kms_get_ref(&rq->body, &dref)) != 0)
 		return bad_request(rq, rc, "DEK and key");
-	if ((rc = end_of_body(rq)) != 0)
-		return rc;
-	if ((rc = get_handle(rq, &kref, &key)) != 0 ||
-	    (rc = get_handle(rq, &dref, &dek)) != 0)
+	if ((rc = get_handle(rq, &dref, &dek)) != 0)
 		return rc;
 	pp[0] = (struct policy_param){ "usage", usage_param(dek->usage) };
 	if ((rc = authorize(rq, "wrap", dek->cls, pp, 1)) != 0)
@@ -1002,15 +1023,35 @@ op_wrap(struct req *rq)
 		snprintf(rq->msg, sizeof(rq->msg), "wrap needs a key-set DEK");
 		return ERR_KEYCLASS;
 	}
-	if (key->cls != KS_KEYSET || !key->exportable) {
-		snprintf(rq->msg, sizeof(rq->msg), "only key-set members opened "
-		    "exportable can be wrapped");
-		return ERR_KEYCLASS;
-	}
-	if ((rc = p11_wrap(rq->d->p, P11_WRAP_AES_CBC0, dek->obj, key->obj, out,
-	    &ol)) != 0)
-		return p11_msg(rq, rc, "AES-CBC wrap");
-	return buf_put_lv16(rq->reply, out, ol);
+	dobj = dek->obj;
+	do {
+		if (n == KMS_WRAP_MAX) {
+			snprintf(rq->msg, sizeof(rq->msg), "at most %d keys per "
+			    "wrap", KMS_WRAP_MAX);
+			return ERR_INVAL;
+		}
+		if ((rc = kms_get_ref(&rq->body, &kref)) != 0)
+			return bad_request(rq, rc, "DEK and key");
+		if ((rc = get_handle(rq, &kref, &key)) != 0)
+			return rc;
+		if (key->cls != KS_KEYSET || !key->exportable) {
+			snprintf(rq->msg, sizeof(rq->msg), "only key-set members "
+			    "opened exportable can be wrapped (handle %u)",
+			    kref.handle);
+			return ERR_KEYCLASS;
+		}
+		ol = sizeof(out);
+		rc = p11_wrap(rq->d->p, P11_WRAP_AES_CBC0, dobj, key->obj, out,
+		    &ol);
+		if (rc == 0)
+			rc = buf_put_lv16(rq->reply, out, ol);
+		wipe(out, sizeof(out));
+		if (rc != 0)
+			return p11_msg(rq, rc, "AES-CBC wrap");
+		n++;
+	} while (rd_left(&rq->body) > 0);
+	snprintf(rq->key, sizeof(rq->key), "h:%u", dref.handle);
+	return 0;
 }
 
 static int

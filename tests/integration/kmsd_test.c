@@ -416,9 +416,12 @@ test_kat1(void)
 static void
 test_wrap(void)
 {
-	uint8_t keys[3][32], out[64];
+	uint8_t keys[3][32], out[64], multi[9][32];
+	size_t mlen[9];
 	struct kms_keyset_kcvs kc;
-	struct kms_keyset ks;
+	struct kms_keyset ks, plain;
+	struct kms_status st0, st1;
+	int rc;
 	struct buf blob;
 	size_t ol = sizeof(out);
 	int i;
@@ -438,9 +441,50 @@ test_wrap(void)
 	ol = sizeof(out);
 	ok(kms_wrap(C, ks.handle[0], ks.handle[1], out, &ol) == ERR_DENIED,
 	    "wrap under ENC (not a DEK): denied");
+
+	/* The whole key set in one call (PUT KEY): each block as above. */
+	memset(multi, 0xee, sizeof(multi));
+	ok(kms_wrap_n(C, ks.handle[2], ks.handle, 3, multi, mlen) == 0 &&
+	    mlen[0] == 16 && mlen[1] == 16 && mlen[2] == 16,
+	    "wrap ENC, MAC and DEK in one call");
 	for (i = 0; i < 3; i++)
-		if (kms_handle_close(C, ks.handle[i]) != 0)
-			diag("close");
+		is_hex(multi[i], 16, "80d2a5b08fa0ee51143b459e638106df",
+		    "block %d of the one-call wrap", i);
+	ok(kms_wrap_n(C, ks.handle[2], ks.handle, 0, multi, mlen) == ERR_INVAL,
+	    "no key to wrap: ERR_INVAL");
+	ok(kms_wrap_n(C, ks.handle[2], (const uint32_t[9]){ ks.handle[0],
+	    ks.handle[0], ks.handle[0], ks.handle[0], ks.handle[0],
+	    ks.handle[0], ks.handle[0], ks.handle[0], ks.handle[0] }, 9, multi,
+	    mlen) == ERR_INVAL, "nine keys: ERR_INVAL");
+	ok(kms_keyset_open(C, blob.p, blob.len, 0, &plain) == 0,
+	    "the same set opened again, not exportable");
+	ok(kms_wrap_n(C, ks.handle[2], (const uint32_t[2]){ ks.handle[0],
+	    plain.handle[0] }, 2, multi, mlen) == ERR_KEYCLASS,
+	    "a non-exportable member among the keys: ERR_KEYCLASS, nothing "
+	    "returned");
+	ok(kms_wrap_n(C, ks.handle[2], (const uint32_t[2]){ ks.handle[0],
+	    0x7fff0002 }, 2, multi, mlen) == ERR_HANDLE,
+	    "an unknown handle among the keys: ERR_HANDLE");
+
+	/* handle.close of several: all checked first, then all closed. */
+	rc = kms_status(C, &st0);
+	ok(kms_handle_close_n(C, (const uint32_t[4]){ plain.handle[0],
+	    plain.handle[1], 0x7fff0003, plain.handle[2] }, 4) == ERR_HANDLE,
+	    "close of four with one unknown: ERR_HANDLE");
+	rc |= kms_status(C, &st1);
+	ok(rc == 0 && st1.handles == st0.handles,
+	    "... and none of the others closed (%u live)", st1.handles);
+	ok(kms_handle_close_n(C, (const uint32_t[4]){ plain.handle[0],
+	    plain.handle[1], plain.handle[2], plain.handle[0] }, 4) == 0,
+	    "close of a key set's three handles (one named twice) in one call");
+	rc = kms_status(C, &st1);
+	ok(rc == 0 && st1.handles + 3 == st0.handles,
+	    "three fewer live handles (%u -> %u)", st0.handles, st1.handles);
+	ok(kms_cmac(C, plain.handle[1], keys[0], 16, out) == ERR_HANDLE,
+	    "a closed member: ERR_HANDLE");
+	ok(kms_handle_close_n(C, ks.handle, 0) == ERR_INVAL,
+	    "close of no handle: ERR_INVAL");
+	ok(kms_handle_close_n(C, ks.handle, 3) == 0, "close the exportable set");
 	buf_free(&blob);
 }
 

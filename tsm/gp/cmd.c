@@ -621,8 +621,8 @@ gp_put_key_scp03_build(const struct gp_backend *be, gp_keyref dek,
     struct buf *out, struct gp_put_key_expect *expect, struct gp_err *err)
 {
 	static const char *names[3] = { "ENC", "MAC", "DEK" };
-	uint8_t ct[32], kcv[3];
-	size_t klen, ctlen, i;
+	uint8_t ct[3][32], kcv[3];
+	size_t klen, ctlen[3], i;
 	struct buf d;
 	int rc;
 
@@ -635,6 +635,13 @@ gp_put_key_scp03_build(const struct gp_backend *be, gp_keyref dek,
 	if ((rc = buf_put_u8(&d, new_kvn)) != 0)
 		goto fail;
 	expect->kvn = new_kvn;
+	/* One backend call for the three when it can (one kmsd round trip). */
+	if (be->wrap_n != NULL && (rc = be->wrap_n(be->ctx, dek, keys, 3, ct,
+	    ctlen)) != 0) {
+		rc = gp_fail(err, rc, "PUT KEY: wrapping the new keys: %s",
+		    err_str(rc));
+		goto out;
+	}
 	for (i = 0; i < 3; i++) {
 		if ((rc = be->key_len(be->ctx, keys[i], &klen)) != 0) {
 			rc = gp_fail(err, rc, "PUT KEY: length of new %s key: %s",
@@ -646,16 +653,16 @@ gp_put_key_scp03_build(const struct gp_backend *be, gp_keyref dek,
 			    "bytes", names[i], klen);
 			goto out;
 		}
-		ctlen = sizeof(ct);
-		if ((rc = be->wrap(be->ctx, dek, keys[i], ct, &ctlen)) != 0) {
+		if (be->wrap_n == NULL && (ctlen[i] = sizeof(ct[i]),
+		    rc = be->wrap(be->ctx, dek, keys[i], ct[i], &ctlen[i])) != 0) {
 			rc = gp_fail(err, rc, "PUT KEY: wrapping new %s key: %s",
 			    names[i], err_str(rc));
 			goto out;
 		}
 		/* AES-192 is padded to 32 bytes before encryption. */
-		if (ctlen != (klen == 16 ? 16u : 32u)) {
+		if (ctlen[i] != (klen == 16 ? 16u : 32u)) {
 			rc = gp_fail(err, ERR_CRYPTO, "PUT KEY: backend wrapped a "
-			    "%zu-byte key into %zu bytes", klen, ctlen);
+			    "%zu-byte key into %zu bytes", klen, ctlen[i]);
 			goto out;
 		}
 		if ((rc = be->kcv(be->ctx, keys[i], kcv)) != 0) {
@@ -667,9 +674,9 @@ gp_put_key_scp03_build(const struct gp_backend *be, gp_keyref dek,
 		/* 88 Lblock keyLen E(key) 03 KCV: the keyLen byte is always
 		 * sent (gpref §4, sources disagree; GPP/NXP/JCOP need it). */
 		if ((rc = buf_put_u8(&d, 0x88)) != 0 ||
-		    (rc = buf_put_u8(&d, (uint8_t)(1 + ctlen))) != 0 ||
+		    (rc = buf_put_u8(&d, (uint8_t)(1 + ctlen[i]))) != 0 ||
 		    (rc = buf_put_u8(&d, (uint8_t)klen)) != 0 ||
-		    (rc = buf_put(&d, ct, ctlen)) != 0 ||
+		    (rc = buf_put(&d, ct[i], ctlen[i])) != 0 ||
 		    (rc = buf_put_u8(&d, 3)) != 0 ||
 		    (rc = buf_put(&d, kcv, 3)) != 0)
 			goto fail;

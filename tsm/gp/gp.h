@@ -84,6 +84,12 @@ struct gp_backend {
 	int (*open)(void *ctx, gp_keyref enc, gp_keyref mac, unsigned flags,
 	    const uint8_t *context, size_t clen, uint16_t cbits,
 	    const uint8_t *chal_ctx, size_t chal_len, struct gp_open_out *out);
+	/* Optional (NULL: wrap per key): wrap n keys under one DEK in one
+	 * call, out[i]/outlen[i] as wrap's for keys[i]. */
+	int (*wrap_n)(void *ctx, gp_keyref dek, const gp_keyref *keys,
+	    size_t n, uint8_t (*out)[32], size_t *outlen);
+	/* Optional (NULL: release per key): a session's keys in one call. */
+	void (*release_n)(void *ctx, const gp_keyref *keys, size_t n);
 };
 /*
  * Contract details the engine relies on:

@@ -435,17 +435,41 @@ ref_get(struct gp_kms *g, gp_keyref ref, struct ref *out)
 	return 0;
 }
 
+static int handles_close_n(struct gp_kms *, const uint32_t *, size_t);
+
 static int
 handle_close(struct gp_kms *g, uint32_t h)
 {
+	return handles_close_n(g, &h, 1);
+}
+
+/* kmsd handle.close of up to KMS_CLOSE_MAX handles in one request. */
+static int
+handles_close_n(struct gp_kms *g, const uint32_t *h, size_t n)
+{
 	struct call c;
 	int rc;
+	size_t i;
 
+	if (n == 0)
+		return 0;
 	call_init(&c, KMS_OP_HANDLE_CLOSE);
-	if ((rc = buf_put_u32(&c.body, h)) == 0 &&
-	    (rc = call_run(g, &c, "handle.close")) == 0 && c.reply.len != 0)
+	for (i = 0, rc = 0; rc == 0 && i < n; i++)
+		rc = buf_put_u32(&c.body, h[i]);
+	if (rc == 0 && (rc = call_run(g, &c, "handle.close")) == 0 &&
+	    c.reply.len != 0)
 		rc = bad_reply(g, "handle.close");
 	call_cleanup(&c);
+	/* kmsd closes none when one is unknown (reaped after idling, say):
+	 * close the others one by one, report the first failure. */
+	if (rc == ERR_HANDLE && n > 1) {
+		int r1, first = 0;
+
+		for (i = 0; i < n; i++)
+			if ((r1 = handles_close_n(g, &h[i], 1)) != 0 && first == 0)
+				first = r1;
+		rc = first;
+	}
 	return rc;
 }
 
@@ -777,27 +801,38 @@ be_decrypt(void *ctx, gp_keyref key, int mode, const uint8_t iv[16],
 }
 
 static int
-be_wrap(void *ctx, gp_keyref dek, gp_keyref key, uint8_t *out, size_t *outlen)
+be_wrap_n(void *ctx, gp_keyref dek, const gp_keyref *keys, size_t nk,
+    uint8_t (*out)[32], size_t *outlen)
 {
 	struct gp_kms *g = ctx;
-	struct ref d, k;
+	struct ref d, k[KMS_WRAP_MAX];
 	struct call c;
 	struct rd r;
 	const uint8_t *p;
-	size_t n;
-	int rc;
+	size_t n, i;
+	int rc, has192 = 0;
 
-	if ((rc = ref_get(g, dek, &d)) != 0 || (rc = ref_get(g, key, &k)) != 0)
+	if (nk == 0 || nk > KMS_WRAP_MAX)
+		return fail_local(g, ERR_INVAL, "wrap: %zu keys (1..%d)", nk,
+		    KMS_WRAP_MAX);
+	if ((rc = ref_get(g, dek, &d)) != 0)
 		return rc;
+	for (i = 0; i < nk; i++) {
+		if ((rc = ref_get(g, keys[i], &k[i])) != 0)
+			return rc;
+		has192 |= k[i].len == 24;
+	}
 	call_init(&c, KMS_OP_WRAP);
-	if ((rc = kms_put_ref(&c.body, KMS_HANDLE(dek))) != 0 ||
-	    (rc = kms_put_ref(&c.body, KMS_HANDLE(key))) != 0)
+	rc = kms_put_ref(&c.body, KMS_HANDLE(dek));
+	for (i = 0; rc == 0 && i < nk; i++)
+		rc = kms_put_ref(&c.body, KMS_HANDLE(keys[i]));
+	if (rc != 0)
 		goto out;
 	if ((rc = call_run(g, &c, "wrap")) != 0) {
 		/* gpref §4 pads an AES-192 key to 32 bytes before encryption.
 		 * PKCS#11 CKM_AES_CBC wrap should zero-pad, but SoftHSM2
 		 * refuses any key that is not a multiple of 16 bytes. */
-		if (k.len == 24 && (rc == ERR_P11 || rc == ERR_P11_MECH ||
+		if (has192 && (rc == ERR_P11 || rc == ERR_P11_MECH ||
 		    rc == ERR_INVAL || rc == ERR_NOTSUP))
 			rc = fail_local(g, ERR_NOTSUP, "wrap: the token cannot "
 			    "AES-CBC-wrap a 24-byte key (AES-192 PUT KEY needs it "
@@ -808,16 +843,37 @@ be_wrap(void *ctx, gp_keyref dek, gp_keyref key, uint8_t *out, size_t *outlen)
 		goto out;
 	}
 	rd_init(&r, c.reply.p, c.reply.len);
-	if (rd_lv16(&r, &p, &n) != 0 || rd_end(&r) != 0 || n > *outlen ||
-	    n != (k.len == 16 ? 16u : 32u)) {
-		rc = bad_reply(g, "wrap");
-		goto out;
+	for (i = 0; i < nk; i++) {
+		if (rd_lv16(&r, &p, &n) != 0 ||
+		    n != (k[i].len == 16 ? 16u : 32u)) {
+			rc = bad_reply(g, "wrap");
+			goto out;
+		}
+		memcpy(out[i], p, n);
+		outlen[i] = n;
 	}
-	memcpy(out, p, n);
-	*outlen = n;
+	if (rd_end(&r) != 0)
+		rc = bad_reply(g, "wrap");
 out:
 	call_cleanup(&c);
 	return rc;
+}
+
+static int
+be_wrap(void *ctx, gp_keyref dek, gp_keyref key, uint8_t *out, size_t *outlen)
+{
+	uint8_t ct[1][32];
+	size_t n;
+	int rc;
+
+	if ((rc = be_wrap_n(ctx, dek, &key, 1, ct, &n)) != 0)
+		return rc;
+	if (n > *outlen)
+		return fail_local(ctx, ERR_TOOBIG, "wrap: %zu bytes for a "
+		    "%zu-byte buffer", n, *outlen);
+	memcpy(out, ct[0], n);
+	*outlen = n;
+	return 0;
 }
 
 static int
@@ -867,23 +923,36 @@ be_key_len(void *ctx, gp_keyref key, size_t *len)
 	return 0;
 }
 
+/* Session keys at a session's end: one kmsd request for all of them.
+ * Key-set members stay (they go with gp_kms_keyset_close). */
 static void
-be_release(void *ctx, gp_keyref key)
+be_release_n(void *ctx, const gp_keyref *keys, size_t n)
 {
 	struct gp_kms *g = ctx;
 	struct ref *r;
+	uint32_t h[KMS_CLOSE_MAX];
+	size_t i, m = 0;
 	int dead;
 
 	pthread_mutex_lock(&g->mu);
-	r = map_find(&g->map, key);
-	if (r != NULL && r->kind == REF_STATIC)
-		r = NULL;	/* key-set members go with gp_kms_keyset_close */
-	if (r != NULL)
-		map_del(&g->map, key);
+	for (i = 0; i < n && m < KMS_CLOSE_MAX; i++) {
+		r = map_find(&g->map, keys[i]);
+		if (r == NULL || r->kind == REF_STATIC)
+			continue;
+		map_del(&g->map, keys[i]);
+		h[m++] = keys[i];
+	}
 	dead = g->dead;
 	pthread_mutex_unlock(&g->mu);
-	if (r != NULL && !dead && handle_close(g, key) != 0)
-		log_msg(LOG_WARN, "event=gp_kms_close_failed handle=%u", key);
+	if (m > 0 && !dead && handles_close_n(g, h, m) != 0)
+		log_msg(LOG_WARN, "event=gp_kms_close_failed handles=%zu "
+		    "first=%u", m, h[0]);
+}
+
+static void
+be_release(void *ctx, gp_keyref key)
+{
+	be_release_n(ctx, &key, 1);
 }
 
 /* ---- public ----------------------------------------------------------- */
@@ -944,9 +1013,11 @@ gp_kms_backend(struct gp_kms *g, struct gp_backend *be)
 	be->encrypt = be_encrypt;
 	be->decrypt = be_decrypt;
 	be->wrap = be_wrap;
+	be->wrap_n = be_wrap_n;
 	be->kcv = be_kcv;
 	be->key_len = be_key_len;
 	be->release = be_release;
+	be->release_n = be_release_n;
 }
 
 int
@@ -1034,11 +1105,15 @@ out:
 static void
 handles_close(struct gp_kms *g, const uint32_t *h, size_t n)
 {
-	size_t i;
+	uint32_t live[KMS_CLOSE_MAX];
+	size_t i, m = 0;
 
-	for (i = 0; i < n; i++)
-		if (h[i] != 0 && handle_close(g, h[i]) != 0)
-			log_msg(LOG_WARN, "event=gp_kms_close_failed handle=%u", h[i]);
+	for (i = 0; i < n && m < KMS_CLOSE_MAX; i++)
+		if (h[i] != 0)
+			live[m++] = h[i];
+	if (m > 0 && handles_close_n(g, live, m) != 0)
+		log_msg(LOG_WARN, "event=gp_kms_close_failed handles=%zu first=%u",
+		    m, live[0]);
 }
 
 int
@@ -1098,19 +1173,15 @@ gp_kms_keyset_diversify(struct gp_kms *g, const uint8_t *blob, size_t n,
 int
 gp_kms_keyset_close(struct gp_kms *g, const struct kms_keyset *ks)
 {
-	size_t i;
-	int rc, first = 0, dead;
+	size_t i, n = ks->n < KMS_KEYSET_MAX ? ks->n : KMS_KEYSET_MAX;
+	int dead;
 
-	for (i = 0; i < ks->n && i < KMS_KEYSET_MAX; i++) {
-		pthread_mutex_lock(&g->mu);
+	pthread_mutex_lock(&g->mu);
+	for (i = 0; i < n; i++)
 		map_del(&g->map, ks->handle[i]);
-		dead = g->dead;
-		pthread_mutex_unlock(&g->mu);
-		rc = dead ? 0 : handle_close(g, ks->handle[i]);
-		if (rc != 0 && first == 0)
-			first = rc;
-	}
-	return first;
+	dead = g->dead;
+	pthread_mutex_unlock(&g->mu);
+	return dead ? 0 : handles_close_n(g, ks->handle, n);
 }
 
 int

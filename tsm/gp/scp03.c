@@ -75,14 +75,19 @@ gp_sl_normalize(uint8_t req, uint8_t *out, struct gp_err *err)
 static void
 keys_release(struct gp_scp03 *s)
 {
-	gp_keyref *k[3] = { &s->s_enc, &s->s_mac, &s->s_rmac };
-	size_t i;
+	gp_keyref *k[3] = { &s->s_enc, &s->s_mac, &s->s_rmac }, live[3];
+	size_t i, n = 0;
 
 	for (i = 0; i < 3; i++)
 		if (*k[i] != 0) {
-			s->be.release(s->be.ctx, *k[i]);
+			live[n++] = *k[i];
 			*k[i] = 0;
 		}
+	if (n > 0 && s->be.release_n != NULL)
+		s->be.release_n(s->be.ctx, live, n);
+	else
+		for (i = 0; i < n; i++)
+			s->be.release(s->be.ctx, live[i]);
 }
 
 /* Every failure after INITIALIZE UPDATE ends here: keys go, nothing more
