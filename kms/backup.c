@@ -162,7 +162,7 @@ cmd_backup(struct ctl *c, int argc, char **argv)
 		goto out;
 	json_object_set_new(doc, "mac", hexstr(mac, 32));
 	text = json_dumps(doc, JSON_INDENT(1) | JSON_SORT_KEYS);
-	(void)unlink(to);
+	/* Replaces an older backup only once the new one is on disk. */
 	if (text == NULL || file_write_atomic(to, text, strlen(text), 0400) != 0) {
 		fprintf(stderr, "kmsctl: cannot write %s\n", to);
 		goto out;

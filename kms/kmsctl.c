@@ -53,6 +53,7 @@ int
 ctl_prompt(const char *question, int secret, char *out, size_t cap)
 {
 	struct termios old, quiet;
+	char iobuf[BUFSIZ];
 	FILE *tty;
 	size_t n;
 	int restore = 0;
@@ -60,6 +61,12 @@ ctl_prompt(const char *question, int secret, char *out, size_t cap)
 	tty = fopen("/dev/tty", "r+");
 	if (tty == NULL)
 		return ERR_IO;
+	/* The answer (a key component) also passes through the stream's
+	 * buffer: ours, so that it is wiped after fclose, not freed as is. */
+	if (setvbuf(tty, iobuf, _IOLBF, sizeof(iobuf)) != 0) {
+		fclose(tty);
+		return ERR_IO;
+	}
 	/* Echo goes off before the prompt shows: typing ahead of it must not
 	 * reach the screen either. */
 	if (secret && tcgetattr(fileno(tty), &old) == 0) {
@@ -76,6 +83,7 @@ ctl_prompt(const char *question, int secret, char *out, size_t cap)
 		fprintf(tty, "\n");
 	}
 	fclose(tty);
+	wipe(iobuf, sizeof(iobuf));
 	n = strcspn(out, "\r\n");
 	out[n] = '\0';
 	return n > 0 ? 0 : ERR_INVAL;
@@ -628,8 +636,10 @@ cmd_init(struct ctl *c, int argc, char **argv)
 	}
 	sec = secmem_alloc(2 * CTL_PIN_RAW + 2 * CTL_MAX_SHARES * CTL_PIN_RAW);
 	sh = secmem_alloc(sizeof(*sh));
-	if (sec == NULL || sh == NULL)
-		return 1;
+	if (sec == NULL || sh == NULL) {
+		rc = ERR_NOMEM;
+		goto out;
+	}
 	for (i = 0; i < n; i++) {
 		ushares[i] = sec + 2 * CTL_PIN_RAW + i * CTL_PIN_RAW;
 		sshares[i] = sec + 2 * CTL_PIN_RAW + (CTL_MAX_SHARES + i) * CTL_PIN_RAW;
@@ -748,6 +758,10 @@ cmd_unseal(struct ctl *c, int argc, char **argv)
 		return 0;
 	}
 	sh = secmem_alloc(sizeof(*sh));
+	if (sh == NULL) {
+		kms_close(k);
+		return 1;
+	}
 	buf_init(&b);
 	buf_init(&rep);
 	total = c->nshares > 0 ? c->nshares : CTL_MAX_SHARES;
@@ -1755,6 +1769,7 @@ demo_combine(json_t *obj, int alg, uint8_t *key, size_t *n, uint8_t kcv[3])
 	const char *want = json_string_value(json_object_get(obj, "kcv"));
 	uint8_t comp[64], w[3];
 	size_t i, j, cl, wl;
+	int rc = 0;
 
 	*n = 0;
 	if (!json_is_array(comps) || json_array_size(comps) < 1 || want == NULL ||
@@ -1765,16 +1780,20 @@ demo_combine(json_t *obj, int alg, uint8_t *key, size_t *n, uint8_t kcv[3])
 		const char *h = json_string_value(jc);
 
 		if (h == NULL || hex_decode(h, strlen(h), comp, sizeof(comp), &cl) != 0 ||
-		    (i > 0 && cl != *n))
-			return ERR_PARSE;
+		    (i > 0 && cl != *n)) {
+			rc = ERR_PARSE;
+			break;
+		}
 		*n = cl;
 		for (j = 0; j < cl; j++)
 			key[j] ^= comp[j];
 	}
 	wipe(comp, sizeof(comp));
-	if (comp_kcv(alg, key, *n, kcv) != 0)
-		return ERR_PARSE;
-	return ct_equal(kcv, w, 3) ? 0 : ERR_KCV;
+	if (rc == 0 && comp_kcv(alg, key, *n, kcv) != 0)
+		rc = ERR_PARSE;
+	if (rc == 0 && !ct_equal(kcv, w, 3))
+		rc = ERR_KCV;
+	return rc;
 }
 
 static int
