@@ -585,7 +585,6 @@ p11_find(struct p11 *p, CK_OBJECT_CLASS cls, const char *label,
 	CK_SESSION_HANDLE h;
 	CK_RV rv;
 	size_t i;
-	int rc;
 
 	if (strlen(label) >= sizeof(p->cache[0].label) ||
 	    idlen > sizeof(p->cache[0].id))
@@ -605,15 +604,7 @@ p11_find(struct p11 *p, CK_OBJECT_CLASS cls, const char *label,
 	    strlen(label) };
 	if (id != NULL)
 		tmpl[nt++] = (CK_ATTRIBUTE){ CKA_ID, (void *)(uintptr_t)id, idlen };
-	if ((rc = p11_sess(p, &h)) != 0)
-		return rc;
-	rv = p->f->C_FindObjectsInit(h, tmpl, nt);
-	if (p11_session_lost(rv)) {
-		p11_sess_reopen(p);
-		if ((rc = p11_sess(p, &h)) != 0)
-			return rc;
-		rv = p->f->C_FindObjectsInit(h, tmpl, nt);
-	}
+	P11_RETRY(p, h, rv, rv = p->f->C_FindObjectsInit(h, tmpl, nt));
 	if (rv != CKR_OK)
 		return p11_fail("C_FindObjectsInit", rv);
 	rv = p->f->C_FindObjects(h, found, 2, &nf);
@@ -660,13 +651,11 @@ p11_find_all(struct p11 *p, CK_OBJECT_CLASS cls, p11_obj **out, size_t *n)
 	p11_obj *all = NULL, *na;
 	size_t cnt = 0;
 	CK_RV rv;
-	int rc;
 
 	*out = NULL;
 	*n = 0;
-	if ((rc = p11_sess(p, &h)) != 0)
-		return rc;
-	if ((rv = p->f->C_FindObjectsInit(h, tmpl, 1)) != CKR_OK)
+	P11_RETRY(p, h, rv, rv = p->f->C_FindObjectsInit(h, tmpl, 1));
+	if (rv != CKR_OK)
 		return p11_fail("C_FindObjectsInit", rv);
 	for (;;) {
 		rv = p->f->C_FindObjects(h, chunk, ARRAY_LEN(chunk), &got);
@@ -696,11 +685,8 @@ p11_destroy(struct p11 *p, p11_obj o)
 {
 	CK_SESSION_HANDLE h;
 	CK_RV rv;
-	int rc;
 
-	if ((rc = p11_sess(p, &h)) != 0)
-		return rc;
-	rv = p->f->C_DestroyObject(h, o);
+	P11_RETRY(p, h, rv, rv = p->f->C_DestroyObject(h, o));
 	if (rv != CKR_OK)
 		return p11_fail("C_DestroyObject", rv);
 	return 0;
@@ -713,11 +699,8 @@ p11_copy_to_session(struct p11 *p, p11_obj o, p11_obj *out)
 	CK_ATTRIBUTE t = { CKA_TOKEN, &f, sizeof(f) };
 	CK_SESSION_HANDLE h;
 	CK_RV rv;
-	int rc;
 
-	if ((rc = p11_sess(p, &h)) != 0)
-		return rc;
-	rv = p->f->C_CopyObject(h, o, &t, 1, out);
+	P11_RETRY(p, h, rv, rv = p->f->C_CopyObject(h, o, &t, 1, out));
 	if (rv != CKR_OK)
 		return p11_fail("C_CopyObject", rv);
 	return 0;
@@ -730,11 +713,8 @@ get_attr(struct p11 *p, p11_obj o, CK_ATTRIBUTE *a, const char *what)
 {
 	CK_SESSION_HANDLE h;
 	CK_RV rv;
-	int rc;
 
-	if ((rc = p11_sess(p, &h)) != 0)
-		return rc;
-	rv = p->f->C_GetAttributeValue(h, o, a, 1);
+	P11_RETRY(p, h, rv, rv = p->f->C_GetAttributeValue(h, o, a, 1));
 	if (rv != CKR_OK)
 		return p11_fail(what, rv);
 	return 0;
@@ -788,11 +768,8 @@ p11_set_bytes(struct p11 *p, p11_obj o, CK_ATTRIBUTE_TYPE t, const void *v,
 	CK_ATTRIBUTE a = { t, (void *)(uintptr_t)v, n };
 	CK_SESSION_HANDLE h;
 	CK_RV rv;
-	int rc;
 
-	if ((rc = p11_sess(p, &h)) != 0)
-		return rc;
-	rv = p->f->C_SetAttributeValue(h, o, &a, 1);
+	P11_RETRY(p, h, rv, rv = p->f->C_SetAttributeValue(h, o, &a, 1));
 	if (rv != CKR_OK)
 		return p11_fail("C_SetAttributeValue", rv);
 	return 0;
@@ -816,11 +793,9 @@ p11_data_create(struct p11 *p, const char *application, const char *label,
 	};
 	CK_SESSION_HANDLE h;
 	CK_RV rv;
-	int rc;
 
-	if ((rc = p11_sess(p, &h)) != 0)
-		return rc;
-	rv = p->f->C_CreateObject(h, tmpl, ARRAY_LEN(tmpl), out);
+	P11_RETRY(p, h, rv, rv = p->f->C_CreateObject(h, tmpl, ARRAY_LEN(tmpl),
+	    out));
 	if (rv != CKR_OK)
 		return p11_fail("C_CreateObject", rv);
 	return 0;

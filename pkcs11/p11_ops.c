@@ -215,6 +215,7 @@ static int
 sign_once(struct p11 *p, CK_MECHANISM *m, p11_obj key, const uint8_t *d,
     size_t n, uint8_t *out, CK_ULONG *outlen)
 {
+	CK_ULONG cap = *outlen;
 	CK_SESSION_HANDLE h;
 	CK_RV rv;
 	static const uint8_t none;
@@ -224,6 +225,7 @@ sign_once(struct p11 *p, CK_MECHANISM *m, p11_obj key, const uint8_t *d,
 	if (n == 0)
 		d = &none;
 	P11_RETRY(p, h, rv,
+	    *outlen = cap;
 	    rv = p->f->C_SignInit(h, m, key);
 	    if (rv == CKR_OK)
 		    rv = p->f->C_Sign(h, (CK_BYTE *)(uintptr_t)d, n, out, outlen));
@@ -299,13 +301,17 @@ p11_ecdsa_sign(struct p11 *p, p11_obj key, unsigned bits, const uint8_t *d,
 	return rc;
 }
 
+/* C_EncryptInit/C_Encrypt and C_DecryptInit/C_Decrypt have the same
+ * signatures: one path for both directions. */
 static int
 crypt(struct p11 *p, int enc, CK_MECHANISM_TYPE mt, p11_obj key,
     const uint8_t *iv, const uint8_t *in, size_t n, uint8_t *out)
 {
+	CK_C_EncryptInit init = enc ? p->f->C_EncryptInit : p->f->C_DecryptInit;
+	CK_C_Encrypt op = enc ? p->f->C_Encrypt : p->f->C_Decrypt;
 	uint8_t ivc[16];
 	CK_MECHANISM m = { mt, NULL, 0 };
-	CK_ULONG olen = n;
+	CK_ULONG olen;
 	CK_SESSION_HANDLE h;
 	CK_RV rv;
 
@@ -314,43 +320,39 @@ crypt(struct p11 *p, int enc, CK_MECHANISM_TYPE mt, p11_obj key,
 		m.pParameter = ivc;
 		m.ulParameterLen = 16;
 	}
-	if (enc)
-		P11_RETRY(p, h, rv,
-		    rv = p->f->C_EncryptInit(h, &m, key);
-		    if (rv == CKR_OK)
-			    rv = p->f->C_Encrypt(h, (CK_BYTE *)(uintptr_t)in, n,
-				out, &olen));
-	else
-		P11_RETRY(p, h, rv,
-		    rv = p->f->C_DecryptInit(h, &m, key);
-		    if (rv == CKR_OK)
-			    rv = p->f->C_Decrypt(h, (CK_BYTE *)(uintptr_t)in, n,
-				out, &olen));
+	P11_RETRY(p, h, rv,
+	    olen = n;
+	    rv = init(h, &m, key);
+	    if (rv == CKR_OK)
+		    rv = op(h, (CK_BYTE *)(uintptr_t)in, n, out, &olen));
 	if (rv != CKR_OK)
 		return p11_fail(enc ? "C_Encrypt" : "C_Decrypt", rv);
 	return olen == n ? 0 : ERR_P11;
+}
+
+static int
+aes_crypt(struct p11 *p, int enc, p11_obj key, int mode, const uint8_t *iv,
+    const uint8_t *in, size_t n, uint8_t *out)
+{
+	if (n == 0 || n % 16 != 0 || (mode != P11_ECB && mode != P11_CBC) ||
+	    (mode == P11_CBC && iv == NULL))
+		return ERR_INVAL;
+	return crypt(p, enc, mode == P11_ECB ? CKM_AES_ECB : CKM_AES_CBC, key,
+	    iv, in, n, out);
 }
 
 int
 p11_aes_encrypt(struct p11 *p, p11_obj key, int mode, const uint8_t *iv,
     const uint8_t *in, size_t n, uint8_t *out)
 {
-	if (n == 0 || n % 16 != 0 || (mode != P11_ECB && mode != P11_CBC) ||
-	    (mode == P11_CBC && iv == NULL))
-		return ERR_INVAL;
-	return crypt(p, 1, mode == P11_ECB ? CKM_AES_ECB : CKM_AES_CBC, key, iv,
-	    in, n, out);
+	return aes_crypt(p, 1, key, mode, iv, in, n, out);
 }
 
 int
 p11_aes_decrypt(struct p11 *p, p11_obj key, int mode, const uint8_t *iv,
     const uint8_t *in, size_t n, uint8_t *out)
 {
-	if (n == 0 || n % 16 != 0 || (mode != P11_ECB && mode != P11_CBC) ||
-	    (mode == P11_CBC && iv == NULL))
-		return ERR_INVAL;
-	return crypt(p, 0, mode == P11_ECB ? CKM_AES_ECB : CKM_AES_CBC, key, iv,
-	    in, n, out);
+	return aes_crypt(p, 0, key, mode, iv, in, n, out);
 }
 
 int
@@ -420,11 +422,12 @@ p11_wrap(struct p11 *p, int mech, p11_obj kek, p11_obj key, uint8_t *out,
 	return 0;
 }
 
-int
-p11_unwrap(struct p11 *p, int mech, p11_obj kek, const uint8_t *in, size_t n,
-    CK_KEY_TYPE kt, size_t keylen, const struct p11_keyspec *s, p11_obj *out)
+/* A new key object of class cls (secret or private) from wrapped bytes. */
+static int
+unwrap_as(struct p11 *p, int mech, p11_obj kek, const uint8_t *in, size_t n,
+    CK_OBJECT_CLASS cls, CK_KEY_TYPE kt, const struct p11_keyspec *s,
+    p11_obj *out)
 {
-	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
 	CK_MECHANISM m;
 	CK_RSA_PKCS_OAEP_PARAMS oaep;
 	uint8_t iv[16];
@@ -433,14 +436,14 @@ p11_unwrap(struct p11 *p, int mech, p11_obj kek, const uint8_t *in, size_t n,
 	CK_RV rv;
 	int rc;
 
-	/* No CKA_VALUE_LEN in the template: SoftHSM2 refuses it on unwrap
-	 * (and leaves it 0 on the new key); the caller checks the length. */
-	(void)keylen;
 	if ((rc = wrap_mech(mech, &m, iv, &oaep)) != 0)
 		return rc;
 	t_add(&t, CKA_CLASS, &cls, sizeof(cls));
 	t_add(&t, CKA_KEY_TYPE, &kt, sizeof(kt));
-	t_secret(&t, s);
+	if (cls == CKO_SECRET_KEY)
+		t_secret(&t, s);
+	else
+		t_sensitive(&t, s);
 	P11_RETRY(p, h, rv, rv = p->f->C_UnwrapKey(h, &m, kek,
 	    (CK_BYTE *)(uintptr_t)in, n, t.a, t.n, out));
 	if (rv != CKR_OK)
@@ -449,28 +452,20 @@ p11_unwrap(struct p11 *p, int mech, p11_obj kek, const uint8_t *in, size_t n,
 }
 
 int
+p11_unwrap(struct p11 *p, int mech, p11_obj kek, const uint8_t *in, size_t n,
+    CK_KEY_TYPE kt, size_t keylen, const struct p11_keyspec *s, p11_obj *out)
+{
+	/* No CKA_VALUE_LEN in the template: SoftHSM2 refuses it on unwrap
+	 * (and leaves it 0 on the new key); the caller checks the length. */
+	(void)keylen;
+	return unwrap_as(p, mech, kek, in, n, CKO_SECRET_KEY, kt, s, out);
+}
+
+int
 p11_unwrap_private(struct p11 *p, int mech, p11_obj kek, const uint8_t *in,
     size_t n, CK_KEY_TYPE kt, const struct p11_keyspec *s, p11_obj *out)
 {
-	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
-	CK_MECHANISM m;
-	CK_RSA_PKCS_OAEP_PARAMS oaep;
-	uint8_t iv[16];
-	struct tmpl t = { .n = 0 };
-	CK_SESSION_HANDLE h;
-	CK_RV rv;
-	int rc;
-
-	if ((rc = wrap_mech(mech, &m, iv, &oaep)) != 0)
-		return rc;
-	t_add(&t, CKA_CLASS, &cls, sizeof(cls));
-	t_add(&t, CKA_KEY_TYPE, &kt, sizeof(kt));
-	t_sensitive(&t, s);
-	P11_RETRY(p, h, rv, rv = p->f->C_UnwrapKey(h, &m, kek,
-	    (CK_BYTE *)(uintptr_t)in, n, t.a, t.n, out));
-	if (rv != CKR_OK)
-		return p11_fail("C_UnwrapKey", rv);
-	return 0;
+	return unwrap_as(p, mech, kek, in, n, CKO_PRIVATE_KEY, kt, s, out);
 }
 
 int
@@ -479,12 +474,15 @@ p11_ec_public_create(struct p11 *p, unsigned bits, const uint8_t *point,
 {
 	CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
 	CK_KEY_TYPE kt = CKK_EC;
-	uint8_t der[2 + 133];
+	uint8_t der[2 + 97];
 	struct tmpl t = { .n = 0 };
 	CK_SESSION_HANDLE h;
 	CK_RV rv;
 
-	if (n > 133 || n < 3 || point[0] != 0x04)
+	/* Uncompressed 04||X||Y of the curve: 65 or 97 bytes, so the DER
+	 * length below fits its short form. */
+	if ((bits != 256 && bits != 384) || n != 1 + 2 * (bits / 8) ||
+	    point[0] != 0x04)
 		return ERR_INVAL;
 	/* CKA_EC_POINT is the DER OCTET STRING around the point. */
 	der[0] = 0x04;
@@ -494,10 +492,8 @@ p11_ec_public_create(struct p11 *p, unsigned bits, const uint8_t *point,
 	t_add(&t, CKA_KEY_TYPE, &kt, sizeof(kt));
 	if (bits == 256)
 		t_add(&t, CKA_EC_PARAMS, oid_p256, sizeof(oid_p256));
-	else if (bits == 384)
-		t_add(&t, CKA_EC_PARAMS, oid_p384, sizeof(oid_p384));
 	else
-		return ERR_INVAL;
+		t_add(&t, CKA_EC_PARAMS, oid_p384, sizeof(oid_p384));
 	t_add(&t, CKA_EC_POINT, der, n + 2);
 	t_public(&t, s);
 	P11_RETRY(p, h, rv, rv = p->f->C_CreateObject(h, t.a, t.n, out));
@@ -630,12 +626,14 @@ p11_ec_public(struct p11 *p, p11_obj pub, unsigned *bits, struct buf *point)
 		rc = ERR_PARSE;
 		goto out;
 	}
-	len = l1;
-	if (l1 == 0x81) {
-		if ((rc = rd_u8(&r, &l1)) != 0)
-			goto out;
-		len = l1;
+	/* Short form, or one length byte (0x81): the points are < 256. */
+	if (l1 == 0x80 || l1 > 0x81) {
+		rc = ERR_PARSE;
+		goto out;
 	}
+	if (l1 == 0x81 && (rc = rd_u8(&r, &l1)) != 0)
+		goto out;
+	len = l1;
 	if ((rc = rd_bytes(&r, len, &q)) != 0 || (rc = rd_end(&r)) != 0)
 		goto out;
 	buf_reset(point);

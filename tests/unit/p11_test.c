@@ -234,6 +234,24 @@ test_asym_derive(void)
 	    "private key sensitive");
 	ok(p11_attr_bool(P, priv, CKA_EXTRACTABLE, &v) == 0 && v == 0,
 	    "private key not extractable");
+	{
+		struct p11_keyspec ps = { .usage = P11_VERIFY };
+		struct buf pt2;
+		p11_obj po = 0;
+
+		buf_init(&pt2);
+		ok(p11_ec_public_create(P, 256, pt.p, pt.len, &ps, &po) == 0 &&
+		    p11_ec_public(P, po, &bits, &pt2) == 0 && bits == 256 &&
+		    pt2.len == pt.len && memcmp(pt2.p, pt.p, pt.len) == 0,
+		    "public point imported and read back");
+		DESTROY(po);
+		/* A point of another curve's length would get a wrong DER
+		 * length; refused before the token sees it. */
+		ok(p11_ec_public_create(P, 384, pt.p, pt.len, &ps, &po) ==
+		    ERR_INVAL && p11_ec_public_create(P, 256, pt.p, 64, &ps,
+		    &po) == ERR_INVAL, "point of the wrong length: ERR_INVAL");
+		buf_free(&pt2);
+	}
 
 	/* Handle cache: find, drop, find again. */
 	ok(p11_find(P, CKO_PRIVATE_KEY, "ec-test", NULL, 0, &f1) == 0 && f1 == priv,
