@@ -36,6 +36,7 @@ struct audit {
 	struct pend  *pending;		/* records not written yet: no MAC
 					 * function, or deferred mode */
 	size_t        npending, cappending;
+	int           pend_durable;	/* a pending record is durable */
 	int           deferred;
 };
 
@@ -145,9 +146,8 @@ pend_free(struct audit *a)
 	for (i = 0; i < a->npending; i++)
 		free(a->pending[i].body);
 	a->npending = 0;
+	a->pend_durable = 0;
 }
-
-
 
 void
 audit_close(struct audit *a)
@@ -257,6 +257,9 @@ chain_one(struct audit *a, const char *body, struct buf *out)
 /*
  * Chains, MACs and appends records in one write; the caller holds the
  * lock. Another writer's appends are followed first (its chain continues).
+ * All or nothing: when the write fails part way (disk full, EFBIG) the
+ * bytes that got out are cut off again, so no torn line is left to make
+ * every later open and append fail, and the caller may retry.
  */
 static int
 write_locked(struct audit *a, struct pend *p, size_t n)
@@ -285,8 +288,6 @@ write_locked(struct audit *a, struct pend *p, size_t n)
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0) {
-			/* A short write leaves a torn line that the next open
-			 * reports; there is nothing better to do. */
 			rc = ERR_IO;
 			break;
 		}
@@ -295,6 +296,8 @@ write_locked(struct audit *a, struct pend *p, size_t n)
 	if (rc != 0) {
 		memcpy(a->prev, prev, 32);
 		a->seq = seq;
+		if (off > 0 && ftruncate(a->fd, st.st_size) != 0)
+			log_msg(LOG_ERR, "event=audit_torn_line errno=%d", errno);
 	} else {
 		a->known_size = st.st_size + (off_t)out.len;
 		if (durable)
@@ -314,7 +317,10 @@ audit_flush_pending(struct audit *a)
 	flock(a->fd, LOCK_EX);
 	rc = write_locked(a, a->pending, a->npending);
 	flock(a->fd, LOCK_UN);
-	pend_free(a);
+	/* Nothing was written on failure: the records stay queued for the
+	 * next flush instead of being lost. */
+	if (rc == 0)
+		pend_free(a);
 	return rc;
 }
 
@@ -366,6 +372,7 @@ audit_log(struct audit *a, const struct audit_rec *r, int durable)
 		}
 		a->pending[a->npending].body = body;
 		a->pending[a->npending++].durable = durable;
+		a->pend_durable |= durable;
 		return 0;
 	}
 	if (a->npending > 0 && (rc = audit_flush_pending(a)) != 0) {
@@ -384,7 +391,9 @@ audit_log(struct audit *a, const struct audit_rec *r, int durable)
 int
 audit_sync_pending(const struct audit *a)
 {
-	return a->need_sync;
+	/* In deferred mode a durable record is still queued when its caller
+	 * asks: it will be written, then need a sync, at the next flush. */
+	return a->need_sync || (a->mac != NULL && a->pend_durable);
 }
 
 int

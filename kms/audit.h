@@ -39,7 +39,8 @@ void audit_set_mac(struct audit *a, audit_mac_fn fn, void *ctx);
 int  audit_flush_pending(struct audit *a) WUR;
 /* Deferred mode (kmsd): records are chained, MACed and written together
  * by audit_flush_pending, under one lock and in one write (the event loop
- * calls it before any reply leaves). */
+ * calls it before any reply leaves). A failed flush writes nothing and
+ * keeps the records queued for the next one. */
 void audit_set_deferred(struct audit *a, int on);
 /* Appends one record. `durable`: audit_sync must fdatasync before the
  * caller acknowledges (group commit). */
@@ -50,8 +51,9 @@ int  audit_sync(struct audit *a) WUR;
  * written since the last call (the flag is cleared), else 0. Records
  * written before the call are covered by a sync started after it. */
 int  audit_take_sync(struct audit *a, int *fd);
-/* 1 when a durable record waits for a sync (0 while records wait in
- * memory for a MAC key: nothing to sync yet). */
+/* 1 when a durable record waits for a sync, written already or queued
+ * in deferred mode for the next audit_flush_pending (0 while records wait
+ * in memory for a MAC key: nothing to sync yet). */
 int  audit_sync_pending(const struct audit *a);
 uint64_t audit_seq(const struct audit *a);
 

@@ -674,6 +674,10 @@ kmsd_flush_dirty(struct kmsd *d)
 		next = c->next_dirty;
 		c->dirty = 0;
 		c->next_dirty = NULL;
+		/* Its record did not reach the file (the error is logged): no
+		 * sync will come for it, so waiting would hang the client. */
+		if (c->hold_gen > d->sync_req)
+			c->hold_gen = 0;
 		if (c->hold_gen > done)
 			hold(d, c);
 		else

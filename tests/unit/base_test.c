@@ -1,9 +1,16 @@
-/* base_test.c - buffers, readers, hex, constant-time compare, atomic files. */
+/* base_test.c - buffers, readers, hex, constant-time compare, atomic files,
+ * the audit writer's group commit and failure handling. */
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/sha.h>
+
+#include "kms/audit.h"
 #include "kms/base.h"
 #include "tests/tap.h"
 
@@ -99,11 +106,108 @@ test_misc(void)
 	(void)!system("rm -rf /tmp/base_test??????");
 }
 
+/* A stand-in for the token's HMAC: SHA-256 of the line, or a failure. */
+static int mac_fail;
+
+static int
+fake_mac(void *ctx, const uint8_t *d, size_t n, uint8_t mac[32])
+{
+	(void)ctx;
+	if (mac_fail)
+		return ERR_P11;
+	SHA256(d, n, mac);
+	return 0;
+}
+
+static int
+fake_verify(void *ctx, const uint8_t *d, size_t n, const uint8_t mac[32])
+{
+	uint8_t m[32];
+
+	(void)ctx;
+	SHA256(d, n, m);
+	return ct_equal(m, mac, 32) ? 0 : ERR_AUTH;
+}
+
+static int
+rec(struct audit *a, const char *op, int durable)
+{
+	struct audit_rec r = { .role = "tsm", .op = op, .result = "ok",
+	    .detail = "a detail long enough to span several short writes, so "
+	    "that a small file size limit cuts a line in the middle" };
+
+	return audit_log(a, &r, durable);
+}
+
+static void
+test_audit(void)
+{
+	char dir[] = "/tmp/base_auditXXXXXX", path[256];
+	struct audit_report rep;
+	struct audit *a;
+	struct rlimit old, lim;
+	struct stat st;
+
+	if (mkdtemp(dir) == NULL)
+		bail("mkdtemp");
+	snprintf(path, sizeof(path), "%s/audit.log", dir);
+	if (audit_open(&a, path) != 0)
+		bail("audit_open");
+	audit_set_deferred(a, 1);
+
+	/* Sealed: no MAC yet, records wait in memory, nothing to sync. */
+	ok(rec(a, "sealed.op", 1) == 0 && !audit_sync_pending(a),
+	    "without a MAC key a durable record needs no sync yet");
+	audit_set_mac(a, fake_mac, NULL);
+	/* Regression: kmsd holds a durable reply only when this says so, and
+	 * in deferred mode the record is still queued when it asks. */
+	ok(audit_sync_pending(a), "queued durable record reported as needing a "
+	    "sync before the flush");
+	ok(audit_flush_pending(a) == 0 && audit_seq(a) == 1 &&
+	    audit_sync_pending(a), "flushed; sync still pending");
+	ok(audit_sync(a) == 0 && !audit_sync_pending(a), "synced");
+	ok(rec(a, "plain", 0) == 0 && !audit_sync_pending(a),
+	    "a non-durable record asks for no sync");
+
+	/* A failing MAC writes nothing and loses nothing. */
+	mac_fail = 1;
+	ok(audit_flush_pending(a) != 0 && audit_seq(a) == 1,
+	    "MAC failure: flush fails, nothing written");
+	mac_fail = 0;
+	ok(audit_flush_pending(a) == 0 && audit_seq(a) == 2,
+	    "the kept record is written by the next flush");
+
+	/* A write cut short (file size limit) leaves no torn line. */
+	if (stat(path, &st) != 0 || getrlimit(RLIMIT_FSIZE, &old) != 0)
+		bail("stat/getrlimit");
+	signal(SIGXFSZ, SIG_IGN);
+	lim = old;
+	lim.rlim_cur = (rlim_t)st.st_size + 100;
+	if (setrlimit(RLIMIT_FSIZE, &lim) != 0)
+		bail("setrlimit");
+	ok(rec(a, "big", 1) == 0 && audit_flush_pending(a) != 0 &&
+	    audit_seq(a) == 2, "short write fails");
+	if (setrlimit(RLIMIT_FSIZE, &old) != 0)
+		bail("setrlimit");
+	ok(stat(path, &st) == 0 && audit_verify_file(path, fake_verify, NULL,
+	    &rep) == 0 && rep.lines == 2, "the partial line was cut off again");
+	ok(audit_flush_pending(a) == 0 && audit_seq(a) == 3,
+	    "the record goes out once the disk takes it");
+	audit_close(a);
+	ok(audit_verify_file(path, fake_verify, NULL, &rep) == 0 &&
+	    rep.lines == 3, "chain and MACs verify");
+	ok(audit_open(&a, path) == 0 && audit_seq(a) == 3, "reopens at seq 3");
+	audit_close(a);
+	unlink(path);
+	rmdir(dir);
+}
+
 int
 main(void)
 {
 	test_reader();
 	test_hex();
 	test_misc();
+	test_audit();
 	return done_testing();
 }
