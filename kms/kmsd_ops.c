@@ -205,6 +205,19 @@ first_use_key(struct req *rq, const char *op, const char *key)
 	c->naudited++;
 }
 
+/* Undoes the handles a failed request made (by id: the table may have
+ * moved since they were made). */
+static void
+drop_handles(struct req *rq, const uint32_t *ids, size_t n)
+{
+	struct handle *h;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if ((h = kmsd_handle_get(rq->c, ids[i])) != NULL)
+			kmsd_handle_free(rq->d, rq->c, h, NULL);
+}
+
 /* ---- hello, ping, status ---- */
 
 static int
@@ -526,7 +539,8 @@ op_keyset_open(struct req *rq)
 	struct member m[KMS_KEYSET_MAX];
 	struct blob_head bh;
 	const uint8_t *blob;
-	size_t bl, n = 0, i;
+	uint32_t ids[KMS_KEYSET_MAX];
+	size_t bl, n = 0, i, made = 0;
 	uint8_t flags;
 	int alg = 0, rc;
 
@@ -564,6 +578,7 @@ op_keyset_open(struct req *rq)
 
 		if ((rc = kmsd_handle_new(rq->c, &h)) != 0)
 			goto fail;
+		ids[made++] = h->id;
 		h->obj = m[i].obj;
 		m[i].obj = 0;
 		h->cls = KS_KEYSET;
@@ -580,6 +595,9 @@ op_keyset_open(struct req *rq)
 	}
 	return 0;
 fail:
+	/* The reply is dropped: handles made so far would be unknown to the
+	 * client and live on until the connection ends. */
+	drop_handles(rq, ids, made);
 	for (i = 0; i < n; i++)
 		if (m[i].obj != 0 && p11_destroy(rq->d->p, m[i].obj) != 0)
 			log_msg(LOG_WARN, "event=member_destroy_failed");
@@ -786,7 +804,8 @@ op_scp03_open(struct req *rq)
 	uint16_t cbits;
 	uint32_t senc = 0, smac = 0, srmac = 0, made[3];
 	p11_obj encobj;
-	int rc, nmade = 0, i;
+	size_t nmade = 0;
+	int rc;
 
 	if ((rc = kms_get_ref(&rq->body, &eref)) != 0 ||
 	    (rc = kms_get_ref(&rq->body, &mref)) != 0 ||
@@ -856,12 +875,7 @@ op_scp03_open(struct req *rq)
 fail:
 	if (rc == 0)
 		rc = ERR_HANDLE;
-	for (i = 0; i < nmade; i++) {
-		struct handle *h = kmsd_handle_get(rq->c, made[i]);
-
-		if (h != NULL)
-			kmsd_handle_free(rq->d, rq->c, h, NULL);
-	}
+	drop_handles(rq, made, nmade);
 	buf_reset(rq->reply);
 	return rc;
 }
