@@ -344,9 +344,17 @@ call(struct kms_client *c, int op, const struct buf *body, struct rd *r)
 			return rc;
 		if ((rc = kms_flush(c)) == 0 &&
 		    (rc = kms_next(c, &gid, &status, r)) == 0) {
-			if (gid != id)
-				return set_err(c, ERR_PROTO, "reply to another request");
-			return status;
+			if (gid == id)
+				return status;
+			rc = set_err(c, ERR_PROTO, "reply to another request");
+		}
+		if (rc == ERR_PROTO) {
+			/* Out of step (e.g. a pipelined reply left unread):
+			 * every later call would get the reply before its
+			 * own. The next call starts on a fresh connection. */
+			close(c->fd);
+			c->fd = -1;
+			return rc;
 		}
 		if (rc != ERR_CLOSED)
 			return rc;

@@ -252,7 +252,9 @@ int  kms_hmac_verify(struct kms_client *c, struct kms_ref key,
  * queues a request (body already encoded) and returns its id; kms_flush
  * writes what is queued; kms_next reads the next reply (replies come in
  * request order). The synchronous calls above must not be mixed with
- * outstanding pipelined requests.
+ * outstanding pipelined requests: a synchronous call that reads a reply to
+ * another request fails with ERR_PROTO and drops the connection (the next
+ * call reconnects, kms_generation changes).
  */
 int  kms_submit(struct kms_client *c, int op, const struct buf *body,
 	    uint32_t *id) WUR;

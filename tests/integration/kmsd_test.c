@@ -1089,6 +1089,26 @@ test_dead_client(void)
 	buf_free(&blob);
 }
 
+/* A pipelined reply left unread puts a connection out of step: the next
+ * synchronous call fails once and the one after works on a new connection
+ * (before, every later call got the reply before its own). */
+static void
+test_out_of_step(void)
+{
+	struct kms_client *c;
+	uint32_t id, gen;
+
+	if (kms_connect(&c, E.sock, "out-of-step") != 0)
+		bail("connect");
+	gen = kms_generation(c);
+	ok(kms_submit(c, KMS_OP_PING, NULL, &id) == 0, "ping queued, its "
+	    "reply never read");
+	ok(kms_ping(c) == ERR_PROTO, "the next call reads that reply: ERR_PROTO");
+	ok(kms_ping(c) == 0 && kms_ping(c) == 0 && kms_generation(c) != gen,
+	    "later calls work on a new connection");
+	kms_close(c);
+}
+
 /* ---- audit ---- */
 
 struct vctx {
@@ -1263,6 +1283,7 @@ main(void)
 	test_sign_hmac(p, &ks);
 	test_roles();
 	test_dead_client();
+	test_out_of_step();
 	test_wire();
 
 	/* Restart: keys, versions and blobs survive. */
