@@ -488,49 +488,42 @@ is_pair(int cls)
 	return cls == KS_TRANSPORT_RSA || cls == KS_CA;
 }
 
-int
-ks_object(struct keystore *ks, struct ks_key *k, struct ks_version *ver,
-    p11_obj *out)
+/* A version's token object of class oc, found by label and CKA_ID once
+ * and then kept in *cache. */
+static int
+find_object(struct keystore *ks, struct ks_key *k, struct ks_version *ver,
+    CK_OBJECT_CLASS oc, p11_obj *cache, p11_obj *out)
 {
 	uint8_t id[4];
 	int rc;
 
+	if (*cache == 0) {
+		ver_id(ver->v, id);
+		rc = p11_find(ks->p, oc, k->label, id, 4, cache);
+		if (rc != 0)
+			return rc == ERR_NOTFOUND ? ERR_NOKEY : rc;
+	}
+	*out = *cache;
+	return 0;
+}
+
+int
+ks_object(struct keystore *ks, struct ks_key *k, struct ks_version *ver,
+    p11_obj *out)
+{
 	if (ver->state == KMS_ST_DESTROYED)
 		return ERR_NOKEY;
-	if (ver->obj != 0) {
-		*out = ver->obj;
-		return 0;
-	}
-	ver_id(ver->v, id);
-	rc = p11_find(ks->p, is_pair(k->cls) ? CKO_PRIVATE_KEY : CKO_SECRET_KEY,
-	    k->label, id, 4, &ver->obj);
-	if (rc == ERR_NOTFOUND)
-		return ERR_NOKEY;
-	if (rc == 0)
-		*out = ver->obj;
-	return rc;
+	return find_object(ks, k, ver, is_pair(k->cls) ? CKO_PRIVATE_KEY :
+	    CKO_SECRET_KEY, &ver->obj, out);
 }
 
 int
 ks_public(struct keystore *ks, struct ks_key *k, struct ks_version *ver,
     p11_obj *out)
 {
-	uint8_t id[4];
-	int rc;
-
 	if (!is_pair(k->cls) || ver->state == KMS_ST_DESTROYED)
 		return ERR_KEYCLASS;
-	if (ver->pub != 0) {
-		*out = ver->pub;
-		return 0;
-	}
-	ver_id(ver->v, id);
-	rc = p11_find(ks->p, CKO_PUBLIC_KEY, k->label, id, 4, &ver->pub);
-	if (rc == ERR_NOTFOUND)
-		return ERR_NOKEY;
-	if (rc == 0)
-		*out = ver->pub;
-	return rc;
+	return find_object(ks, k, ver, CKO_PUBLIC_KEY, &ver->pub, out);
 }
 
 int
