@@ -1096,6 +1096,110 @@ test_check(void)
 	buf_free(&out);
 }
 
+/*
+ * The backend's optional one-call open (kmsd scp03.open), here built from
+ * the OpenSSL backend's derive and kdf: the engine must reach the same
+ * EA as with derive and kdf, compare what open returns itself, and release
+ * what open made when a check fails.
+ */
+static int open_calls, open_bad_challenge;
+static unsigned open_flags;
+
+static int
+ossl_open(void *ctx, gp_keyref enc, gp_keyref mac, unsigned flags,
+    const uint8_t *context, size_t clen, uint16_t cbits,
+    const uint8_t *chal, size_t chlen, struct gp_open_out *o)
+{
+	size_t klen = 0;
+	uint16_t kb;
+	int rc;
+
+	memset(o, 0, sizeof(*o));
+	open_calls++;
+	open_flags = flags;
+	if ((rc = be.key_len(ctx, enc, &klen)) != 0)
+		return rc;
+	kb = (uint16_t)(klen * 8);
+	if ((chlen > 0 && (rc = be.kdf(ctx, enc, 0x02, chal, chlen, cbits,
+	    o->challenge)) != 0) ||
+	    (rc = be.derive(ctx, mac, 0x06, context, clen, kb, &o->s_mac)) != 0 ||
+	    ((flags & GP_OPEN_SENC) && (rc = be.derive(ctx, enc, 0x04, context,
+	    clen, kb, &o->s_enc)) != 0) ||
+	    ((flags & GP_OPEN_SRMAC) && (rc = be.derive(ctx, mac, 0x07,
+	    context, clen, kb, &o->s_rmac)) != 0) ||
+	    (rc = be.kdf(ctx, o->s_mac, 0x00, context, clen, cbits,
+	    o->card_crypto)) != 0 ||
+	    ((flags & GP_OPEN_HOST) && (rc = be.kdf(ctx, o->s_mac, 0x01,
+	    context, clen, cbits, o->host_crypto)) != 0))
+		bail("ossl_open: %s", err_str(rc));
+	if (open_bad_challenge)
+		o->challenge[0] ^= 0x01;
+	return 0;
+}
+
+static void
+test_open_backend(void)
+{
+	struct gp_backend saved = be;
+	struct gp_scp03 *s;
+	struct gp_scp03_info info;
+	struct gp_err err;
+	struct buf in;
+	size_t before;
+	char rsp[80];
+
+	buf_init(&in);
+	be.open = ossl_open;
+	open_calls = 0;
+	s = open_session(&kat1, NULL, NULL);
+	ok(s != NULL && open_calls == 1 && open_flags == (GP_OPEN_SENC |
+	    GP_OPEN_SRMAC | GP_OPEN_HOST), "open: KAT-1 EA from one open call "
+	    "(flags %02X)", open_flags);
+	if (s != NULL) {
+		gp_scp03_get_info(s, &info);
+		key_is(info.s_enc, "ee54985e150155e021725489f717d645",
+		    "open: KAT-1 S-ENC");
+		key_is(info.s_mac, "59b76ddff91dba0515a9644de3a48863",
+		    "open: KAT-1 S-MAC");
+		key_is(info.s_rmac, "5942bf778c5942f17037da8278f9330d",
+		    "open: KAT-1 S-RMAC");
+		gp_scp03_free(s);
+	}
+
+	/* wrong card cryptogram: the three keys open made are released */
+	snprintf(rsp, sizeof(rsp), "%s", KAT1_RSP);
+	rsp[57] = rsp[57] == '0' ? '1' : '0';
+	s = iu_session(0x03, KAT1_AID, 0);
+	before = gp_ossl_key_count(ossl);
+	ok(auth_hex(s, rsp, "9000", &err) == ERR_CRYPTOGRAM &&
+	    msg_has(&err, "wrong card cryptogram") &&
+	    gp_ossl_key_count(ossl) == before, "open: wrong card cryptogram, "
+	    "no session key left: %s", err.msg);
+	gp_scp03_free(s);
+
+	/* the challenge open computed is compared by the engine */
+	open_bad_challenge = 1;
+	s = iu_session(0x03, KAT1_AID, 0);
+	before = gp_ossl_key_count(ossl);
+	ok(auth_hex(s, KAT1_RSP, "9000", &err) == ERR_CRYPTOGRAM &&
+	    msg_has(&err, "bad pseudo-random card challenge") &&
+	    gp_ossl_key_count(ossl) == before, "open: challenge mismatch "
+	    "refused, no session key left: %s", err.msg);
+	gp_scp03_free(s);
+	open_bad_challenge = 0;
+
+	/* check: S-MAC alone asked for, and released */
+	s = iu_session(0x33, KAT1_AID, 0);
+	before = gp_ossl_key_count(ossl);
+	hexb(KAT1_RSP "9000", &in);
+	ok(gp_scp03_check(s, in.p, in.len, &err) == 0 && open_flags == 0 &&
+	    gp_ossl_key_count(ossl) == before, "open: check asks for S-MAC "
+	    "alone and releases it");
+	gp_scp03_free(s);
+	be = saved;
+	buf_free(&in);
+}
+
 int
 main(void)
 {
@@ -1127,6 +1231,7 @@ main(void)
 	test_block_sizes();
 	test_load_wrapped();
 	test_check();
+	test_open_backend();
 
 	json_decref(root);
 	gp_ossl_free(ossl);

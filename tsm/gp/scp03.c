@@ -101,6 +101,9 @@ session_break(struct gp_scp03 *s, int rc)
 		wipe(s->q, s->qcap * sizeof(*s->q));
 	s->qhead = s->qlen = 0;
 	wipe(s->chain, sizeof(s->chain));
+	/* A wrap that failed half-way leaves command plaintext here. */
+	buf_reset(&s->t1);
+	buf_reset(&s->t2);
 	return rc;
 }
 
@@ -375,11 +378,6 @@ ea_build(struct gp_scp03 *s, const uint8_t *host_crypto, struct buf *ea_apdu,
 	    0x84, &a, host_crypto, s->clen, ea_apdu, err);
 }
 
-static int auth_open(struct gp_scp03 *s, struct buf *ea_apdu, int check_only,
-    struct gp_err *err);
-
-/* check_only: prove the card holds the static keys (challenge, card
- * cryptogram) and stop: S-MAC alone is derived, no EA is built. */
 /* The context of the pseudo-random card challenge check, seq || SD AID;
  * *len 0 when the card's challenge is random or the check is off. */
 static int
@@ -404,6 +402,62 @@ challenge_context(const struct gp_scp03 *s, uint8_t *ctx, size_t *len,
 	return 0;
 }
 
+/*
+ * What the backend's open gives, from derive and kdf one call each (a
+ * backend without open, such as gpossl): gpref §1.2 challenge = KDF(static
+ * ENC, 02, seq || SD AID); §1.3 session keys and cryptograms over
+ * ctx = host challenge || card challenge. The keys go straight into s, so
+ * session_break releases whatever was made before a failure.
+ */
+static int
+open_by_parts(struct gp_scp03 *s, int check_only, const uint8_t *ctx,
+    const uint8_t *chal, size_t chlen, struct gp_open_out *o,
+    struct gp_err *err)
+{
+	size_t cn = 2 * s->clen;
+	int rc;
+
+	if (chlen > 0 && (rc = kdf_bytes(s, s->enc, K_CARD_CHALL, chal, chlen,
+	    o->challenge, "card challenge", err)) != 0)
+		return rc;
+	if ((rc = derive_key(s, s->mac, K_S_MAC, ctx, cn, &s->s_mac, "S-MAC",
+	    err)) != 0 ||
+	    (rc = kdf_bytes(s, s->s_mac, K_CARD_CRYPTO, ctx, cn, o->card_crypto,
+	    "card cryptogram", err)) != 0 || check_only)
+		return rc;
+	if ((rc = derive_key(s, s->enc, K_S_ENC, ctx, cn, &s->s_enc, "S-ENC",
+	    err)) != 0 ||
+	    (rc = derive_key(s, s->mac, K_S_RMAC, ctx, cn, &s->s_rmac, "S-RMAC",
+	    err)) != 0)
+		return rc;
+	return kdf_bytes(s, s->s_mac, K_HOST_CRYPTO, ctx, cn, o->host_crypto,
+	    "host cryptogram", err);
+}
+
+/* Session keys and cryptograms in one backend call when the backend
+ * offers open (kmsd scp03.open: one round trip), else by parts. */
+static int
+open_keys(struct gp_scp03 *s, int check_only, const uint8_t *ctx,
+    const uint8_t *chal, size_t chlen, struct gp_open_out *o,
+    struct gp_err *err)
+{
+	unsigned flags = check_only ? 0 : (GP_OPEN_SENC | GP_OPEN_SRMAC |
+	    GP_OPEN_HOST);
+	int rc;
+
+	if (s->be.open == NULL)
+		return open_by_parts(s, check_only, ctx, chal, chlen, o, err);
+	if ((rc = s->be.open(s->be.ctx, s->enc, s->mac, flags, ctx,
+	    2 * s->clen, (uint16_t)(s->clen * 8), chlen ? chal : NULL, chlen,
+	    o)) != 0)
+		return gp_fail(err, rc, "SCP03: session opening: backend: %s",
+		    err_str(rc));
+	s->s_enc = o->s_enc;
+	s->s_mac = o->s_mac;
+	s->s_rmac = o->s_rmac;
+	return 0;
+}
+
 static int
 bad_challenge(const struct gp_scp03 *s, struct gp_err *err)
 {
@@ -415,14 +469,18 @@ bad_challenge(const struct gp_scp03 *s, struct gp_err *err)
 	    gp_hexstr(s->sd_aid, s->sd_aid_len, hx, sizeof(hx)));
 }
 
+/* check_only: prove the card holds the static keys (challenge, card
+ * cryptogram) and stop: S-MAC alone is made, no EA is built. The
+ * comparisons are in constant time, whichever way the values came. */
 static int
 auth_checks(struct gp_scp03 *s, const uint8_t *resp, size_t n,
     struct buf *ea_apdu, int check_only, struct gp_err *err)
 {
+	struct gp_open_out o;
 	const uint8_t *d;
 	size_t dn;
 	uint16_t sw;
-	uint8_t ctx[GP_AID_MAX + 32], want[16], host_crypto[16];
+	uint8_t ctx[32], chal[3 + GP_AID_MAX];
 	size_t chlen;
 	char swb[64];
 	int rc;
@@ -447,93 +505,23 @@ auth_checks(struct gp_scp03 *s, const uint8_t *resp, size_t n,
 	if ((s->sl & GP_SL_RENC) && !(s->iu.i & 0x40))
 		return gp_fail(err, ERR_NOTSUP, "card (i=%02X) does not support "
 		    "R-ENC, security level %02X needs it", s->iu.i, s->sl);
-
-	if (s->be.open != NULL)
-		return auth_open(s, ea_apdu, check_only, err);
-
-	/* gpref §1.2: pseudo-random challenge = KDF(static ENC, 02,
-	 * seq || SD AID). A card that answers with anything else does not
-	 * know our ENC key or is replaying. */
-	if ((rc = challenge_context(s, ctx, &chlen, err)) != 0)
-		return rc;
-	if (chlen > 0) {
-		if ((rc = kdf_bytes(s, s->enc, K_CARD_CHALL, ctx, chlen, want,
-		    "card challenge", err)) != 0)
-			return rc;
-		if (!ct_equal(want, s->iu.card_challenge, s->clen))
-			return bad_challenge(s, err);
-	}
-
-	/* gpref §1.3: session keys over host challenge || card challenge. */
-	memcpy(ctx, s->host_challenge, s->clen);
-	memcpy(ctx + s->clen, s->iu.card_challenge, s->clen);
-	if (check_only) {
-		if ((rc = derive_key(s, s->mac, K_S_MAC, ctx, 2 * s->clen,
-		    &s->s_mac, "S-MAC", err)) != 0 ||
-		    (rc = kdf_bytes(s, s->s_mac, K_CARD_CRYPTO, ctx, 2 * s->clen,
-		    want, "card cryptogram", err)) != 0)
-			return rc;
-		if (!ct_equal(want, s->iu.card_cryptogram, s->clen))
-			return gp_fail(err, ERR_CRYPTOGRAM, "wrong card cryptogram "
-			    "(the card does not hold these static keys, KVN %02X)",
-			    s->iu.kvn);
-		return 0;
-	}
-	if ((rc = derive_key(s, s->enc, K_S_ENC, ctx, 2 * s->clen, &s->s_enc,
-	    "S-ENC", err)) != 0 ||
-	    (rc = derive_key(s, s->mac, K_S_MAC, ctx, 2 * s->clen, &s->s_mac,
-	    "S-MAC", err)) != 0 ||
-	    (rc = derive_key(s, s->mac, K_S_RMAC, ctx, 2 * s->clen, &s->s_rmac,
-	    "S-RMAC", err)) != 0)
-		return rc;
-	if ((rc = kdf_bytes(s, s->s_mac, K_CARD_CRYPTO, ctx, 2 * s->clen, want,
-	    "card cryptogram", err)) != 0)
-		return rc;
-	if (!ct_equal(want, s->iu.card_cryptogram, s->clen))
-		return gp_fail(err, ERR_CRYPTOGRAM, "wrong card cryptogram (the "
-		    "card does not hold these static keys, KVN %02X)", s->iu.kvn);
-	if ((rc = kdf_bytes(s, s->s_mac, K_HOST_CRYPTO, ctx, 2 * s->clen,
-	    host_crypto, "host cryptogram", err)) != 0)
-		return rc;
-	return ea_build(s, host_crypto, ea_apdu, err);
-}
-
-/*
- * The same checks with the backend's one-call opening (kmsd scp03.open):
- * challenge, session keys and both cryptograms in one round trip; the
- * comparisons stay here, in constant time.
- */
-static int
-auth_open(struct gp_scp03 *s, struct buf *ea_apdu, int check_only,
-    struct gp_err *err)
-{
-	struct gp_open_out o;
-	uint8_t ctx[32], chal[3 + GP_AID_MAX];
-	size_t chlen = 0;
-	unsigned flags = check_only ? 0 : (GP_OPEN_SENC | GP_OPEN_SRMAC |
-	    GP_OPEN_HOST);
-	int rc;
-
 	if ((rc = challenge_context(s, chal, &chlen, err)) != 0)
 		return rc;
 	memcpy(ctx, s->host_challenge, s->clen);
 	memcpy(ctx + s->clen, s->iu.card_challenge, s->clen);
 	memset(&o, 0, sizeof(o));
-	if ((rc = s->be.open(s->be.ctx, s->enc, s->mac, flags, ctx, 2 * s->clen,
-	    (uint16_t)(s->clen * 8), chlen ? chal : NULL, chlen, &o)) != 0)
-		return gp_fail(err, rc, "SCP03: session opening: backend: %s",
-		    err_str(rc));
-	s->s_mac = o.s_mac;
-	s->s_enc = o.s_enc;
-	s->s_rmac = o.s_rmac;
-	if (chlen && !ct_equal(o.challenge, s->iu.card_challenge, s->clen))
-		return bad_challenge(s, err);
-	if (!ct_equal(o.card_crypto, s->iu.card_cryptogram, s->clen))
-		return gp_fail(err, ERR_CRYPTOGRAM, "wrong card cryptogram (the "
+	if ((rc = open_keys(s, check_only, ctx, chal, chlen, &o, err)) != 0)
+		goto out;
+	/* A card that answers with another challenge does not know our ENC
+	 * key or is replaying. */
+	if (chlen > 0 && !ct_equal(o.challenge, s->iu.card_challenge, s->clen))
+		rc = bad_challenge(s, err);
+	else if (!ct_equal(o.card_crypto, s->iu.card_cryptogram, s->clen))
+		rc = gp_fail(err, ERR_CRYPTOGRAM, "wrong card cryptogram (the "
 		    "card does not hold these static keys, KVN %02X)", s->iu.kvn);
-	if (check_only)
-		return 0;
-	rc = ea_build(s, o.host_crypto, ea_apdu, err);
+	else if (!check_only)
+		rc = ea_build(s, o.host_crypto, ea_apdu, err);
+out:
 	wipe(&o, sizeof(o));
 	return rc;
 }
