@@ -435,14 +435,6 @@ ref_get(struct gp_kms *g, gp_keyref ref, struct ref *out)
 	return 0;
 }
 
-static int handles_close_n(struct gp_kms *, const uint32_t *, size_t);
-
-static int
-handle_close(struct gp_kms *g, uint32_t h)
-{
-	return handles_close_n(g, &h, 1);
-}
-
 /* kmsd handle.close of up to KMS_CLOSE_MAX handles in one request. */
 static int
 handles_close_n(struct gp_kms *g, const uint32_t *h, size_t n)
@@ -471,6 +463,27 @@ handles_close_n(struct gp_kms *g, const uint32_t *h, size_t n)
 		rc = first;
 	}
 	return rc;
+}
+
+/* Best effort for handles nobody will use again: the non-zero ones of
+ * h[0..n) in one request, a failure logged; nothing is sent on a dead
+ * connection (kmsd dropped every handle of it). */
+static void
+handles_close(struct gp_kms *g, const uint32_t *h, size_t n)
+{
+	uint32_t live[KMS_CLOSE_MAX];
+	size_t i, m = 0;
+	int dead;
+
+	for (i = 0; i < n && m < KMS_CLOSE_MAX; i++)
+		if (h[i] != 0)
+			live[m++] = h[i];
+	pthread_mutex_lock(&g->mu);
+	dead = g->dead;
+	pthread_mutex_unlock(&g->mu);
+	if (m > 0 && !dead && handles_close_n(g, live, m) != 0)
+		log_msg(LOG_WARN, "event=gp_kms_close_failed handles=%zu first=%u",
+		    m, live[0]);
 }
 
 /* ---- the backend ---------------------------------------------------- */
@@ -514,8 +527,7 @@ be_derive(void *ctx, gp_keyref base, uint8_t konst, const uint8_t *context,
 		/* Unusable without an entry: give it back at once. */
 		(void)fail_local(g, rc, "scp03.derive: handle %u not recorded: %s",
 		    h, err_str(rc));
-		if (handle_close(g, h) != 0)
-			log_msg(LOG_WARN, "event=gp_kms_close_failed handle=%u", h);
+		handles_close(g, &h, 1);
 		goto out;
 	}
 	*out = h;
@@ -539,6 +551,7 @@ be_open(void *ctx, gp_keyref enc, gp_keyref mac, unsigned flags,
 	uint32_t h[3] = { 0, 0, 0 };
 	static const int kinds[3] = { REF_SENC, REF_SMAC, REF_SRMAC };
 	size_t n, cl = cbits / 8u;
+	unsigned added = 0;
 	int rc, i;
 
 	memset(out, 0, sizeof(*out));
@@ -557,33 +570,43 @@ be_open(void *ctx, gp_keyref enc, gp_keyref mac, unsigned flags,
 	    (rc = buf_put_lv16(&c.body, chal_ctx, chal_len)) != 0 ||
 	    (rc = call_run(g, &c, "scp03.open")) != 0)
 		goto out;
+	/* Exactly the handles asked for (S-MAC always), the challenge only
+	 * when a context was given: anything else is a protocol mismatch. */
 	rd_init(&r, c.reply.p, c.reply.len);
 	if (rd_u32(&r, &h[0]) != 0 || rd_u32(&r, &h[1]) != 0 ||
 	    rd_u32(&r, &h[2]) != 0 || h[1] == 0 ||
+	    (h[0] != 0) != ((flags & GP_OPEN_SENC) != 0) ||
+	    (h[2] != 0) != ((flags & GP_OPEN_SRMAC) != 0) ||
 	    rd_bytes(&r, cl, &p) != 0) {
 		rc = bad_reply(g, "scp03.open");
 		goto out;
 	}
 	memcpy(out->card_crypto, p, cl);
-	if (rd_bytes(&r, cl, &p) != 0 || rd_lv16(&r, &p, &n) != 0 ||
-	    (n != 0 && n != cl) || rd_end(&r) != 0) {
+	if (rd_bytes(&r, cl, &p) != 0) {
+		rc = bad_reply(g, "scp03.open");
+		goto out;
+	}
+	memcpy(out->host_crypto, p, cl);
+	if (rd_lv16(&r, &p, &n) != 0 || n != (chal_len > 0 ? cl : 0) ||
+	    rd_end(&r) != 0) {
 		rc = bad_reply(g, "scp03.open");
 		goto out;
 	}
 	memcpy(out->challenge, p, n);
-	memcpy(out->host_crypto, c.reply.p + 12 + cl, cl);
 	pthread_mutex_lock(&g->mu);
 	for (i = 0; i < 3 && rc == 0; i++)
-		if (h[i] != 0)
-			rc = map_add(&g->map, h[i], e.len, kinds[i]);
+		if (h[i] != 0 && (rc = map_add(&g->map, h[i], e.len,
+		    kinds[i])) == 0)
+			added |= 1u << i;
+	for (i = 0; rc != 0 && i < 3; i++)	/* only what this call added */
+		if (added & (1u << i))
+			map_del(&g->map, h[i]);
 	pthread_mutex_unlock(&g->mu);
 	if (rc != 0) {
 		(void)fail_local(g, rc, "scp03.open: handles not recorded: %s",
 		    err_str(rc));
-		for (i = 0; i < 3; i++)
-			if (h[i] != 0 && handle_close(g, h[i]) != 0)
-				log_msg(LOG_WARN, "event=gp_kms_close_failed handle=%u",
-				    h[i]);
+		handles_close(g, h, 3);
+		memset(out, 0, sizeof(*out));
 		goto out;
 	}
 	out->s_enc = h[0];
@@ -932,7 +955,6 @@ be_release_n(void *ctx, const gp_keyref *keys, size_t n)
 	struct ref *r;
 	uint32_t h[KMS_CLOSE_MAX];
 	size_t i, m = 0;
-	int dead;
 
 	pthread_mutex_lock(&g->mu);
 	for (i = 0; i < n && m < KMS_CLOSE_MAX; i++) {
@@ -942,11 +964,8 @@ be_release_n(void *ctx, const gp_keyref *keys, size_t n)
 		map_del(&g->map, keys[i]);
 		h[m++] = keys[i];
 	}
-	dead = g->dead;
 	pthread_mutex_unlock(&g->mu);
-	if (m > 0 && !dead && handles_close_n(g, h, m) != 0)
-		log_msg(LOG_WARN, "event=gp_kms_close_failed handles=%zu "
-		    "first=%u", m, h[0]);
+	handles_close(g, h, m);
 }
 
 static void
@@ -1093,27 +1112,12 @@ keyset_open_raw(struct gp_kms *g, const uint8_t *blob, size_t n,
 		goto bad;
 	goto out;
 bad:
+	/* The connection is dropped, and with it any handle kmsd made. */
 	rc = bad_reply(g, "keyset.open");
-	for (i = 0; i < out->n; i++)
-		(void)!handle_close(g, out->handle[i]);
 	memset(out, 0, sizeof(*out));
 out:
 	call_cleanup(&c);
 	return rc;
-}
-
-static void
-handles_close(struct gp_kms *g, const uint32_t *h, size_t n)
-{
-	uint32_t live[KMS_CLOSE_MAX];
-	size_t i, m = 0;
-
-	for (i = 0; i < n && m < KMS_CLOSE_MAX; i++)
-		if (h[i] != 0)
-			live[m++] = h[i];
-	if (m > 0 && handles_close_n(g, live, m) != 0)
-		log_msg(LOG_WARN, "event=gp_kms_close_failed handles=%zu first=%u",
-		    m, live[0]);
 }
 
 int
