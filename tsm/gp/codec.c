@@ -37,28 +37,22 @@ gp_fail(struct gp_err *err, int code, const char *fmt, ...)
 const char *
 gp_hexstr(const uint8_t *p, size_t n, char *out, size_t cap)
 {
-	static const char hx[] = "0123456789ABCDEF";
-	size_t i, fit, o = 0;
-	int cut = 0;
+	size_t fit;
 
 	if (cap == 0)
 		return out;
 	fit = (cap - 1) / 2;
-	if (n > fit) {
-		fit = cap >= 3 ? (cap - 3) / 2 : 0;
-		cut = cap >= 3;
-	} else {
-		fit = n;
+	if (n <= fit) {
+		hex_encode_upper(p, n, out);
+		return out;
 	}
-	for (i = 0; i < fit; i++) {
-		out[o++] = hx[p[i] >> 4];
-		out[o++] = hx[p[i] & 15];
+	if (cap < 3) {
+		out[0] = '\0';
+		return out;
 	}
-	if (cut) {
-		out[o++] = '.';
-		out[o++] = '.';
-	}
-	out[o] = '\0';
+	fit = (cap - 3) / 2;
+	hex_encode_upper(p, fit, out);
+	memcpy(out + 2 * fit, "..", 3);
 	return out;
 }
 

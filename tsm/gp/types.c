@@ -91,16 +91,12 @@ gp_priv_parse(const char *s, uint8_t priv[3], struct gp_err *err)
 	char name[40];
 	const char *p = s, *e;
 	size_t n, i, hl = strlen(s);
-	uint8_t v[3] = { 0, 0, 0 };
+	uint8_t v[3] = { 0, 0, 0 }, hx[3];
 	int found;
 
-	if (hl == 6 && strspn(s, "0123456789abcdefABCDEF") == 6) {
-		for (i = 0; i < 3; i++) {
-			unsigned x;
-			if (sscanf(s + 2 * i, "%2x", &x) != 1)
-				return gp_fail(err, ERR_PARSE, "privileges: bad hex");
-			priv[i] = (uint8_t)x;
-		}
+	/* Six hex digits are the three bytes themselves. */
+	if (hl == 6 && hex_decode(s, 6, hx, sizeof(hx), &n) == 0) {
+		memcpy(priv, hx, 3);
 		return 0;
 	}
 	for (;;) {
