@@ -411,7 +411,7 @@ test_asterix(void)
 {
 	static const char *sdhex = "A000000018434D08090A0B0C000000";
 	uint8_t enc[16], mac[16], dek[16], sd[16], rsp[VSE_RSP_MAX], hc[8];
-	uint8_t plain[64];
+	uint8_t plain[5 + 250 + 1];
 	struct vse_config cfg;
 	struct vse *c = NULL;
 	struct vse_host *h = NULL;
@@ -456,6 +456,15 @@ test_asterix(void)
 	    "9768E1EFE9429E", "KAT-5 encrypted INSTALL [for load] data");
 	sw = xmit(c, b.p, b.len, rsp, &rl);
 	is_int(sw, 0x9000, "card decrypts and runs INSTALL [for load]");
+	/* A short command whose wrapped data needs the extended form keeps
+	 * Ne 256 (short Le 00 -> extended 01 00, not 00 00 = 65536). */
+	memset(plain, 0, sizeof(plain));
+	memcpy(plain, "\x80\xE2\x00\x00\xFA", 5);
+	plain[5 + 250] = 0x00;
+	ok(vse_host_wrap(h, plain, 5 + 250 + 1, &b) == 0 &&
+	    b.len == 7 + 256 + 8 + 2 && b.p[4] == 0 &&
+	    b.p[b.len - 2] == 0x01 && b.p[b.len - 1] == 0x00,
+	    "host: short Le 00 goes extended as 0100");
 	buf_free(&b);
 	vse_host_free(h);
 	vse_free(c);

@@ -46,8 +46,8 @@ static const struct cmd_row {
 /* Handlers may always read a->data (never NULL, even when Lc is 0). */
 static const uint8_t no_data[1];
 
-static int
-apdu_parse(const uint8_t *p, size_t n, struct vse_apdu *a)
+int
+vse_apdu_parse(const uint8_t *p, size_t n, struct vse_apdu *a)
 {
 	size_t lc;
 
@@ -226,7 +226,7 @@ dispatch(struct vse *c, const uint8_t *p, size_t n, struct buf *out)
 
 	buf_init(&plain);
 	buf_init(&data);
-	if (apdu_parse(p, n, &a) != 0)
+	if (vse_apdu_parse(p, n, &a) != 0)
 		return SW_WRONG_LENGTH;
 	if (a.cla == 0xFF)
 		return SW_CLA_NOT_SUPP;

@@ -202,81 +202,23 @@ cleanup:
 	return rc;
 }
 
-/* Parses a plain command into header, data and Le (short or extended). */
-static int
-split(const uint8_t *p, size_t n, const uint8_t **data, size_t *lc,
-    int *has_le, uint8_t le[3], size_t *lelen)
-{
-	size_t l;
-
-	*data = NULL;
-	*lc = 0;
-	*has_le = 0;
-	*lelen = 0;
-	if (n < 4)
-		return ERR_PARSE;
-	if (n == 4)
-		return 0;
-	if (n == 5) {
-		*has_le = 1;
-		le[0] = p[4];
-		*lelen = 1;
-		return 0;
-	}
-	if (p[4] != 0) {
-		l = p[4];
-		*data = p + 5;
-		*lc = l;
-		if (n == 5 + l)
-			return 0;
-		if (n == 6 + l) {
-			*has_le = 1;
-			le[0] = p[5 + l];
-			*lelen = 1;
-			return 0;
-		}
-		return ERR_PARSE;
-	}
-	if (n < 7)
-		return ERR_PARSE;
-	l = ((size_t)p[5] << 8) | p[6];
-	if (n == 7) {
-		*has_le = 1;
-		memcpy(le, p + 4, 3);
-		*lelen = 3;
-		return 0;
-	}
-	*data = p + 7;
-	*lc = l;
-	if (l == 0)
-		return ERR_PARSE;
-	if (n == 7 + l)
-		return 0;
-	if (n == 9 + l) {
-		*has_le = 1;
-		memcpy(le, p + 7 + l, 2);
-		*lelen = 2;
-		return 0;
-	}
-	return ERR_PARSE;
-}
-
 /* gp-reference §1.5/1.6: counter++, encrypt data, MAC, append MAC, Le. */
 int
 vse_host_wrap(struct vse_host *h, const uint8_t *apdu, size_t n,
     struct buf *out)
 {
 	struct vse_sess *s = &h->s;
-	const uint8_t *data;
-	size_t lc, lelen, newlc;
-	uint8_t le[3], hdr[7], mac[16];
-	int has_le, ext, rc;
+	struct vse_apdu a;
+	size_t newlc;
+	uint8_t hdr[7], mac[16];
+	int ext, rc;
 	struct buf body;
 
 	if (s->state != VSE_SESS_AUTH)
 		return ERR_WRONGSTATE;
-	if ((rc = split(apdu, n, &data, &lc, &has_le, le, &lelen)) != 0)
-		return rc;
+	/* The card's own parser: host and card read a command alike. */
+	if (vse_apdu_parse(apdu, n, &a) != 0)
+		return ERR_PARSE;
 	buf_init(&body);
 	buf_reset(out);
 	if (!(s->sl & VSE_SL_CMAC)) {
@@ -284,18 +226,22 @@ vse_host_wrap(struct vse_host *h, const uint8_t *apdu, size_t n,
 		goto cleanup;
 	}
 	vse_scp03_ctr_inc(s->ctr);
-	if ((s->sl & VSE_SL_CDEC) && lc > 0)
-		rc = vse_scp03_encrypt(s, data, lc, &body);
+	if ((s->sl & VSE_SL_CDEC) && a.lc > 0)
+		rc = vse_scp03_encrypt(s, a.data, a.lc, &body);
 	else
-		rc = buf_put(&body, data, lc);
+		rc = buf_put(&body, a.data, a.lc);
 	if (rc != 0)
 		goto cleanup;
 	newlc = body.len + s->blen;
-	ext = newlc > 255 || (lelen > 1);
-	hdr[0] = (uint8_t)(apdu[0] | 0x04);
-	hdr[1] = apdu[1];
-	hdr[2] = apdu[2];
-	hdr[3] = apdu[3];
+	if (newlc > 0xFFFF) {
+		rc = ERR_TOOBIG;
+		goto cleanup;
+	}
+	ext = newlc > 255 || (a.ext && a.has_le);
+	hdr[0] = (uint8_t)(a.cla | 0x04);
+	hdr[1] = a.ins;
+	hdr[2] = a.p1;
+	hdr[3] = a.p2;
 	if (ext) {
 		hdr[4] = 0;
 		hdr[5] = (uint8_t)(newlc >> 8);
@@ -310,14 +256,10 @@ vse_host_wrap(struct vse_host *h, const uint8_t *apdu, size_t n,
 	    (rc = buf_put(out, body.p, body.len)) != 0 ||
 	    (rc = buf_put(out, mac, s->blen)) != 0)
 		goto cleanup;
-	if (has_le) {
-		if (ext)
-			rc = lelen == 3 ? buf_put(out, le + 1, 2) :
-			    lelen == 2 ? buf_put(out, le, 2) : buf_put_u16(out,
-			    le[0]);
-		else
-			rc = buf_put_u8(out, le[0]);
-	}
+	/* Ne 256 / 65536 are coded 00 / 0000. */
+	if (a.has_le)
+		rc = ext ? buf_put_u16(out, (uint16_t)(a.le & 0xFFFF)) :
+		    buf_put_u8(out, (uint8_t)(a.le & 0xFF));
 cleanup:
 	wipe(mac, sizeof(mac));
 	buf_free(&body);

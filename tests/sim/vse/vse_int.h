@@ -303,6 +303,10 @@ struct vse_apdu {
 	int            ext;		/* extended length coding */
 };
 
+/* ISO 7816-3 §12.1 cases 1-4, short and extended; data is never NULL.
+ * ERR_TRUNC (under 4 bytes) or ERR_PROTO (lengths that do not add up). */
+int  vse_apdu_parse(const uint8_t *p, size_t n, struct vse_apdu *a) WUR;
+
 struct vse_req {
 	struct vse        *c;
 	int                chn;
