@@ -129,26 +129,27 @@ check_record(void *arg, const uint8_t *k, size_t kn, const uint8_t *v,
 	uint8_t want[STORE_KEY_MAX + 1];
 	char ref[STORE_KEY_MAX + 1];
 	size_t wn;
-	int rc = 0;
+	int rc, doc;
 
 	c->rep->records++;
-	if ((rc = store_value_check(c->db, v, vn)) != 0) {
+	/* Deriving the key decodes the whole value; documents carry none. */
+	rc = store_rec_key(c->db, v, vn, want, &wn);
+	if ((doc = rc == ERR_NOTSUP))
+		rc = store_value_check(c->db, v, vn);
+	if (rc != 0) {
 		problem(c, k, kn, "record does not decode (%s), %zu bytes",
 		    err_name(rc), vn);
 		return 0;
 	}
-	rc = store_rec_key(c->db, v, vn, want, &wn);
-	if (rc == 0 && (wn != kn || memcmp(want, k, kn) != 0)) {
+	if (doc) {
+		if (store_key_doc_check_n(k, kn) != 0)
+			problem(c, k, kn, "malformed document key");
+	} else if (wn != kn || memcmp(want, k, kn) != 0) {
 		char wt[2 * STORE_KEY_MAX + 8];
 
 		key_text(want, wn, wt, sizeof(wt));
 		problem(c, k, kn, "record belongs under key %s", wt);
-	} else if (rc != 0 && rc != ERR_NOTSUP) {
-		return rc;
-	} else if (rc == ERR_NOTSUP && store_key_doc_check_n(k, kn) != 0) {
-		problem(c, k, kn, "malformed document key");
 	}
-	rc = 0;
 
 	switch (c->db) {
 	case STORE_DB_SSD: {

@@ -122,11 +122,13 @@ raw_value_ok(int db, const void *key, size_t klen, const void *val,
 	if (!db_writable(db) || key == NULL || klen == 0 ||
 	    klen > STORE_KEY_MAX)
 		return ERR_INVAL;
-	if ((rc = store_value_check(db, val, vlen)) != 0)
-		return rc;
+	/* Deriving the key decodes the whole value. */
 	rc = store_rec_key(db, val, vlen, want, &wn);
-	if (rc == ERR_NOTSUP)	/* documents: the caller names the key */
+	if (rc == ERR_NOTSUP) {	/* documents: the caller names the key */
+		if ((rc = store_value_check(db, val, vlen)) != 0)
+			return rc;
 		return store_key_doc_check_n(key, klen);
+	}
 	if (rc != 0)
 		return rc;
 	if (wn != klen || memcmp(want, key, klen) != 0)

@@ -4,6 +4,7 @@
  * in STORE.md). Runs in tsmd and tsmctl; decoders trust none of the bytes
  * they are given (they come back from disk) and accept only canonical input.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -328,7 +329,7 @@ store_rec_type_db(int type)
 	return ERR_NOTFOUND;
 }
 
-/* ---- header ----------------------------------------------------------------- */
+/* ---- header and field tables --------------------------------------------- */
 
 static int
 put_header(struct buf *b, int type)
@@ -353,6 +354,71 @@ get_header(struct rd *r, int type)
 	return 0;
 }
 
+/*
+ * A run of a record's fields in on-disk order, read from and written to
+ * the members of its struct: a string of a class (lv16), or a big-endian
+ * integer as wide as the member (store.h's fixed-width types are the
+ * on-disk widths of STORE.md). One table drives both the encoder and the
+ * decoder, so the two cannot drift apart.
+ */
+struct field {
+	const struct fspec *str;	/* NULL: an integer */
+	size_t off, size;		/* the member */
+};
+
+#define FSTR(T, m, spec) { &(spec), offsetof(T, m), sizeof(((T *)0)->m) }
+#define FINT(T, m) { NULL, offsetof(T, m), sizeof(((T *)0)->m) }
+
+static int
+put_fields(struct buf *b, const void *rec, const struct field *f, size_t n)
+{
+	const uint8_t *m;
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < n && rc == 0; i++) {
+		m = (const uint8_t *)rec + f[i].off;
+		if (f[i].str != NULL)
+			rc = put_field(b, f[i].str, (const char *)m);
+		else if (f[i].size == 1)
+			rc = buf_put_u8(b, *m);
+		else if (f[i].size == 2)
+			rc = buf_put_u16(b, *(const uint16_t *)m);
+		else if (f[i].size == 4)
+			rc = buf_put_u32(b, *(const uint32_t *)m);
+		else if (f[i].size == 8)
+			rc = buf_put_u64(b, *(const uint64_t *)m);
+		else
+			rc = ERR_INTERNAL;
+	}
+	return rc;
+}
+
+static int
+get_fields(struct rd *r, void *rec, const struct field *f, size_t n)
+{
+	uint8_t *m;
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < n && rc == 0; i++) {
+		m = (uint8_t *)rec + f[i].off;
+		if (f[i].str != NULL)
+			rc = get_field(r, f[i].str, (char *)m, f[i].size);
+		else if (f[i].size == 1)
+			rc = rd_u8(r, m);
+		else if (f[i].size == 2)
+			rc = rd_u16(r, (uint16_t *)m);
+		else if (f[i].size == 4)
+			rc = rd_u32(r, (uint32_t *)m);
+		else if (f[i].size == 8)
+			rc = rd_u64(r, (uint64_t *)m);
+		else
+			rc = ERR_INTERNAL;
+	}
+	return rc == 0 || rc == ERR_INTERNAL ? rc : ERR_PARSE;
+}
+
 /* The encoders append; on failure they take back what they appended. */
 #define ENC_BEGIN(b, type) \
 	size_t enc_start_ = (b)->len; \
@@ -367,69 +433,101 @@ out: \
 
 #define TRY(expr) do { if ((rc = (expr)) != 0) goto out; } while (0)
 #define RD(expr) do { if ((expr) != 0) { rc = ERR_PARSE; goto out; } } while (0)
+#define PUT_FIELDS(b, r, tbl) TRY(put_fields((b), (r), (tbl), ARRAY_LEN(tbl)))
+#define GET_FIELDS(rd, r, tbl) TRY(get_fields((rd), (r), (tbl), ARRAY_LEN(tbl)))
 
-/* ---- SE ----------------------------------------------------------------- */
-
-int
-store_se_encode(const struct store_se *r, struct buf *out)
+/* Records that are only a field table: header, fields, nothing after. */
+static int
+encode_flat(struct buf *out, int type, const void *r, const struct field *f,
+    size_t n)
 {
-	ENC_BEGIN(out, STORE_REC_SE);
-	TRY(put_field(out, &F_SEID, r->se_id));
-	TRY(put_field(out, &F_IDOPT, r->peer_id));
-	TRY(put_field(out, &F_NAMEOPT, r->state));
-	TRY(buf_put_u64(out, r->created));
-	TRY(buf_put_u64(out, r->updated));
-	TRY(buf_put_u64(out, r->last_seen));
+	ENC_BEGIN(out, type);
+	TRY(put_fields(out, r, f, n));
 	ENC_END(out);
 }
 
-int
-store_se_decode(const void *p, size_t n, struct store_se *r)
+static int
+decode_flat(const void *p, size_t n, int type, void *r,
+    const struct field *f, size_t nf)
 {
 	struct rd rd;
 	int rc;
 
-	memset(r, 0, sizeof(*r));
 	rd_init(&rd, p, n);
-	TRY(get_header(&rd, STORE_REC_SE));
-	TRY(get_field(&rd, &F_SEID, r->se_id, sizeof(r->se_id)));
-	TRY(get_field(&rd, &F_IDOPT, r->peer_id, sizeof(r->peer_id)));
-	TRY(get_field(&rd, &F_NAMEOPT, r->state, sizeof(r->state)));
-	RD(rd_u64(&rd, &r->created));
-	RD(rd_u64(&rd, &r->updated));
-	RD(rd_u64(&rd, &r->last_seen));
+	TRY(get_header(&rd, type));
+	TRY(get_fields(&rd, r, f, nf));
 	RD(rd_end(&rd));
 out:
 	return rc;
 }
 
+/* ---- SE ----------------------------------------------------------------- */
+
+static const struct field se_fields[] = {
+	FSTR(struct store_se, se_id, F_SEID),
+	FSTR(struct store_se, peer_id, F_IDOPT),
+	FSTR(struct store_se, state, F_NAMEOPT),
+	FINT(struct store_se, created),
+	FINT(struct store_se, updated),
+	FINT(struct store_se, last_seen),
+};
+
+int
+store_se_encode(const struct store_se *r, struct buf *out)
+{
+	return encode_flat(out, STORE_REC_SE, r, se_fields,
+	    ARRAY_LEN(se_fields));
+}
+
+int
+store_se_decode(const void *p, size_t n, struct store_se *r)
+{
+	memset(r, 0, sizeof(*r));
+	return decode_flat(p, n, STORE_REC_SE, r, se_fields,
+	    ARRAY_LEN(se_fields));
+}
+
 /* ---- SSD ---------------------------------------------------------------- */
+
+/* Before and after the priv_len privilege bytes. */
+static const struct field ssd_head[] = {
+	FSTR(struct store_ssd, se_id, F_SEID),
+	FSTR(struct store_ssd, sd_aid, F_AID),
+	FSTR(struct store_ssd, state, F_NAMEREQ),
+	FSTR(struct store_ssd, prev_state, F_NAMEOPT),
+	FINT(struct store_ssd, mode),
+	FINT(struct store_ssd, priv_len),
+};
+static const struct field ssd_tail[] = {
+	FSTR(struct store_ssd, scp_config, F_SCP),
+	FINT(struct store_ssd, kvn_active),
+	FINT(struct store_ssd, kvn_pending),
+	FINT(struct store_ssd, quota_nv),
+	FINT(struct store_ssd, quota_v),
+	FINT(struct store_ssd, quota_apps),
+	FSTR(struct store_ssd, task_id, F_IDOPT),
+	FINT(struct store_ssd, created),
+	FINT(struct store_ssd, updated),
+};
+
+static int
+ssd_mode_ok(const struct store_ssd *r)
+{
+	return (r->mode == STORE_MODE_AMSD || r->mode == STORE_MODE_DMSD) &&
+	    r->priv_len <= sizeof(r->priv);
+}
 
 int
 store_ssd_encode(const struct store_ssd *r, struct buf *out)
 {
 	ENC_BEGIN(out, STORE_REC_SSD);
-	if ((r->mode != STORE_MODE_AMSD && r->mode != STORE_MODE_DMSD) ||
-	    r->priv_len > sizeof(r->priv)) {
+	if (!ssd_mode_ok(r)) {
 		rc = ERR_INVAL;
 		goto out;
 	}
-	TRY(put_field(out, &F_SEID, r->se_id));
-	TRY(put_field(out, &F_AID, r->sd_aid));
-	TRY(put_field(out, &F_NAMEREQ, r->state));
-	TRY(put_field(out, &F_NAMEOPT, r->prev_state));
-	TRY(buf_put_u8(out, r->mode));
-	TRY(buf_put_u8(out, r->priv_len));
+	PUT_FIELDS(out, r, ssd_head);
 	TRY(buf_put(out, r->priv, r->priv_len));
-	TRY(put_field(out, &F_SCP, r->scp_config));
-	TRY(buf_put_u8(out, r->kvn_active));
-	TRY(buf_put_u8(out, r->kvn_pending));
-	TRY(buf_put_u32(out, r->quota_nv));
-	TRY(buf_put_u32(out, r->quota_v));
-	TRY(buf_put_u32(out, r->quota_apps));
-	TRY(put_field(out, &F_IDOPT, r->task_id));
-	TRY(buf_put_u64(out, r->created));
-	TRY(buf_put_u64(out, r->updated));
+	PUT_FIELDS(out, r, ssd_tail);
 	ENC_END(out);
 }
 
@@ -443,31 +541,14 @@ store_ssd_decode(const void *p, size_t n, struct store_ssd *r)
 	memset(r, 0, sizeof(*r));
 	rd_init(&rd, p, n);
 	TRY(get_header(&rd, STORE_REC_SSD));
-	TRY(get_field(&rd, &F_SEID, r->se_id, sizeof(r->se_id)));
-	TRY(get_field(&rd, &F_AID, r->sd_aid, sizeof(r->sd_aid)));
-	TRY(get_field(&rd, &F_NAMEREQ, r->state, sizeof(r->state)));
-	TRY(get_field(&rd, &F_NAMEOPT, r->prev_state, sizeof(r->prev_state)));
-	RD(rd_u8(&rd, &r->mode));
-	if (r->mode != STORE_MODE_AMSD && r->mode != STORE_MODE_DMSD) {
-		rc = ERR_PARSE;
-		goto out;
-	}
-	RD(rd_u8(&rd, &r->priv_len));
-	if (r->priv_len > sizeof(r->priv)) {
+	GET_FIELDS(&rd, r, ssd_head);
+	if (!ssd_mode_ok(r)) {
 		rc = ERR_PARSE;
 		goto out;
 	}
 	RD(rd_bytes(&rd, r->priv_len, &pv));
 	memcpy(r->priv, pv, r->priv_len);
-	TRY(get_field(&rd, &F_SCP, r->scp_config, sizeof(r->scp_config)));
-	RD(rd_u8(&rd, &r->kvn_active));
-	RD(rd_u8(&rd, &r->kvn_pending));
-	RD(rd_u32(&rd, &r->quota_nv));
-	RD(rd_u32(&rd, &r->quota_v));
-	RD(rd_u32(&rd, &r->quota_apps));
-	TRY(get_field(&rd, &F_IDOPT, r->task_id, sizeof(r->task_id)));
-	RD(rd_u64(&rd, &r->created));
-	RD(rd_u64(&rd, &r->updated));
+	GET_FIELDS(&rd, r, ssd_tail);
 	RD(rd_end(&rd));
 out:
 	return rc;
@@ -490,6 +571,17 @@ store_keyset_cleanup(struct store_keyset *k)
 	buf_init(&k->blob);
 }
 
+/* Followed by n_keys × (usage, kcv_len, kcv), lv32 blob, u64 created. */
+static const struct field keyset_head[] = {
+	FSTR(struct store_keyset, se_id, F_SEID_OPT),
+	FSTR(struct store_keyset, sd_aid, F_AID),
+	FINT(struct store_keyset, kvn),
+	FINT(struct store_keyset, alg),
+	FSTR(struct store_keyset, usage, F_NAMEREQ),
+	FSTR(struct store_keyset, source, F_IDOPT),
+	FINT(struct store_keyset, n_keys),
+};
+
 int
 store_keyset_encode(const struct store_keyset *r, struct buf *out)
 {
@@ -502,13 +594,7 @@ store_keyset_encode(const struct store_keyset *r, struct buf *out)
 		rc = ERR_INVAL;
 		goto out;
 	}
-	TRY(put_field(out, &F_SEID_OPT, r->se_id));
-	TRY(put_field(out, &F_AID, r->sd_aid));
-	TRY(buf_put_u8(out, r->kvn));
-	TRY(buf_put_u8(out, r->alg));
-	TRY(put_field(out, &F_NAMEREQ, r->usage));
-	TRY(put_field(out, &F_IDOPT, r->source));
-	TRY(buf_put_u8(out, r->n_keys));
+	PUT_FIELDS(out, r, keyset_head);
 	for (i = 0; i < r->n_keys; i++) {
 		const struct store_keyset_key *k = &r->keys[i];
 
@@ -536,13 +622,7 @@ store_keyset_decode(const void *p, size_t n, struct store_keyset *r)
 	store_keyset_cleanup(r);
 	rd_init(&rd, p, n);
 	TRY(get_header(&rd, STORE_REC_KEYSET));
-	TRY(get_field(&rd, &F_SEID_OPT, r->se_id, sizeof(r->se_id)));
-	TRY(get_field(&rd, &F_AID, r->sd_aid, sizeof(r->sd_aid)));
-	RD(rd_u8(&rd, &r->kvn));
-	RD(rd_u8(&rd, &r->alg));
-	TRY(get_field(&rd, &F_NAMEREQ, r->usage, sizeof(r->usage)));
-	TRY(get_field(&rd, &F_IDOPT, r->source, sizeof(r->source)));
-	RD(rd_u8(&rd, &r->n_keys));
+	GET_FIELDS(&rd, r, keyset_head);
 	if (r->kvn == 0 || r->n_keys == 0 ||
 	    r->n_keys > STORE_KEYSET_KEYS_MAX) {
 		rc = ERR_PARSE;
@@ -574,48 +654,33 @@ out:
 
 /* ---- peer ------------------------------------------------------------------ */
 
+static const struct field peer_fields[] = {
+	FSTR(struct store_peer, id, F_IDREQ),
+	FSTR(struct store_peer, tenant_id, F_IDOPT),
+	FSTR(struct store_peer, base_url, F_TEXTOPT),
+	FSTR(struct store_peer, wrap, F_NAMEOPT),
+	FSTR(struct store_peer, kcv_method, F_NAMEOPT),
+	FSTR(struct store_peer, kek_label, F_IDOPT),
+	FSTR(struct store_peer, mac_key_id, F_IDOPT),
+	FSTR(struct store_peer, mac_key_label, F_IDOPT),
+	FSTR(struct store_peer, state, F_NAMEOPT),
+	FINT(struct store_peer, created),
+	FINT(struct store_peer, updated),
+};
+
 int
 store_peer_encode(const struct store_peer *r, struct buf *out)
 {
-	ENC_BEGIN(out, STORE_REC_PEER);
-	TRY(put_field(out, &F_IDREQ, r->id));
-	TRY(put_field(out, &F_IDOPT, r->tenant_id));
-	TRY(put_field(out, &F_TEXTOPT, r->base_url));
-	TRY(put_field(out, &F_NAMEOPT, r->wrap));
-	TRY(put_field(out, &F_NAMEOPT, r->kcv_method));
-	TRY(put_field(out, &F_IDOPT, r->kek_label));
-	TRY(put_field(out, &F_IDOPT, r->mac_key_id));
-	TRY(put_field(out, &F_IDOPT, r->mac_key_label));
-	TRY(put_field(out, &F_NAMEOPT, r->state));
-	TRY(buf_put_u64(out, r->created));
-	TRY(buf_put_u64(out, r->updated));
-	ENC_END(out);
+	return encode_flat(out, STORE_REC_PEER, r, peer_fields,
+	    ARRAY_LEN(peer_fields));
 }
 
 int
 store_peer_decode(const void *p, size_t n, struct store_peer *r)
 {
-	struct rd rd;
-	int rc;
-
 	memset(r, 0, sizeof(*r));
-	rd_init(&rd, p, n);
-	TRY(get_header(&rd, STORE_REC_PEER));
-	TRY(get_field(&rd, &F_IDREQ, r->id, sizeof(r->id)));
-	TRY(get_field(&rd, &F_IDOPT, r->tenant_id, sizeof(r->tenant_id)));
-	TRY(get_field(&rd, &F_TEXTOPT, r->base_url, sizeof(r->base_url)));
-	TRY(get_field(&rd, &F_NAMEOPT, r->wrap, sizeof(r->wrap)));
-	TRY(get_field(&rd, &F_NAMEOPT, r->kcv_method, sizeof(r->kcv_method)));
-	TRY(get_field(&rd, &F_IDOPT, r->kek_label, sizeof(r->kek_label)));
-	TRY(get_field(&rd, &F_IDOPT, r->mac_key_id, sizeof(r->mac_key_id)));
-	TRY(get_field(&rd, &F_IDOPT, r->mac_key_label,
-	    sizeof(r->mac_key_label)));
-	TRY(get_field(&rd, &F_NAMEOPT, r->state, sizeof(r->state)));
-	RD(rd_u64(&rd, &r->created));
-	RD(rd_u64(&rd, &r->updated));
-	RD(rd_end(&rd));
-out:
-	return rc;
+	return decode_flat(p, n, STORE_REC_PEER, r, peer_fields,
+	    ARRAY_LEN(peer_fields));
 }
 
 /* ---- task -------------------------------------------------------------------- */
@@ -665,6 +730,26 @@ store_task_hist_add(struct store_task *t, uint64_t time, const char *note)
 	return 0;
 }
 
+/* Followed by lv32 ctx, u16 n_hist and n_hist history entries. last_err
+ * (int32_t) is stored as its two's complement u32. */
+static const struct field task_head[] = {
+	FSTR(struct store_task, id, F_IDREQ),
+	FSTR(struct store_task, se_id, F_SEID_OPT),
+	FSTR(struct store_task, kind, F_NAMEREQ),
+	FSTR(struct store_task, state, F_NAMEREQ),
+	FINT(struct store_task, step),
+	FINT(struct store_task, last_err),
+	FSTR(struct store_task, last_error, F_TEXTOPT),
+	FINT(struct store_task, created),
+	FINT(struct store_task, updated),
+};
+static const struct field task_hist[] = {
+	FINT(struct store_task_hist, time),
+	FSTR(struct store_task_hist, state, F_NAMEREQ),
+	FINT(struct store_task_hist, step),
+	FSTR(struct store_task_hist, note, F_TEXTOPT),
+};
+
 int
 store_task_encode(const struct store_task *r, struct buf *out)
 {
@@ -676,23 +761,11 @@ store_task_encode(const struct store_task *r, struct buf *out)
 		rc = ERR_INVAL;
 		goto out;
 	}
-	TRY(put_field(out, &F_IDREQ, r->id));
-	TRY(put_field(out, &F_SEID_OPT, r->se_id));
-	TRY(put_field(out, &F_NAMEREQ, r->kind));
-	TRY(put_field(out, &F_NAMEREQ, r->state));
-	TRY(buf_put_u32(out, r->step));
-	TRY(buf_put_u32(out, (uint32_t)r->last_err));
-	TRY(put_field(out, &F_TEXTOPT, r->last_error));
-	TRY(buf_put_u64(out, r->created));
-	TRY(buf_put_u64(out, r->updated));
+	PUT_FIELDS(out, r, task_head);
 	TRY(buf_put_lv32(out, r->ctx.p, r->ctx.len));
 	TRY(buf_put_u16(out, (uint16_t)r->n_hist));
-	for (i = 0; i < r->n_hist; i++) {
-		TRY(buf_put_u64(out, r->hist[i].time));
-		TRY(put_field(out, &F_NAMEREQ, r->hist[i].state));
-		TRY(buf_put_u32(out, r->hist[i].step));
-		TRY(put_field(out, &F_TEXTOPT, r->hist[i].note));
-	}
+	for (i = 0; i < r->n_hist; i++)
+		PUT_FIELDS(out, &r->hist[i], task_hist);
 	ENC_END(out);
 }
 
@@ -701,7 +774,6 @@ store_task_decode(const void *p, size_t n, struct store_task *r)
 {
 	const uint8_t *cp;
 	size_t cn, i;
-	uint32_t u;
 	uint16_t nh;
 	struct rd rd;
 	int rc;
@@ -709,16 +781,7 @@ store_task_decode(const void *p, size_t n, struct store_task *r)
 	store_task_cleanup(r);
 	rd_init(&rd, p, n);
 	TRY(get_header(&rd, STORE_REC_TASK));
-	TRY(get_field(&rd, &F_IDREQ, r->id, sizeof(r->id)));
-	TRY(get_field(&rd, &F_SEID_OPT, r->se_id, sizeof(r->se_id)));
-	TRY(get_field(&rd, &F_NAMEREQ, r->kind, sizeof(r->kind)));
-	TRY(get_field(&rd, &F_NAMEREQ, r->state, sizeof(r->state)));
-	RD(rd_u32(&rd, &r->step));
-	RD(rd_u32(&rd, &u));
-	r->last_err = (int32_t)u;
-	TRY(get_field(&rd, &F_TEXTOPT, r->last_error, sizeof(r->last_error)));
-	RD(rd_u64(&rd, &r->created));
-	RD(rd_u64(&rd, &r->updated));
+	GET_FIELDS(&rd, r, task_head);
 	RD(rd_lv32(&rd, STORE_CTX_MAX, &cp, &cn));
 	TRY(buf_put(&r->ctx, cp, cn));
 	RD(rd_u16(&rd, &nh));
@@ -734,13 +797,8 @@ store_task_decode(const void *p, size_t n, struct store_task *r)
 		}
 	}
 	for (i = 0; i < nh; i++) {
-		struct store_task_hist *h = &r->hist[i];
-
 		r->n_hist = i + 1;
-		RD(rd_u64(&rd, &h->time));
-		TRY(get_field(&rd, &F_NAMEREQ, h->state, sizeof(h->state)));
-		RD(rd_u32(&rd, &h->step));
-		TRY(get_field(&rd, &F_TEXTOPT, h->note, sizeof(h->note)));
+		GET_FIELDS(&rd, &r->hist[i], task_hist);
 	}
 	RD(rd_end(&rd));
 out:
@@ -763,6 +821,13 @@ store_idem_cleanup(struct store_idem *r)
 	store_idem_init(r);
 }
 
+/* After lv16 key; followed by lv32 body. */
+static const struct field idem_fields[] = {
+	FINT(struct store_idem, status),
+	FINT(struct store_idem, created),
+	FINT(struct store_idem, expires),
+};
+
 int
 store_idem_encode(const struct store_idem *r, struct buf *out)
 {
@@ -773,9 +838,7 @@ store_idem_encode(const struct store_idem *r, struct buf *out)
 		goto out;
 	}
 	TRY(buf_put_lv16(out, r->key, r->key_len));
-	TRY(buf_put_u16(out, r->status));
-	TRY(buf_put_u64(out, r->created));
-	TRY(buf_put_u64(out, r->expires));
+	PUT_FIELDS(out, r, idem_fields);
 	TRY(buf_put_lv32(out, r->body.p, r->body.len));
 	ENC_END(out);
 }
@@ -796,9 +859,24 @@ idem_head(struct rd *rd, struct store_idem *r)
 	}
 	memcpy(r->key, kp, kn);
 	r->key_len = kn;
-	RD(rd_u16(rd, &r->status));
-	RD(rd_u64(rd, &r->created));
-	RD(rd_u64(rd, &r->expires));
+	GET_FIELDS(rd, r, idem_fields);
+out:
+	return rc;
+}
+
+/* Checks a whole idempotency record and fills r but for the body, which
+ * is left in place (*bp, *bn): key lookups copy no bodies. */
+static int
+idem_parse(const void *p, size_t n, struct store_idem *r,
+    const uint8_t **bp, size_t *bn)
+{
+	struct rd rd;
+	int rc;
+
+	rd_init(&rd, p, n);
+	TRY(idem_head(&rd, r));
+	RD(rd_lv32(&rd, STORE_BODY_MAX, bp, bn));
+	RD(rd_end(&rd));
 out:
 	return rc;
 }
@@ -808,48 +886,36 @@ store_idem_decode(const void *p, size_t n, struct store_idem *r)
 {
 	const uint8_t *bp;
 	size_t bn;
-	struct rd rd;
 	int rc;
 
 	store_idem_cleanup(r);
-	rd_init(&rd, p, n);
-	TRY(idem_head(&rd, r));
-	RD(rd_lv32(&rd, STORE_BODY_MAX, &bp, &bn));
-	TRY(buf_put(&r->body, bp, bn));
-	RD(rd_end(&rd));
-out:
-	return rc;
+	if ((rc = idem_parse(p, n, r, &bp, &bn)) != 0)
+		return rc;
+	return buf_put(&r->body, bp, bn);
 }
 
 /* ---- nonce --------------------------------------------------------------------- */
 
+static const struct field nonce_fields[] = {
+	FSTR(struct store_nonce, peer, F_IDREQ),
+	FSTR(struct store_nonce, nonce, F_NONCE),
+	FINT(struct store_nonce, created),
+	FINT(struct store_nonce, expires),
+};
+
 int
 store_nonce_encode(const struct store_nonce *r, struct buf *out)
 {
-	ENC_BEGIN(out, STORE_REC_NONCE);
-	TRY(put_field(out, &F_IDREQ, r->peer));
-	TRY(put_field(out, &F_NONCE, r->nonce));
-	TRY(buf_put_u64(out, r->created));
-	TRY(buf_put_u64(out, r->expires));
-	ENC_END(out);
+	return encode_flat(out, STORE_REC_NONCE, r, nonce_fields,
+	    ARRAY_LEN(nonce_fields));
 }
 
 int
 store_nonce_decode(const void *p, size_t n, struct store_nonce *r)
 {
-	struct rd rd;
-	int rc;
-
 	memset(r, 0, sizeof(*r));
-	rd_init(&rd, p, n);
-	TRY(get_header(&rd, STORE_REC_NONCE));
-	TRY(get_field(&rd, &F_IDREQ, r->peer, sizeof(r->peer)));
-	TRY(get_field(&rd, &F_NONCE, r->nonce, sizeof(r->nonce)));
-	RD(rd_u64(&rd, &r->created));
-	RD(rd_u64(&rd, &r->expires));
-	RD(rd_end(&rd));
-out:
-	return rc;
+	return decode_flat(p, n, STORE_REC_NONCE, r, nonce_fields,
+	    ARRAY_LEN(nonce_fields));
 }
 
 int
@@ -877,37 +943,28 @@ store_rec_expires(enum store_db db, const void *p, size_t n,
 
 /* ---- sd-status event --------------------------------------------------------- */
 
+static const struct field sdstatus_fields[] = {
+	FSTR(struct store_sdstatus, se_id, F_SEID),
+	FSTR(struct store_sdstatus, sd_aid, F_AID),
+	FSTR(struct store_sdstatus, status, F_NAMEREQ),
+	FSTR(struct store_sdstatus, source, F_IDOPT),
+	FINT(struct store_sdstatus, time),
+	FINT(struct store_sdstatus, seq),
+};
+
 int
 store_sdstatus_encode(const struct store_sdstatus *r, struct buf *out)
 {
-	ENC_BEGIN(out, STORE_REC_SDSTATUS);
-	TRY(put_field(out, &F_SEID, r->se_id));
-	TRY(put_field(out, &F_AID, r->sd_aid));
-	TRY(put_field(out, &F_NAMEREQ, r->status));
-	TRY(put_field(out, &F_IDOPT, r->source));
-	TRY(buf_put_u64(out, r->time));
-	TRY(buf_put_u32(out, r->seq));
-	ENC_END(out);
+	return encode_flat(out, STORE_REC_SDSTATUS, r, sdstatus_fields,
+	    ARRAY_LEN(sdstatus_fields));
 }
 
 int
 store_sdstatus_decode(const void *p, size_t n, struct store_sdstatus *r)
 {
-	struct rd rd;
-	int rc;
-
 	memset(r, 0, sizeof(*r));
-	rd_init(&rd, p, n);
-	TRY(get_header(&rd, STORE_REC_SDSTATUS));
-	TRY(get_field(&rd, &F_SEID, r->se_id, sizeof(r->se_id)));
-	TRY(get_field(&rd, &F_AID, r->sd_aid, sizeof(r->sd_aid)));
-	TRY(get_field(&rd, &F_NAMEREQ, r->status, sizeof(r->status)));
-	TRY(get_field(&rd, &F_IDOPT, r->source, sizeof(r->source)));
-	RD(rd_u64(&rd, &r->time));
-	RD(rd_u32(&rd, &r->seq));
-	RD(rd_end(&rd));
-out:
-	return rc;
+	return decode_flat(p, n, STORE_REC_SDSTATUS, r, sdstatus_fields,
+	    ARRAY_LEN(sdstatus_fields));
 }
 
 /* ---- JSON documents ------------------------------------------------------------ */
@@ -930,7 +987,7 @@ store_doc_encode(enum store_db db, const json_t *doc, struct buf *out)
 	char *s = NULL;
 	int type = doc_type(db);
 
-	ENC_BEGIN(out, type ? type : 0);
+	ENC_BEGIN(out, type);
 	if (type == 0 || !json_is_object(doc)) {
 		rc = ERR_INVAL;
 		goto out;
@@ -986,53 +1043,19 @@ out:
 int
 store_value_check(enum store_db db, const void *p, size_t n)
 {
-	union {
-		struct store_se se;
-		struct store_ssd ssd;
-		struct store_peer peer;
-		struct store_nonce nonce;
-		struct store_sdstatus ev;
-	} u;
-	struct store_keyset ks;
-	struct store_task t;
-	struct store_idem id;
+	uint8_t k[STORE_KEY_MAX + 1];
 	json_t *j = NULL;
+	size_t kn;
 	int rc;
 
-	switch (db) {
-	case STORE_DB_SE:
-		return store_se_decode(p, n, &u.se);
-	case STORE_DB_SSD:
-		return store_ssd_decode(p, n, &u.ssd);
-	case STORE_DB_PEER:
-		return store_peer_decode(p, n, &u.peer);
-	case STORE_DB_NONCE:
-		return store_nonce_decode(p, n, &u.nonce);
-	case STORE_DB_SDSTATUS:
-		return store_sdstatus_decode(p, n, &u.ev);
-	case STORE_DB_KEYSET:
-		store_keyset_init(&ks);
-		rc = store_keyset_decode(p, n, &ks);
-		store_keyset_cleanup(&ks);
-		return rc;
-	case STORE_DB_TASK:
-		store_task_init(&t);
-		rc = store_task_decode(p, n, &t);
-		store_task_cleanup(&t);
-		return rc;
-	case STORE_DB_IDEM:
-		store_idem_init(&id);
-		rc = store_idem_decode(p, n, &id);
-		store_idem_cleanup(&id);
-		return rc;
-	case STORE_DB_PROVIDER: case STORE_DB_APP:
-	case STORE_DB_CERT: case STORE_DB_NOTIFY: case STORE_DB_KEYARCH:
+	if (doc_type(db) != 0) {
 		rc = store_doc_decode(db, p, n, &j);
 		json_decref(j);
 		return rc;
-	default:
-		return ERR_INVAL;
 	}
+	/* Deriving the key decodes the whole value. */
+	rc = store_rec_key(db, p, n, k, &kn);
+	return rc == ERR_NOTSUP ? ERR_INVAL : rc;
 }
 
 int
@@ -1050,7 +1073,8 @@ store_rec_key(enum store_db db, const void *p, size_t n, uint8_t *out,
 	struct store_keyset ks;
 	struct store_task t;
 	struct store_idem id;
-	struct rd rd;
+	const uint8_t *bp;
+	size_t bn;
 	int rc;
 
 	switch (db) {
@@ -1089,10 +1113,7 @@ store_rec_key(enum store_db db, const void *p, size_t n, uint8_t *out,
 	case STORE_DB_IDEM:
 		/* The key is the digest: binary, so not a string. */
 		memset(&id, 0, sizeof(id));
-		rd_init(&rd, p, n);
-		if ((rc = idem_head(&rd, &id)) != 0)
-			return rc;
-		if ((rc = store_value_check(db, p, n)) != 0)
+		if ((rc = idem_parse(p, n, &id, &bp, &bn)) != 0)
 			return rc;
 		memcpy(out, id.key, id.key_len);
 		*outlen = id.key_len;

@@ -97,7 +97,8 @@ int store_key_task(char *out, const char *id) WUR;
 int store_key_peer(char *out, const char *id) WUR;
 /* The key a record of db must be stored under, derived from the decoded
  * value (out holds STORE_KEY_MAX + 1 bytes); ERR_PARSE if the value does
- * not decode, ERR_NOTSUP for dbs whose key is not in the value. */
+ * not decode (all of it is checked), ERR_NOTSUP without looking at it for
+ * dbs whose key is not in the value (documents, index and meta dbs). */
 int store_rec_key(enum store_db db, const void *p, size_t n, uint8_t *out,
     size_t *outlen) WUR;
 
