@@ -631,6 +631,11 @@ test_bearer(void)
 	q.blen = strlen(q.body);
 	req1(&q, &r);
 	is_int(r.code, 201, "admin creates a provider key");
+	ok(strcmp(jstr(&r, "role"), "provider") == 0 &&
+	    strcmp(jstr(&r, "providerId"), "acme") == 0 &&
+	    strncmp(jstr(&r, "key"), "tsmk_", 5) == 0 &&
+	    strlen(jstr(&r, "key")) == 69 && jstr(&r, "id")[0] == 'k',
+	    "the new key's answer: id, key, role, providerId");
 	snprintf(pkey, sizeof(pkey), "%s", jstr(&r, "key"));
 	snprintf(pid, sizeof(pid), "%s", jstr(&r, "id"));
 	resp_free(&r);

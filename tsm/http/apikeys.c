@@ -58,21 +58,6 @@ http_role_name(int role)
 }
 
 static int
-provider_ok(const char *s)
-{
-	size_t n = strlen(s), i;
-
-	if (n == 0 || n > 64)
-		return 0;
-	for (i = 0; i < n; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-		    (s[i] >= '0' && s[i] <= '9') || s[i] == '.' || s[i] == '_' ||
-		    s[i] == ':' || s[i] == '-'))
-			return 0;
-	return 1;
-}
-
-static int
 sha256(const void *p, size_t n, uint8_t out[32])
 {
 	unsigned int ol = 0;
@@ -100,13 +85,14 @@ parse_line(char *line, struct key_ent *e)
 	if (n != 5)
 		return ERR_PARSE;
 	memset(e, 0, sizeof(*e));
-	if (strlen(f[0]) >= sizeof(e->id) || !provider_ok(f[0]))
+	if (strlen(f[0]) >= sizeof(e->id) ||
+	    !http_ident_ok(f[0], strlen(f[0])))
 		return ERR_PARSE;
 	strcpy(e->id, f[0]);
 	if ((e->role = http_role_parse(f[1])) == HTTP_ROLE_NONE)
 		return ERR_PARSE;
 	if (e->role == HTTP_ROLE_PROVIDER) {
-		if (!provider_ok(f[2]))
+		if (!http_ident_ok(f[2], strlen(f[2])))
 			return ERR_PARSE;
 		strcpy(e->provider, f[2]);
 	} else if (strcmp(f[2], "-") != 0)
@@ -358,7 +344,8 @@ http_apikeys_create(struct http_apikeys *ak, int role, const char *provider,
 	if (idcap < sizeof(e.id))
 		return ERR_INVAL;
 	if (role == HTTP_ROLE_PROVIDER) {
-		if (provider == NULL || !provider_ok(provider))
+		if (provider == NULL ||
+		    !http_ident_ok(provider, strlen(provider)))
 			return ERR_INVAL;
 	} else if (role == HTTP_ROLE_ADMIN)
 		provider = NULL;

@@ -90,6 +90,13 @@ void http_tls_cleanup(struct http_tls *t);
 int  http_tls_verify_chain(X509_STORE *store, const uint8_t *const *der,
 	    const size_t *len, size_t n, struct http_client_cert *out) WUR;
 
+/* ---- identifiers (sig.c) ---- */
+
+/* X-TSM-Signature keyIds and API-key provider ids: 1..HTTP_IDENT_MAX of
+ * [A-Za-z0-9._:-] (the identifiers of tsm/config.c). */
+#define HTTP_IDENT_MAX 64
+int  http_ident_ok(const char *s, size_t n);
+
 /* ---- replay cache for X-TSM-Signature nonces (sig.c) ---- */
 
 /* 0 when (key_id, nonce) is new (and records it until ts + window);

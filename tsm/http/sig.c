@@ -28,12 +28,12 @@ is_hex(const char *s, size_t n)
 	return 1;
 }
 
-static int
-keyid_ok(const char *s, size_t n)
+int
+http_ident_ok(const char *s, size_t n)
 {
 	size_t i;
 
-	if (n == 0 || n > 64)
+	if (n == 0 || n > HTTP_IDENT_MAX)
 		return 0;
 	for (i = 0; i < n; i++)
 		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
@@ -66,7 +66,7 @@ http_sig_parse(const char *hdr, struct http_sig *out)
 			vl--;	/* trailing blanks before the comma */
 		eq++;
 		if (kl == 5 && memcmp(p, "keyId", 5) == 0 && !(seen & 1)) {
-			if (!keyid_ok(eq, vl))
+			if (!http_ident_ok(eq, vl))
 				return ERR_PARSE;
 			memcpy(out->key_id, eq, vl);
 			out->key_id[vl] = '\0';
