@@ -536,6 +536,12 @@ test_sdstatus_docs_raw(struct store *st)
 	store_batch_clear(b);
 	is_int(store_batch_put(b, STORE_DB_SSD, k, 0, v.p, v.len), ERR_INVAL,
 	    "raw put with an empty key refused");
+	store_batch_clear(b);
+	/* A length that would wrap the batch's byte count is over the limit,
+	 * never appended (the bytes are not there to read). */
+	is_int(store_batch_require_equal(b, STORE_DB_SSD, k, strlen(k), v.p,
+	    SIZE_MAX - 8), ERR_LIMIT, "condition with a wrapping length refused");
+	is_int(store_batch_len(b), 0, "and nothing was added");
 	buf_init(&raw);
 	if (store_key_ssd(k, SE_A, AID2) != 0)
 		bail("key");

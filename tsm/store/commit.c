@@ -74,8 +74,11 @@ batch_add(struct store_batch *b, uint8_t kind, int db, const void *key,
 		rc = ERR_INVAL;
 		goto out;
 	}
+	/* data.len never passes the limit; a caller's vlen stays out of the
+	 * sum so that a huge one cannot wrap it. */
 	if (b->n >= STORE_BATCH_OPS_MAX ||
-	    b->data.len + klen + vlen > STORE_BATCH_BYTES_MAX) {
+	    klen > STORE_BATCH_BYTES_MAX - b->data.len ||
+	    vlen > STORE_BATCH_BYTES_MAX - b->data.len - klen) {
 		rc = ERR_LIMIT;
 		goto out;
 	}
