@@ -135,6 +135,18 @@ main(int argc, char **argv)
 	int o, rc, sig, created, ret = 1;
 
 	log_init("tsmd", LOG_INFO);
+	/* Signals are taken synchronously by the main thread (sigwait below).
+	 * Blocked before any thread exists - the store's writer starts in
+	 * store_open - so that every thread inherits the mask: a thread with
+	 * SIGHUP/SIGTERM unblocked would take one sent while the main thread
+	 * is busy (a second SIGHUP during a reload) and die of its default
+	 * action, taking the process with it. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
 	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (o) {
 		case 'c': a.config = optarg; break;
@@ -220,15 +232,6 @@ main(int argc, char **argv)
 			    route_sets[i].name, err_name(rc));
 			goto out;
 		}
-
-	/* Signals are taken synchronously by this thread; the server's
-	 * threads inherit the blocked mask. */
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &mask, NULL);
-	signal(SIGPIPE, SIG_IGN);
 
 	if ((rc = http_server_start(&srv, cfg, router, keys)) != 0) {
 		log_msg(LOG_ERR, "event=start_failed err=%s", err_name(rc));

@@ -864,6 +864,24 @@ test_reload(void)
 	free(body);
 }
 
+/* A burst of SIGHUPs: one arriving while the main thread is busy with the
+ * previous reload must wait for it, not kill a thread that left the
+ * signal unblocked (the store's writer was started before the mask). */
+static void
+test_reload_burst(void)
+{
+	struct req q = { .path = "/healthz" };
+	int i, alive = 1;
+
+	for (i = 0; i < 50000 && alive; i++)
+		alive = kill(tsmd_pid, SIGHUP) == 0 &&
+		    waitpid(tsmd_pid, NULL, WNOHANG) == 0;
+	usleep(300000);
+	ok(alive && waitpid(tsmd_pid, NULL, WNOHANG) == 0, "a burst of 50000 "
+	    "SIGHUPs leaves tsmd running");
+	is_int(get_code(&q), 503, "and serving");
+}
+
 static void
 put(const char *path, const char *s)
 {
@@ -1010,6 +1028,7 @@ main(void)
 	test_client_certs();
 	test_metrics();
 	test_reload();
+	test_reload_burst();
 
 	kill(tsmd_pid, SIGTERM);
 	is_int(reap(tsmd_pid, 30), 0, "SIGTERM: tsmd stops cleanly with exit 0");
