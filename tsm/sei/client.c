@@ -132,6 +132,34 @@ hex_str(const char *s)
 	return j;
 }
 
+/* The request list of the hex strings v[0..n-1], upper case; ERR_INVAL
+ * (res->error names the element and says `rule`) for one that is not hex
+ * of min..max digits. */
+static int
+hex_array(const char *const *v, size_t n, size_t min, size_t max,
+    const char *name, const char *rule, struct sei_result *res, json_t **out)
+{
+	json_t *l;
+	size_t i;
+
+	*out = NULL;
+	if ((l = json_array()) == NULL)
+		return ERR_NOMEM;
+	for (i = 0; i < n; i++) {
+		if (!is_hex(v[i], min, max)) {
+			json_decref(l);
+			res_err(res, "%s[%zu]: %s", name, i, rule);
+			return ERR_INVAL;
+		}
+		if (json_array_append_new(l, hex_str(v[i])) != 0) {
+			json_decref(l);
+			return ERR_NOMEM;
+		}
+	}
+	*out = l;
+	return 0;
+}
+
 /* A printable single-line id as the peer may give it. */
 static int
 id_ok(const char *s, size_t max)
@@ -814,19 +842,9 @@ sei_ssd_instructions(const struct tsm_peer *peer, const struct sei_call *call,
 		    SEI_CLIENT_LIST_MAX);
 		return ERR_INVAL;
 	}
-	if ((l = json_array()) == NULL)
-		return ERR_NOMEM;
-	for (i = 0; i < n; i++) {
-		if (!is_hex(resp_list[i], 4, APDU_HEX_MAX)) {
-			json_decref(l);
-			res_err(res, "respList[%zu]: hex of data || SW1 SW2", i);
-			return ERR_INVAL;
-		}
-		if (json_array_append_new(l, hex_str(resp_list[i])) != 0) {
-			json_decref(l);
-			return ERR_NOMEM;
-		}
-	}
+	if ((rc = hex_array(resp_list, n, 4, APDU_HEX_MAX, "respList",
+	    "hex of data || SW1 SW2", res, &l)) != 0)
+		return rc;
 	b = json_pack("{s:s, s:s, s:o, s:o}", "tenantId", peer->tenant_id,
 	    "taskId", task_id, "seId", hex_str(se_id), "respList", l);
 	if (b == NULL)
@@ -856,17 +874,10 @@ sei_token(const struct tsm_peer *peer, const struct sei_call *call,
 		    SEI_CLIENT_LIST_MAX);
 		return ERR_INVAL;
 	}
-	if ((l = json_array()) == NULL)
-		return ERR_NOMEM;
-	for (i = 0; i < n; i++) {
-		/* P1 P2 Lc at least (gpref §6) */
-		if (!is_hex(raw_data[i], 6, RAW_HEX_MAX) ||
-		    json_array_append_new(l, hex_str(raw_data[i])) != 0) {
-			json_decref(l);
-			res_err(res, "rawData[%zu]: hex of P1 P2 Lc data", i);
-			return ERR_INVAL;
-		}
-	}
+	/* P1 P2 Lc at least (gpref §6) */
+	if ((rc = hex_array(raw_data, n, 6, RAW_HEX_MAX, "rawData",
+	    "hex of P1 P2 Lc data", res, &l)) != 0)
+		return rc;
 	b = json_pack("{s:s, s:s, s:o, s:o}", "tenantId", peer->tenant_id,
 	    "optType", "CREATE_TOKEN", "seId", hex_str(se_id), "rawData", l);
 	if (b == NULL)

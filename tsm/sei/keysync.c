@@ -154,7 +154,12 @@ import_and_mac(struct ks_job *j, const struct buf *rin)
 	if (c == NULL)
 		return ERR_IO;
 	rc = import_pipelined(c, j, rin, &transport);
-	if (transport && rc == ERR_CLOSED) {
+	if (transport && rc != ERR_CLOSED) {
+		/* The exchange stopped half-way (a malformed or misnumbered
+		 * reply): a reply may still be unread, and the next request
+		 * on this connection would be answered with it. */
+		tsm_kms_cleanup();
+	} else if (transport) {
 		/* The connection broke (kmsd restarted?): the synchronous
 		 * calls reconnect and retry once; both operations are
 		 * repeatable. Other failures are answered as they are. */
@@ -231,6 +236,8 @@ sign_finish(struct ks_job *j, struct kms_client *c, struct http_resp *rs,
 	if (rc == 0 && (id != j->sign_id || (status == 0 &&
 	    (rd_bytes(&r, 32, &p) != 0 || rd_end(&r) != 0))))
 		rc = ERR_PROTO;
+	if (rc == ERR_PROTO)
+		tsm_kms_cleanup();	/* out of step with kmsd: start afresh */
 	if (rc == 0)
 		rc = status;
 	tsm_kms_observe(KMS_OP_HMAC, (double)(now_us() - t0) / 1e6, rc);
@@ -329,40 +336,18 @@ ssd_takes_keys(const char *state)
 static int
 add_se_ssd(struct store_batch *b, struct ks_job *j)
 {
-	char key[STORE_KEY_MAX + 1];
-	struct store_se se;
 	struct store_ssd old, ssd;
 	int rc;
 
-	rc = store_se_get(j->st, j->ks.se_id, &se);
-	if (rc == ERR_NOTFOUND) {
-		memset(&se, 0, sizeof(se));
-		snprintf(se.se_id, sizeof(se.se_id), "%s", j->ks.se_id);
-		snprintf(se.peer_id, sizeof(se.peer_id), "%s", j->peer->sei_tsm_id);
-		snprintf(se.state, sizeof(se.state), "ACTIVE");
-		se.created = se.updated = se.last_seen = j->now;
-		if ((rc = store_key_se(key, j->ks.se_id)) != 0 ||
-		    (rc = store_batch_require_absent(b, STORE_DB_SE, key,
-		    strlen(key))) != 0 ||
-		    (rc = store_batch_put_se(b, &se)) != 0)
-			return rc;
-	} else if (rc != 0)
+	if ((rc = sei_batch_add_se(b, j->st, j->ks.se_id, j->peer,
+	    j->now)) != 0)
 		return rc;
-
 	rc = store_ssd_get(j->st, j->ks.se_id, j->ks.sd_aid, &old);
 	if (rc == ERR_NOTFOUND) {
-		memset(&ssd, 0, sizeof(ssd));
-		snprintf(ssd.se_id, sizeof(ssd.se_id), "%s", j->ks.se_id);
-		snprintf(ssd.sd_aid, sizeof(ssd.sd_aid), "%s", j->ks.sd_aid);
-		snprintf(ssd.state, sizeof(ssd.state), "KEYS_RECEIVED");
-		ssd.mode = STORE_MODE_AMSD;	/* unknown until a flow learns */
+		sei_ssd_fresh(&ssd, j->ks.se_id, j->ks.sd_aid, "KEYS_RECEIVED",
+		    j->now);
 		ssd.kvn_pending = j->ks.kvn;
-		ssd.created = ssd.updated = j->now;
-		if ((rc = store_key_ssd(key, j->ks.se_id, j->ks.sd_aid)) != 0 ||
-		    (rc = store_batch_require_absent(b, STORE_DB_SSD, key,
-		    strlen(key))) != 0)
-			return rc;
-		return store_batch_put_ssd(b, &ssd);
+		return sei_batch_put_new_ssd(b, &ssd);
 	}
 	if (rc != 0)
 		return rc;
@@ -514,19 +499,6 @@ log_result(const struct ks_job *j, int code, const char *what)
 	    kv, code, what);
 }
 
-/* A store error as an answer. */
-static int
-store_failure(struct ks_job *j, struct http_resp *rs, int rc)
-{
-	int code = rc == ERR_LIMIT || rc == ERR_BUSY ? SEI_UNAVAILABLE :
-	    SEI_INTERNAL;
-
-	log_msg(LOG_ERR, "event=sei_store_failed rid=%s err=%s",
-	    http_req_id(j->rq), err_name(rc));
-	return sei_reply(rs, code, code == SEI_INTERNAL ? "internal error" :
-	    "the store cannot take this now; retry later");
-}
-
 static int
 store_new_set(struct ks_job *j, struct http_resp *rs)
 {
@@ -538,7 +510,7 @@ store_new_set(struct ks_job *j, struct http_resp *rs)
 	/* The answer's signature is computed in kmsd during the commit. */
 	presigned = c != NULL && sign_start(j, c) == 0;
 	if ((rc = store_batch_new(&b)) != 0) {
-		rc = store_failure(j, rs, rc);
+		rc = sei_store_failure(j->rq, rs, rc);
 		goto out;
 	}
 	for (tries = 0; tries < SEI_BATCH_TRIES; tries++) {
@@ -561,7 +533,7 @@ store_new_set(struct ks_job *j, struct http_resp *rs)
 		if (seen == 1) {
 			log_result(j, SEI_OK, "repeat");
 			if ((rc = answer_repeat(j, rs, b)) != 0)
-				rc = store_failure(j, rs, rc);
+				rc = sei_store_failure(j->rq, rs, rc);
 			goto out;
 		}
 		if (seen == 2) {
@@ -581,12 +553,11 @@ store_new_set(struct ks_job *j, struct http_resp *rs)
 		rc = http_resp_body(rs, 200, "application/json", j->body.p,
 		    j->body.len);
 		stored = rc == 0;
-	} else if (rc == ERR_EXISTS || rc == ERR_WRONGSTATE) {
-		log_result(j, SEI_UNAVAILABLE, "contention");
-		rc = sei_reply(rs, SEI_UNAVAILABLE, "the SSD record changed "
-		    "under this request too often; retry later");
-	} else
-		rc = store_failure(j, rs, rc);
+	} else {
+		if (rc == ERR_EXISTS || rc == ERR_WRONGSTATE)
+			log_result(j, SEI_UNAVAILABLE, "contention");
+		rc = sei_store_failure(j->rq, rs, rc);
+	}
 out:
 	if (presigned)
 		sign_finish(j, c, rs, stored, t0);
@@ -659,7 +630,7 @@ sei_keysync_handle(struct http_req *rq, struct http_resp *rs, void *arg)
 	/* Another set under this name is refused before any key is
 	 * touched; the same set is checked in kmsd and answered as before. */
 	if ((known = stored_set(&j)) < 0) {
-		rc = store_failure(&j, rs, known);
+		rc = sei_store_failure(rq, rs, known);
 		goto out;
 	}
 	if (known == 2) {
@@ -699,7 +670,7 @@ sei_keysync_handle(struct http_req *rq, struct http_resp *rs, void *arg)
 			rc = answer_repeat(&j, rs, b);
 		store_batch_free(b);
 		if (rc != 0)
-			rc = store_failure(&j, rs, rc);
+			rc = sei_store_failure(rq, rs, rc);
 		goto out;
 	}
 	rc = store_new_set(&j, rs);

@@ -1,8 +1,9 @@
 /*
  * routes.c - registers tsmd's SEI-facing routes (§9.4, §9.5) with their
- * error shape, and the checks both handlers share: answers, the signing
- * peer against seiTsmId, the durable nonce. Runs in tsmd's workers; the
- * framework has authenticated the peer, the body is still untrusted.
+ * error shape, and what both handlers share: answers, the signing peer
+ * against seiTsmId, the durable nonce, the SE/SSD records they create.
+ * Runs in tsmd's workers; the framework has authenticated the peer, the
+ * body is still untrusted.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,6 +22,68 @@ sei_reply(struct http_resp *rs, int code, const char *fmt, ...)
 	va_end(ap);
 	return http_resp_json(rs, sei_result_status(code), json_pack("{s:i, s:s}",
 	    "resultCode", code, "resultMessage", msg));
+}
+
+int
+sei_store_failure(struct http_req *rq, struct http_resp *rs, int rc)
+{
+	if (rc == ERR_EXISTS || rc == ERR_WRONGSTATE)
+		return sei_reply(rs, SEI_UNAVAILABLE, "the SSD record changed "
+		    "under this request too often; retry later");
+	log_msg(LOG_ERR, "event=sei_store_failed rid=%s err=%s", http_req_id(rq),
+	    err_name(rc));
+	if (rc == ERR_LIMIT || rc == ERR_BUSY)
+		return sei_reply(rs, SEI_UNAVAILABLE, "the store cannot take this "
+		    "now; retry later");
+	return sei_reply(rs, SEI_INTERNAL, "internal error");
+}
+
+int
+sei_batch_add_se(struct store_batch *b, struct store *st, const char *se_id,
+    const struct tsm_peer *p, uint64_t now)
+{
+	char key[STORE_KEY_MAX + 1];
+	struct store_se se;
+	int rc;
+
+	rc = store_se_get(st, se_id, &se);
+	if (rc != ERR_NOTFOUND)
+		return rc;
+	memset(&se, 0, sizeof(se));
+	snprintf(se.se_id, sizeof(se.se_id), "%s", se_id);
+	snprintf(se.peer_id, sizeof(se.peer_id), "%s", p->sei_tsm_id);
+	snprintf(se.state, sizeof(se.state), "ACTIVE");
+	se.created = se.updated = se.last_seen = now;
+	if ((rc = store_key_se(key, se_id)) != 0 ||
+	    (rc = store_batch_require_absent(b, STORE_DB_SE, key,
+	    strlen(key))) != 0)
+		return rc;
+	return store_batch_put_se(b, &se);
+}
+
+void
+sei_ssd_fresh(struct store_ssd *ssd, const char *se_id, const char *sd_aid,
+    const char *state, uint64_t now)
+{
+	memset(ssd, 0, sizeof(*ssd));
+	snprintf(ssd->se_id, sizeof(ssd->se_id), "%s", se_id);
+	snprintf(ssd->sd_aid, sizeof(ssd->sd_aid), "%s", sd_aid);
+	snprintf(ssd->state, sizeof(ssd->state), "%s", state);
+	ssd->mode = STORE_MODE_AMSD;
+	ssd->created = ssd->updated = now;
+}
+
+int
+sei_batch_put_new_ssd(struct store_batch *b, const struct store_ssd *ssd)
+{
+	char key[STORE_KEY_MAX + 1];
+	int rc;
+
+	if ((rc = store_key_ssd(key, ssd->se_id, ssd->sd_aid)) != 0 ||
+	    (rc = store_batch_require_absent(b, STORE_DB_SSD, key,
+	    strlen(key))) != 0)
+		return rc;
+	return store_batch_put_ssd(b, ssd);
 }
 
 int

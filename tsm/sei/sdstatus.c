@@ -44,39 +44,19 @@ static int
 build_batch(struct store_batch *b, struct store *st, const struct tsm_peer *p,
     const struct http_sig *sig, struct store_sdstatus *ev, uint64_t now)
 {
-	char key[STORE_KEY_MAX + 1];
-	struct store_se se;
 	struct store_ssd old, ssd;
 	int rc, known;
 
 	store_batch_clear(b);
-	rc = store_se_get(st, ev->se_id, &se);
-	if (rc == ERR_NOTFOUND) {
-		memset(&se, 0, sizeof(se));
-		snprintf(se.se_id, sizeof(se.se_id), "%s", ev->se_id);
-		snprintf(se.peer_id, sizeof(se.peer_id), "%s", p->sei_tsm_id);
-		snprintf(se.state, sizeof(se.state), "ACTIVE");
-		se.created = se.updated = se.last_seen = now;
-		if ((rc = store_key_se(key, ev->se_id)) != 0 ||
-		    (rc = store_batch_require_absent(b, STORE_DB_SE, key,
-		    strlen(key))) != 0 ||
-		    (rc = store_batch_put_se(b, &se)) != 0)
-			return rc;
-	} else if (rc != 0)
+	if ((rc = sei_batch_add_se(b, st, ev->se_id, p, now)) != 0)
 		return rc;
-
 	/* The event first: it gets its seq, which the hook may use. */
 	if ((rc = store_batch_put_sdstatus(b, ev)) != 0)
 		return rc;
 	rc = store_ssd_get(st, ev->se_id, ev->sd_aid, &old);
 	if (rc == ERR_NOTFOUND) {
 		known = 0;
-		memset(&ssd, 0, sizeof(ssd));
-		snprintf(ssd.se_id, sizeof(ssd.se_id), "%s", ev->se_id);
-		snprintf(ssd.sd_aid, sizeof(ssd.sd_aid), "%s", ev->sd_aid);
-		snprintf(ssd.state, sizeof(ssd.state), "%s", ev->status);
-		ssd.mode = STORE_MODE_AMSD;	/* unknown until a flow learns */
-		ssd.created = ssd.updated = now;
+		sei_ssd_fresh(&ssd, ev->se_id, ev->sd_aid, ev->status, now);
 	} else if (rc != 0) {
 		return rc;
 	} else {
@@ -94,10 +74,7 @@ build_batch(struct store_batch *b, struct store *st, const struct tsm_peer *p,
 	    known ? &old : NULL, &ssd, ev, now)) != 0)
 		return rc;
 	if (!known) {
-		if ((rc = store_key_ssd(key, ev->se_id, ev->sd_aid)) != 0 ||
-		    (rc = store_batch_require_absent(b, STORE_DB_SSD, key,
-		    strlen(key))) != 0 ||
-		    (rc = store_batch_put_ssd(b, &ssd)) != 0)
+		if ((rc = sei_batch_put_new_ssd(b, &ssd)) != 0)
 			return rc;
 	} else if (ssd_differs(&ssd, &old)) {
 		if ((rc = store_batch_require_ssd(b, &old)) != 0 ||
@@ -139,7 +116,7 @@ sei_sdstatus_handle(struct http_req *rq, struct http_resp *rs, void *arg)
 	ev.time = now;
 
 	if ((rc = store_batch_new(&b)) != 0)
-		goto fail;
+		return sei_store_failure(rq, rs, rc);
 	for (tries = 0; tries < SEI_BATCH_TRIES; tries++) {
 		if ((rc = build_batch(b, app->st, p, sig, &ev, now)) != 0)
 			break;
@@ -159,21 +136,12 @@ sei_sdstatus_handle(struct http_req *rq, struct http_resp *rs, void *arg)
 		}
 	}
 	store_batch_free(b);
-	if (rc == 0 && the_hook.committed != NULL)
+	if (rc != 0)
+		return sei_store_failure(rq, rs, rc);
+	if (the_hook.committed != NULL)
 		the_hook.committed(the_hook.arg, &ev);
-	if (rc == 0) {
-		log_msg(LOG_INFO, "event=sei_sd_status rid=%s peer=%s se=%s aid=%s "
-		    "status=%s result=0", http_req_id(rq), p->sei_tsm_id, ev.se_id,
-		    ev.sd_aid, ev.status);
-		return sei_reply(rs, SEI_OK, "status recorded");
-	}
-	if (rc == ERR_EXISTS || rc == ERR_WRONGSTATE)
-		return sei_reply(rs, SEI_UNAVAILABLE, "the SSD record changed under "
-		    "this request too often; retry later");
-fail:
-	log_msg(LOG_ERR, "event=sei_store_failed rid=%s err=%s", http_req_id(rq),
-	    err_name(rc));
-	code = rc == ERR_LIMIT || rc == ERR_BUSY ? SEI_UNAVAILABLE : SEI_INTERNAL;
-	return sei_reply(rs, code, code == SEI_INTERNAL ? "internal error" :
-	    "the store cannot take this now; retry later");
+	log_msg(LOG_INFO, "event=sei_sd_status rid=%s peer=%s se=%s aid=%s "
+	    "status=%s result=0", http_req_id(rq), p->sei_tsm_id, ev.se_id,
+	    ev.sd_aid, ev.status);
+	return sei_reply(rs, SEI_OK, "status recorded");
 }

@@ -47,6 +47,24 @@ int  sei_nonce_claimed(struct store *st, const char *peer, const char *nonce,
 int  sei_claim_nonce(struct store_batch *b, const struct tsm_peer *p,
 	    const struct http_sig *sig, uint64_t now) WUR;
 
+/* The answer to a store error: 1010 for a store that is full or busy or
+ * for a batch that lost its race SEI_BATCH_TRIES times (ERR_EXISTS /
+ * ERR_WRONGSTATE), else 9999 (logged). */
+int  sei_store_failure(struct http_req *rq, struct http_resp *rs, int rc) WUR;
+
+/* Adds the SE record to b when the store has none (state ACTIVE, issuer
+ * p, with the condition that it is still absent at commit). */
+int  sei_batch_add_se(struct store_batch *b, struct store *st,
+	    const char *se_id, const struct tsm_peer *p, uint64_t now) WUR;
+
+/* An SSD record first heard of from the SEI-TSM: in `state`, mode AMSD
+ * until a flow learns otherwise. */
+void sei_ssd_fresh(struct store_ssd *ssd, const char *se_id,
+	    const char *sd_aid, const char *state, uint64_t now);
+/* Puts ssd with the condition that its key is still absent at commit. */
+int  sei_batch_put_new_ssd(struct store_batch *b,
+	    const struct store_ssd *ssd) WUR;
+
 int  sei_keysync_handle(struct http_req *rq, struct http_resp *rs,
 	    void *arg);
 int  sei_sdstatus_handle(struct http_req *rq, struct http_resp *rs,
