@@ -88,11 +88,17 @@ flow_sessions_reap(struct flow *f, unsigned timeout_s)
 static void
 sess_end(struct flow *f, struct flow_sess *s, const char *why)
 {
+	struct gp_kms_stats ks;
+
+	memset(&ks, 0, sizeof(ks));
+	if (s->gk != NULL)
+		gp_kms_stats(s->gk, &ks);
 	pthread_mutex_lock(&f->mu);
 	sess_unlink(f, s);
 	pthread_mutex_unlock(&f->mu);
 	log_msg(LOG_INFO, "event=agent_session_end se=%s session=%.8s batches=%u "
-	    "dur_ms=%llu end=%s", s->se_id, s->id, s->batches,
+	    "kms_requests=%llu dur_ms=%llu end=%s", s->se_id, s->id, s->batches,
+	    (unsigned long long)ks.requests,
 	    (unsigned long long)(now_ms() - s->started_ms), why);
 	flow_sess_free(f, s);
 }

@@ -417,13 +417,21 @@ flow_run_clear(struct flow_sess *s)
 {
 	int i;
 
-	if (s->run.sc != NULL)
-		gp_scp03_free(s->run.sc);
+	gp_scp03_free(s->run.sc);
+	gp_scp03_free(s->run.sc_done);
 	for (i = 0; i < 2; i++)
 		if (s->run.ks_open[i] && s->gk != NULL &&
 		    gp_kms_keyset_close(s->gk, &s->run.ks[i]) != 0)
 			log_msg(LOG_WARN, "event=flow_keyset_close_failed");
 	wipe(&s->run, sizeof(s->run));
+}
+
+void
+flow_run_forget(struct flow_sess *s)
+{
+	s->run.task_id[0] = '\0';
+	s->run.step = 0;
+	s->run.n_sent = 0;
 }
 
 void
@@ -664,7 +672,7 @@ flow_engine_run(struct flow_step *fs)
 		if (rc == ERR_NOTFOUND || (rc == 0 && !flow_task_is_live(&t.r))) {
 			if (rc == 0)
 				outcome(s, &t);
-			flow_run_clear(s);
+			flow_run_forget(s);
 			resp = NULL;
 			continue;
 		}
@@ -679,7 +687,8 @@ flow_engine_run(struct flow_step *fs)
 			outcome(s, &t);
 			continue;
 		}
-		/* Answers belong to the batch this run sent for this task. */
+		/* Answers belong to the batch this run sent for this task;
+		 * another task (or a fresh start) gets a clean run. */
 		fs->resp = mine && s->run.step == t.r.step ? resp : NULL;
 		if (!mine || fs->resp == NULL)
 			flow_run_clear(s);
@@ -699,11 +708,11 @@ flow_engine_run(struct flow_step *fs)
 				else
 					json_object_set_new(s->seen, id, json_true());
 			}
-			flow_run_clear(s);
+			flow_run_forget(s);
 			rc = 0;
 			continue;
 		}
-		flow_run_clear(s);
+		flow_run_forget(s);
 		if (transient(rc)) {
 			json_object_set_new(s->seen, id, json_true());
 			break;

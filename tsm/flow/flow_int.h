@@ -20,8 +20,6 @@
 #include "tsm/http/http.h"
 #include "tsm/store/store.h"
 
-#define FLOW_POOL_MAX 16	/* idle kmsd connections kept for sessions */
-
 /* Task states (FLOWS.md "Tasks"). */
 #define TS_PENDING   "PENDING"
 #define TS_RUNNING   "RUNNING"
@@ -41,14 +39,19 @@
 
 /* The in-memory part of the task whose batch is out at the agent. Lost
  * with the session (expiry, tsmd restart): the task then resumes from its
- * record, re-reading the card where its state is unknown. */
+ * record, re-reading the card where its state is unknown. Its kmsd
+ * objects outlive the task (flow_run_forget) until another task of the
+ * session starts or the session's connection closes: closing it drops
+ * them all in kmsd without a request. */
 struct flow_run {
 	char     task_id[STORE_ID_MAX + 1];
 	uint32_t step;			/* the task's step when the batch left */
 	size_t   n_sent;		/* APDUs in that batch */
 	/* KEY_REPLACE */
 	struct gp_scp03 *sc;
-	struct kms_keyset ks[2];	/* [0] the set the IU names, [1] new */
+	struct gp_scp03 *sc_done;	/* the one before sc, not released */
+	struct kms_keyset ks[2];	/* [0] the set the IU names, [1] new
+					 * (after PUT KEY: the replaced one) */
 	int      ks_open[2];
 	uint8_t  ks_kvn[2];
 	uint8_t  hc[16];		/* host challenge of the IU out */
@@ -79,8 +82,6 @@ struct flow {
 	pthread_mutex_t    mu;		/* everything below */
 	struct flow_sess  *sessions;
 	size_t             nsess;
-	struct gp_kms     *pool[FLOW_POOL_MAX];
-	size_t             npool;
 	uint32_t           seq;
 	pthread_cond_t     cv;
 	pthread_t          thr;
@@ -174,8 +175,10 @@ int  flow_out_add(struct flow_step *fs, const uint8_t *p, size_t n) WUR;
  * first request): fills fs->out with the next batch, or leaves it empty
  * when nothing is left. Returns 0, a transient error or ERR_INTERNAL. */
 int  flow_engine_run(struct flow_step *fs) WUR;
-/* Frees the in-memory run state (SCP03 session, key-set handles). */
+/* Frees the in-memory run state (SCP03 sessions, key-set handles). */
 void flow_run_clear(struct flow_sess *s);
+/* Ends the run's task but keeps its kmsd objects (struct flow_run). */
+void flow_run_forget(struct flow_sess *s);
 /* The session's own kmsd connection for SCP03 (opened on first use). */
 int  flow_sess_gp(struct flow *f, struct flow_sess *s, const char *sock) WUR;
 

@@ -352,8 +352,11 @@ iu_batch(struct flow_step *fs, const struct store_ssd *ssd, uint8_t kvn)
 	size_t an;
 	int rc;
 
+	/* The session this IU replaces is kept, not released: its keys go
+	 * with the connection (struct flow_run). */
 	if (s->run.sc != NULL) {
-		gp_scp03_free(s->run.sc);
+		gp_scp03_free(s->run.sc_done);
+		s->run.sc_done = s->run.sc;
 		s->run.sc = NULL;
 	}
 	s->run.hclen = ssd_s16(ssd) ? 16 : 8;
@@ -778,6 +781,21 @@ iu_fail(struct flow_step *fs, struct flow_task *t, const struct store_ssd *ssd,
 	    kvn_hex(ssd->kvn_pending, k1), kvn_hex(ssd->kvn_active, k2));
 }
 
+static void
+slots_swap(struct flow_run *r)
+{
+	struct kms_keyset ks = r->ks[0];
+	int open = r->ks_open[0];
+	uint8_t kvn = r->ks_kvn[0];
+
+	r->ks[0] = r->ks[1];
+	r->ks_open[0] = r->ks_open[1];
+	r->ks_kvn[0] = r->ks_kvn[1];
+	r->ks[1] = ks;
+	r->ks_open[1] = open;
+	r->ks_kvn[1] = kvn;
+}
+
 /* Anything but a clean, authenticated PUT KEY confirmation: the new keys
  * are not activated; the SSD stays uncertain for the next session. */
 static int __attribute__((format(printf, 3, 4)))
@@ -856,13 +874,9 @@ put_key_answer(struct flow_step *fs, struct flow_task *t,
 	snprintf(note, sizeof(note), "the card took KVN %s and confirmed its "
 	    "KCVs: active (KVN %s kept until the new keys are proven)",
 	    kvn_hex(kvn, k1), kvn_hex(old, k2));
-	/* The VERIFY batch uses the new set in slot 0. */
-	if (s->run.ks_open[0] && gp_kms_keyset_close(s->gk, &s->run.ks[0]) != 0)
-		log_msg(LOG_WARN, "event=flow_keyset_close_failed");
-	s->run.ks[0] = s->run.ks[1];
-	s->run.ks_open[0] = s->run.ks_open[1];
-	s->run.ks_kvn[0] = s->run.ks_kvn[1];
-	s->run.ks_open[1] = 0;
+	/* The VERIFY batch uses the new set in slot 0; the replaced one
+	 * stays open in slot 1 (struct flow_run). */
+	slots_swap(&s->run);
 	{
 		struct store_ssd now = *ssd;
 
