@@ -136,14 +136,15 @@ ks_del_each(void *arg, const struct store_keyset *r)
 }
 
 /*
- * Saves the task as the caller set it, with the SSD change, in one batch;
- * rebuilt when the SSD raced (a key sync, a state sync: then the task is
- * no longer live and ERR_WRONGSTATE comes back).
+ * Saves the task as the caller set it, with the SSD change c (NULL: none),
+ * in one batch; rebuilt when the SSD raced (a key sync, a state sync: then
+ * the task is no longer live and ERR_WRONGSTATE comes back).
  */
 static int
 kr_save(struct flow_step *fs, struct flow_task *t, const struct kr_change *c,
     const char *note)
 {
+	static const struct kr_change none;
 	const char *aid = flow_ctx_str(t, "sdAid");
 	struct store_batch *b = NULL;
 	struct store_ssd old, nw;
@@ -154,6 +155,8 @@ kr_save(struct flow_step *fs, struct flow_task *t, const struct kr_change *c,
 
 	if (aid == NULL)
 		return ERR_INTERNAL;
+	if (c == NULL)
+		c = &none;
 	snprintf(aidc, sizeof(aidc), "%s", aid);
 	snprintf(id, sizeof(id), "%s", t->r.id);
 	intent_take(&in, t);
@@ -218,22 +221,22 @@ static int __attribute__((format(printf, 6, 7)))
 kr_end(struct flow_step *fs, struct flow_task *t, const struct kr_change *c,
     int ok, int err, const char *fmt, ...)
 {
-	struct kr_change none;
+	struct kr_change end;
 	char msg[STORE_TEXT_MAX + 1], note[STORE_TEXT_MAX + 1];
 	va_list ap;
 
 	va_start(ap, fmt);
 	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (c == NULL) {
-		memset(&none, 0, sizeof(none));
-		c = &none;
-	}
-	((struct kr_change *)c)->clear_task = 1;
+	if (c != NULL)
+		end = *c;
+	else
+		memset(&end, 0, sizeof(end));
+	end.clear_task = 1;
 	flow_task_set(t, ok ? TS_DONE : TS_FAILED, t->r.step, ok ? 0 : err,
 	    "%s", ok ? "" : msg);
 	snprintf(note, sizeof(note), "%s: %.240s", ok ? "DONE" : "FAILED", msg);
-	return kr_save(fs, t, c, note);
+	return kr_save(fs, t, &end, note);
 }
 
 /* ---- the card exchanges ---------------------------------------------------- */
@@ -321,8 +324,6 @@ set_open(struct flow_step *fs, const char *se_id, const char *aid,
 		    kvn, master ? " (master set, diversified)" : "", err_name(rc));
 		goto out;
 	}
-	s->run.ks_open[slot] = 1;
-	s->run.ks_kvn[slot] = kvn;
 	/* A per-SE blob must be the set the record describes (GP KCVs). */
 	for (i = 0; !master && i < r.n_keys; i++) {
 		if (r.keys[i].kcv_len != 3)
@@ -332,10 +333,16 @@ set_open(struct flow_step *fs, const char *se_id, const char *aid,
 			    !ct_equal(s->run.ks[slot].kcv[j], r.keys[i].kcv, 3)) {
 				snprintf(why, cap, "key set KVN %02X: the blob's KCVs "
 				    "differ from the record's", kvn);
+				/* Not kept: the slot caches proven sets only. */
+				if (gp_kms_keyset_close(s->gk, &s->run.ks[slot]) != 0)
+					log_msg(LOG_WARN,
+					    "event=flow_keyset_close_failed");
 				rc = ERR_KCV;
 				goto out;
 			}
 	}
+	s->run.ks_open[slot] = 1;
+	s->run.ks_kvn[slot] = kvn;
 out:
 	store_keyset_cleanup(&r);
 	return rc;
@@ -474,7 +481,6 @@ iu_send(struct flow_step *fs, struct flow_task *t, const struct store_ssd *ssd,
     uint32_t step, uint8_t kvn, uint8_t alt, const struct kr_change *chg,
     const char *why0)
 {
-	struct kr_change none;
 	char note[STORE_TEXT_MAX + 1], why[200], k1[3], k2[3];
 	int rc;
 
@@ -498,10 +504,6 @@ iu_send(struct flow_step *fs, struct flow_task *t, const struct store_ssd *ssd,
 	    "%s%s", why0 ? why0 : "", why0 ? "; " : "", kr_step_name(step),
 	    ssd->sd_aid, kvn_hex(kvn, k1), alt ? ", then KVN " : "",
 	    alt ? kvn_hex(alt, k2) : "");
-	if (chg == NULL) {
-		memset(&none, 0, sizeof(none));
-		chg = &none;
-	}
 	rc = kr_save(fs, t, chg, note);
 	if (rc != 0)
 		json_array_clear(fs->out);

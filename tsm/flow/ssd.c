@@ -207,28 +207,49 @@ call_opts(const struct flow_step *fs, struct sei_client_opts *o)
 	o->deadline_us = fs->deadline_us > 1000000 ? fs->deadline_us - 500000 : 0;
 }
 
-/* The SEI-TSM's batch into ctx.out and fs->out. */
+/*
+ * The SEI-TSM's next batch (answer r to `what`): recorded in the task
+ * (ctx.out, step RELAY), then handed to the agent in fs->out. A batch
+ * too large for one agent batch or for the task record fails the task.
+ */
 static int
-take_batch(struct flow_step *fs, struct flow_task *t,
+relay_batch(struct flow_step *fs, struct flow_task *t, const char *what,
     const struct sei_result *r)
 {
-	json_t *a = json_array();
+	char note[STORE_TEXT_MAX + 1];
+	json_t *a;
 	size_t i;
+	int rc;
 
-	if (a == NULL)
+	if (r->apdus.n > FLOW_BATCH_MAX)
+		return finish(fs, t, 0, ERR_LIMIT, "%s: the SEI-TSM sent %zu APDUs "
+		    "in one batch (at most %d)", what, r->apdus.n, FLOW_BATCH_MAX);
+	if ((a = json_array()) == NULL)
 		return ERR_NOMEM;
 	for (i = 0; i < r->apdus.n; i++)
 		if (json_array_append_new(a, json_string(r->apdus.v[i])) != 0) {
 			json_decref(a);
 			return ERR_NOMEM;
 		}
-	json_object_set_new(t->ctx, "out", json_deep_copy(a));
+	json_object_set_new(t->ctx, "out", a);
 	json_object_del(t->ctx, "resp");
-	json_array_extend(fs->out, a);
-	json_decref(a);
 	json_object_set_new(t->ctx, "exchanges", json_integer(flow_ctx_int(t,
 	    "exchanges", 0) + 1));
-	return 0;
+	snprintf(note, sizeof(note), "RELAY: sei %s: resultCode 0, SEI task %s, "
+	    "%zu APDUs to the agent (HTTP %ld, %u attempt(s), %llu ms)", what,
+	    flow_ctx_str(t, "seiTaskId") ? flow_ctx_str(t, "seiTaskId") : "-",
+	    r->apdus.n, r->http_status, r->attempts,
+	    (unsigned long long)r->elapsed_ms);
+	rc = step_save(fs, t, RS_RELAY, note);
+	if (rc == ERR_TOOBIG) {
+		json_object_del(t->ctx, "out");
+		return finish(fs, t, 0, rc, "%s: the SEI-TSM's batch of %zu APDUs "
+		    "is too large to record (task context at most %d bytes)",
+		    what, r->apdus.n, STORE_CTX_MAX);
+	}
+	if (rc == 0 && json_array_extend(fs->out, a) != 0)
+		rc = ERR_NOMEM;
+	return rc;
 }
 
 /* What to do with a failed §9.1/§9.2 call. */
@@ -301,25 +322,8 @@ do_manage(struct flow_step *fs, struct flow_task *t)
 	flow_crash_point(fs->f, "relay.manage_answered");
 	json_object_set_new(t->ctx, "seiTaskId", json_string(r.task_id));
 	json_object_set_new(t->ctx, "peer", json_string(peer->sei_tsm_id));
-	if (r.done) {
-		rc = finish(fs, t, 1, 0, "%s: the SEI-TSM ended task %s at once",
-		    what, r.task_id);
-		goto out;
-	}
-	if (r.apdus.n > FLOW_BATCH_MAX) {
-		rc = finish(fs, t, 0, ERR_LIMIT, "%s: the SEI-TSM sent %zu APDUs in "
-		    "one batch (at most %d)", what, r.apdus.n, FLOW_BATCH_MAX);
-		goto out;
-	}
-	if ((rc = take_batch(fs, t, &r)) != 0)
-		goto out;
-	snprintf(note, sizeof(note), "RELAY: sei %s: resultCode 0, SEI task %s, "
-	    "%zu APDUs to the agent (HTTP %ld, %u attempt(s), %llu ms)", what,
-	    r.task_id, r.apdus.n, r.http_status, r.attempts,
-	    (unsigned long long)r.elapsed_ms);
-	rc = step_save(fs, t, RS_RELAY, note);
-	if (rc != 0)
-		json_array_clear(fs->out);
+	rc = r.done ? finish(fs, t, 1, 0, "%s: the SEI-TSM ended task %s at once",
+	    what, r.task_id) : relay_batch(fs, t, what, &r);
 out:
 	sei_result_cleanup(&r);
 	return rc;
@@ -364,25 +368,10 @@ do_instructions(struct flow_step *fs, struct flow_task *t)
 	}
 	flow_crash_point(fs->f, r.done ? "relay.done_answered" :
 	    "relay.instructions_answered");
-	if (r.done) {
-		rc = finish(fs, t, 1, 0, "the SEI-TSM ended task %s (%s) after %d "
-		    "exchange(s)", sei_task, r.result_message[0] ?
-		    r.result_message : "done", flow_ctx_int(t, "exchanges", 0) + 1);
-		goto out;
-	}
-	if (r.apdus.n > FLOW_BATCH_MAX) {
-		rc = finish(fs, t, 0, ERR_LIMIT, "9.2: the SEI-TSM sent %zu APDUs "
-		    "in one batch (at most %d)", r.apdus.n, FLOW_BATCH_MAX);
-		goto out;
-	}
-	if ((rc = take_batch(fs, t, &r)) != 0)
-		goto out;
-	snprintf(note, sizeof(note), "RELAY: sei 9.2: resultCode 0, %zu APDUs to "
-	    "the agent (HTTP %ld, %u attempt(s), %llu ms)", r.apdus.n,
-	    r.http_status, r.attempts, (unsigned long long)r.elapsed_ms);
-	rc = step_save(fs, t, RS_RELAY, note);
-	if (rc != 0)
-		json_array_clear(fs->out);
+	rc = r.done ? finish(fs, t, 1, 0, "the SEI-TSM ended task %s (%s) after "
+	    "%d exchange(s)", sei_task, r.result_message[0] ? r.result_message :
+	    "done", flow_ctx_int(t, "exchanges", 0) + 1) :
+	    relay_batch(fs, t, "9.2", &r);
 out:
 	sei_result_cleanup(&r);
 	return rc;
