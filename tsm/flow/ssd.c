@@ -293,7 +293,7 @@ do_manage(struct flow_step *fs, struct flow_task *t)
 	struct sei_client_opts o;
 	struct sei_call call;
 	struct sei_result r;
-	char note[STORE_TEXT_MAX + 1], what[40];
+	char what[40];
 	int rc;
 
 	snprintf(what, sizeof(what), "9.1 %s", op);
@@ -340,7 +340,6 @@ do_instructions(struct flow_step *fs, struct flow_task *t)
 	struct sei_client_opts o;
 	struct sei_call call;
 	struct sei_result r;
-	char note[STORE_TEXT_MAX + 1];
 	size_t i, n = json_array_size(resp);
 	int rc;
 

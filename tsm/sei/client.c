@@ -831,7 +831,6 @@ sei_ssd_instructions(const struct tsm_peer *peer, const struct sei_call *call,
 {
 	char summary[200];
 	json_t *b, *l;
-	size_t i;
 	int rc;
 
 	if ((rc = call_ok(peer, call, res)) != 0)
@@ -863,7 +862,6 @@ sei_token(const struct tsm_peer *peer, const struct sei_call *call,
 {
 	char summary[200];
 	json_t *b, *l;
-	size_t i;
 	int rc;
 
 	if ((rc = call_ok(peer, call, res)) != 0)
