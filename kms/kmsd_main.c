@@ -275,6 +275,8 @@ main(int argc, char **argv)
 		    "");
 		return 1;
 	}
+	/* The module and libcrypto ask for the pid on every call. */
+	p11_pid_cache();
 	if ((rc = p11_open(&d.p, d.cfg.module, d.cfg.token_uri)) != 0) {
 		log_msg(LOG_ERR, "event=token_open_failed err=%s", err_name(rc));
 		return 1;

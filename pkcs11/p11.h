@@ -35,6 +35,12 @@ int  p11_open(struct p11 **out, const char *module, const char *token_uri) WUR;
 int  p11_open_uninitialized(struct p11 **out, const char *module) WUR;
 /* Destroys every session (and so every session object) and finalizes. */
 void p11_close(struct p11 *p);
+/*
+ * From here on this process's getpid() answers from a cache that forks
+ * clear (pid.c). SoftHSM2 and OpenSSL ask for the pid on every call; kmsd
+ * turns this on at start. Other programs keep libc's getpid.
+ */
+void p11_pid_cache(void);
 
 /* Token-level facts for reports. */
 const char *p11_token_label(const struct p11 *p);

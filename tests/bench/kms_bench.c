@@ -4,7 +4,9 @@
  * ways in one run (raw OpenSSL in-process, PKCS#11 in-process through
  * pkcs11/, through kmsd over its socket), plus kmsd with 4 pipelining
  * connections, single-call latency percentiles, and the ratios the issue's
- * goals are stated in. Not a test: it prints numbers.
+ * goals are stated in (against the plain in-process line, ~90k CMAC/s as
+ * the issue puts it), and again against the in-process line with the
+ * getpid cache kmsd runs with. Not a test: it prints numbers.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -371,7 +373,7 @@ main(void)
 	struct kms_client *c;
 	struct p11 *p;
 	struct keystore ks;
-	struct p11_rates pr;
+	struct p11_rates pr, pc;
 	uint8_t keys[3][16], w[3][24];
 	uint32_t smac, enc;
 	double o[4], k1[4], k4[4], p50, p99;
@@ -402,6 +404,9 @@ main(void)
 	if (kmsenv_open_token(&E, &p, &ks) != 0)
 		die("token");
 	p11_rates(p, &ks, (const uint8_t (*)[24])w, &pr);
+	/* The same calls with the getpid cache kmsd runs with (pid.c). */
+	p11_pid_cache();
+	p11_rates(p, &ks, (const uint8_t (*)[24])w, &pc);
 	ks_free(&ks);
 	p11_close(p);
 	if (kms_connect(&c, E.sock, "bench") != 0)
@@ -438,7 +443,12 @@ main(void)
 	    "ecdsa %.3f\n", k4[0] / pr.cmac, k4[2] / pr.import, k4[3] / pr.ecdsa);
 	printf("  single-call CMAC latency through kmsd: p50 %.0f us (goal < 60), "
 	    "p99 %.0f us\n", p50, p99);
+	printf("pkcs11 in-process with kmsd's getpid cache: cmac %.0f, kcv %.0f, "
+	    "import %.0f, ecdsa %.0f\n", pc.cmac, pc.kcv, pc.import, pc.ecdsa);
+	printf("  kmsd 4 conns / that: cmac %.3f, import %.3f, ecdsa %.3f\n",
+	    k4[0] / pc.cmac, k4[2] / pc.import, k4[3] / pc.ecdsa);
 	printf("RESULT kms_cmac_4conn_ratio=%.3f kms_cmac_p50_us=%.0f "
-	    "kms_import_per_s=%.0f\n", k4[0] / pr.cmac, p50, k4[2]);
+	    "kms_import_per_s=%.0f kms_cmac_4conn_ratio_pidcache=%.3f\n",
+	    k4[0] / pr.cmac, p50, k4[2], k4[0] / pc.cmac);
 	return 0;
 }

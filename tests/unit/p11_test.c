@@ -2,10 +2,14 @@
  * p11_test.c - the PKCS#11 layer against a real SoftHSM2 token in a temp
  * directory: token selection by URI, login errors, the mechanism probe,
  * known answers (RFC 4493 CMAC, SP 800-38A ECB/CBC, RFC 3394 KW, RFC 4231
- * HMAC), ECDSA checked with OpenSSL, derivation, handle cache, threads.
+ * HMAC), ECDSA checked with OpenSSL, derivation, handle cache, threads,
+ * the fork-safe getpid cache.
  */
 #include <pthread.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <openssl/bn.h>
 #include <openssl/ec.h>
@@ -336,6 +340,58 @@ test_threads(void)
 	ok(bad == 0, "4 threads x 2000 CMACs, each on its own session, no error");
 }
 
+/* ---- the cached getpid (pkcs11/pid.c) ---- */
+
+static volatile int pid_stop;
+
+static void *
+pid_spinner(void *arg)
+{
+	long bad = 0;
+
+	(void)arg;
+	while (!pid_stop)
+		bad += getpid() != (pid_t)syscall(SYS_getpid);
+	return (void *)bad;
+}
+
+/*
+ * With p11_pid_cache getpid() is cached; a child must still see its own
+ * pid, also while another thread keeps filling the cache across the forks,
+ * and the parent its own afterwards. A stale pid in a child would let
+ * SoftHSM2 and OpenSSL's DRBG miss the fork.
+ */
+static void
+test_pid_cache(void)
+{
+	pid_t parent = (pid_t)syscall(SYS_getpid), c;
+	pthread_t t;
+	void *r;
+	int i, st, bad_child = 0;
+
+	p11_pid_cache();
+	ok(getpid() == parent && getpid() == parent, "getpid, cached");
+	pthread_create(&t, NULL, pid_spinner, NULL);
+	for (i = 0; i < 200; i++) {
+		c = fork();
+		if (c < 0)
+			bail("fork");
+		if (c == 0) {
+			pid_t a = getpid(), k = (pid_t)syscall(SYS_getpid);
+
+			_exit(a == k && a != parent && getpid() == k ? 0 : 1);
+		}
+		if (waitpid(c, &st, 0) != c || !WIFEXITED(st) ||
+		    WEXITSTATUS(st) != 0)
+			bad_child++;
+	}
+	pid_stop = 1;
+	pthread_join(t, &r);
+	is_int(bad_child, 0, "200 forks: each child's getpid is its own");
+	ok((long)r == 0, "a thread reading getpid across the forks: always right");
+	ok(getpid() == parent, "the parent's getpid after the forks");
+}
+
 int
 main(void)
 {
@@ -350,6 +406,7 @@ main(void)
 	test_kat();
 	test_asym_derive();
 	test_threads();
+	test_pid_cache();
 	ok(strcmp(p11_rv_name(CKR_WRAPPED_KEY_INVALID), "CKR_WRAPPED_KEY_INVALID") == 0 &&
 	    p11_map_rv(CKR_WRAPPED_KEY_INVALID) == ERR_UNWRAP &&
 	    p11_map_rv(CKR_KEY_HANDLE_INVALID) == ERR_HANDLE &&
