@@ -3,6 +3,7 @@
  * constant-time compare; process hardening. Runs in kmsd, kmsctl, tsmd.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -39,17 +40,36 @@ page_round(size_t n)
  * MADV_DONTDUMP so a core (if one is ever allowed) leaves it out. mlock
  * failing (RLIMIT_MEMLOCK) is logged once and tolerated: refusing to run
  * would push operators to worse workarounds.
+ *
+ * Freed one-page mappings are kept (wiped, still locked) for the next
+ * allocation: kmsd takes one per session key it derives without the
+ * token's SP 800-108 mechanism, and five system calls plus a TLB
+ * shootdown on both CPUs each time cost more than the derivation.
  */
+#define SECMEM_SPARE 8
+
+static pthread_mutex_t spare_mu = PTHREAD_MUTEX_INITIALIZER;
+static void *spare[SECMEM_SPARE];
+static size_t nspare;
+
 void *
 secmem_alloc(size_t n)
 {
 	static int warned;
 	size_t len;
-	void *p;
+	void *p = NULL;
 
 	if (n == 0)
 		n = 1;
 	len = page_round(n);
+	if (len == page_round(1)) {
+		pthread_mutex_lock(&spare_mu);
+		if (nspare > 0)
+			p = spare[--nspare];
+		pthread_mutex_unlock(&spare_mu);
+		if (p != NULL)
+			return p;
+	}
 	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 	    -1, 0);
 	if (p == MAP_FAILED)
@@ -66,6 +86,7 @@ void
 secmem_free(void *p, size_t n)
 {
 	size_t len;
+	int kept = 0;
 
 	if (p == NULL)
 		return;
@@ -73,6 +94,16 @@ secmem_free(void *p, size_t n)
 		n = 1;
 	len = page_round(n);
 	wipe(p, len);
+	if (len == page_round(1)) {
+		pthread_mutex_lock(&spare_mu);
+		if (nspare < SECMEM_SPARE) {
+			spare[nspare++] = p;
+			kept = 1;
+		}
+		pthread_mutex_unlock(&spare_mu);
+	}
+	if (kept)
+		return;
 	(void)munlock(p, len);
 	(void)munmap(p, len);
 }

@@ -88,7 +88,19 @@ test_misc(void)
 	ok(ct_equal("abcd", "abcd", 4) && !ct_equal("abcd", "abce", 4), "ct_equal");
 	p = secmem_alloc(100);
 	ok(p != NULL && ((uint8_t *)p)[99] == 0, "secmem_alloc zeroed");
+	/* A freed page is kept for reuse: it must come back wiped. */
+	if (p != NULL)
+		memset(p, 0xA5, 100);
 	secmem_free(p, 100);
+	{
+		uint8_t *q = secmem_alloc(32), zero[4096] = { 0 };
+		long pg = sysconf(_SC_PAGESIZE);
+
+		ok(q != NULL && pg > 0 && pg <= 4096 &&
+		    memcmp(q, zero, (size_t)pg) == 0,
+		    "secmem_alloc after a free: the whole page zeroed");
+		secmem_free(q, 32);
+	}
 	ok(strcmp(err_name(ERR_KCV), "ERR_KCV") == 0 &&
 	    strcmp(err_str(ERR_KCV), "key check value mismatch") == 0, "error table");
 	if (mkdtemp(tmpl) == NULL)
