@@ -4,10 +4,13 @@
  * txn of one write txn, commits once with a full sync, wakes the callers).
  * Runs in tsmd; values are checked to decode before they are queued.
  */
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "tsm/store/store_int.h"
 
@@ -744,6 +747,64 @@ group_apply(struct store *st, struct store_req **reqs, size_t n,
 	group_one_by_one(st, reqs, n, commits);
 }
 
+/*
+ * Keeps written zeros ahead of the last page LMDB uses. A commit that puts
+ * pages past the end of the file grows it, and then each of its syncs also
+ * allocates blocks and writes the inode: on this VM twice the CPU of
+ * overwriting blocks that exist (143 vs 70 us per 12 KiB write +
+ * fdatasync), most of it virtio notifications. About a quarter of the
+ * commits in a key-replacement run grew the file. LMDB writes pages at
+ * their offsets and never reads past its last page, so zeros there are
+ * invisible to it; only this thread writes the file, and only between
+ * commits. The zeros run at most a quarter of the used size ahead (from
+ * 256 KiB, at most 16 MiB, never past the map size). Best effort: a
+ * failure only means the next commits grow the file themselves.
+ */
+#define EXT_MIN (256u << 10)
+#define EXT_MAX (16u << 20)
+
+static void
+preextend(struct store *st)
+{
+	static const uint8_t zero[64 << 10];
+	MDB_envinfo ei;
+	MDB_stat ms;
+	struct stat sb;
+	uint64_t used, ahead, want, off;
+	ssize_t w;
+	size_t n;
+	int fd;
+
+	if (mdb_env_info(st->env, &ei) != 0 || mdb_env_stat(st->env, &ms) != 0)
+		return;
+	used = ((uint64_t)ei.me_last_pgno + 1) * ms.ms_psize;
+	ahead = used / 4 < EXT_MIN ? EXT_MIN : used / 4 > EXT_MAX ? EXT_MAX :
+	    used / 4;
+	if (used + ahead / 2 <= st->ext_end)
+		return;
+	want = used + ahead;
+	if (want > ei.me_mapsize)
+		want = ei.me_mapsize;
+	if (mdb_env_get_fd(st->env, &fd) != 0 || fstat(fd, &sb) != 0)
+		return;
+	off = (uint64_t)sb.st_size;
+	if (off < used)		/* cannot be: LMDB wrote its pages */
+		return;
+	while (off < want) {
+		n = want - off < sizeof(zero) ? (size_t)(want - off) : sizeof(zero);
+		w = pwrite(fd, zero, n, (off_t)off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			break;
+		off += (uint64_t)w;
+	}
+	if (off > (uint64_t)sb.st_size && fdatasync(fd) != 0)
+		log_msg(LOG_WARN, "event=store_preextend_sync_failed errno=%d",
+		    errno);
+	st->ext_end = off > want ? off : want;
+}
+
 void *
 store_writer_main(void *arg)
 {
@@ -799,6 +860,9 @@ store_writer_main(void *arg)
 		if (n > st->stats.max_group)
 			st->stats.max_group = n;
 		pthread_cond_broadcast(&st->done);
+		pthread_mutex_unlock(&st->mu);
+		preextend(st);
+		pthread_mutex_lock(&st->mu);
 	}
 	pthread_mutex_unlock(&st->mu);
 	free(grp);

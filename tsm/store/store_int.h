@@ -69,6 +69,7 @@ struct store {
 	int      writer_started;
 	pthread_t writer;
 	struct store_stats stats;
+	uint64_t ext_end;	/* writer: file bytes known written (preextend) */
 };
 
 /* The one place LMDB return codes become project errors. */
