@@ -835,7 +835,7 @@ store_writer_main(void *arg)
 			st->stats.failed += one->result != 0;
 			st->stats.commits += commits;
 			one->done = 1;
-			pthread_cond_broadcast(&st->done);
+			pthread_cond_signal(&one->cv);
 			continue;
 		}
 		while (st->head != NULL && n < st->max_group) {
@@ -850,16 +850,19 @@ store_writer_main(void *arg)
 		group_apply(st, grp, n, &commits);
 
 		pthread_mutex_lock(&st->mu);
+		/* Only the finished callers wake, each on its own condition
+		 * (a broadcast woke every waiter for every group); grp[i]
+		 * may vanish once the lock is released. */
 		for (i = failed = 0; i < n; i++) {
 			failed += grp[i]->result != 0;
-			grp[i]->done = 1;	/* grp[i] may vanish after unlock */
+			grp[i]->done = 1;
+			pthread_cond_signal(&grp[i]->cv);
 		}
 		st->stats.batches += n;
 		st->stats.failed += failed;
 		st->stats.commits += commits;
 		if (n > st->stats.max_group)
 			st->stats.max_group = n;
-		pthread_cond_broadcast(&st->done);
 		pthread_mutex_unlock(&st->mu);
 		preextend(st);
 		pthread_mutex_lock(&st->mu);
@@ -883,9 +886,12 @@ submit(struct store *st, const struct store_batch *b, uint32_t *purged)
 		return 0;
 	memset(&r, 0, sizeof(r));
 	r.b = b;
+	if (pthread_cond_init(&r.cv, NULL) != 0)
+		return ERR_NOMEM;
 	pthread_mutex_lock(&st->mu);
 	if (st->stop) {
 		pthread_mutex_unlock(&st->mu);
+		pthread_cond_destroy(&r.cv);
 		return ERR_CLOSED;
 	}
 	if (st->tail != NULL)
@@ -895,8 +901,9 @@ submit(struct store *st, const struct store_batch *b, uint32_t *purged)
 	st->tail = &r;
 	pthread_cond_signal(&st->wake);
 	while (!r.done)
-		pthread_cond_wait(&st->done, &st->mu);
+		pthread_cond_wait(&r.cv, &st->mu);
 	pthread_mutex_unlock(&st->mu);
+	pthread_cond_destroy(&r.cv);
 	if (purged != NULL)
 		*purged = r.purged;
 	return r.result;

@@ -290,11 +290,6 @@ store_open(struct store **out, const char *dir, const struct store_opts *opts)
 		goto out;
 	}
 	locks = 2;
-	if (pthread_cond_init(&st->done, NULL) != 0) {
-		rc = ERR_NOMEM;
-		goto out;
-	}
-	locks = 3;
 	if (!st->readonly) {
 		if (pthread_create(&st->writer, NULL, store_writer_main, st) != 0) {
 			rc = ERR_NOMEM;
@@ -307,8 +302,6 @@ store_open(struct store **out, const char *dir, const struct store_opts *opts)
 	rc = 0;
 out:
 	if (st != NULL) {
-		if (locks >= 3)
-			pthread_cond_destroy(&st->done);
 		if (locks >= 2)
 			pthread_cond_destroy(&st->wake);
 		if (locks >= 1)
@@ -332,7 +325,6 @@ store_close(struct store *st)
 		pthread_mutex_unlock(&st->mu);
 		pthread_join(st->writer, NULL);
 	}
-	pthread_cond_destroy(&st->done);
 	pthread_cond_destroy(&st->wake);
 	pthread_mutex_destroy(&st->mu);
 	mdb_env_close(st->env);

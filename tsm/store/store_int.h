@@ -51,6 +51,7 @@ struct store_req {
 	const struct store_batch *b;
 	int      result;
 	int      done;
+	pthread_cond_t cv;	/* the caller sleeps here until done */
 	uint32_t purged;
 	struct store_req *next;
 };
@@ -63,7 +64,6 @@ struct store {
 
 	pthread_mutex_t mu;	/* guards everything below */
 	pthread_cond_t  wake;	/* writer: the queue has work or stop is set */
-	pthread_cond_t  done;	/* callers: some req finished */
 	struct store_req *head, *tail;
 	int      stop;
 	int      writer_started;
