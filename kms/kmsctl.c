@@ -104,6 +104,9 @@ struct share {
 	uint8_t check[8];
 };
 
+/* The serial in a share written before C_InitToken gave the token one. */
+#define SHARE_SERIAL_PENDING "pending"
+
 static void
 share_digest(const struct share *s, uint8_t out[8])
 {
@@ -269,7 +272,13 @@ shares_combine(struct ctl *c, const char *serial, char *pinhex)
 			die_msg("%s", why);
 			goto out;
 		}
-		if (strcmp(sh[i].serial, serial) != 0) {
+		if (strcmp(sh[i].serial, SHARE_SERIAL_PENDING) == 0) {
+			/* init wrote it before the token had a serial and could
+			 * not rewrite it; the PIN check still binds it. */
+			fprintf(stderr, "kmsctl: note: %s has token-serial=%s "
+			    "(written during init); the PIN check decides\n",
+			    c->share_files[i], SHARE_SERIAL_PENDING);
+		} else if (strcmp(sh[i].serial, serial) != 0) {
 			die_msg("%s is a share of token %s, not of this token (%s)",
 			    c->share_files[i], sh[i].serial, serial);
 			rc = ERR_AUTH;
@@ -573,6 +582,26 @@ ctl_kmsd_reload(struct ctl *c)
 
 /* ---- init ---- */
 
+/* DIR/NAME.share for custodian i: the i-th of the comma-separated names,
+ * or "custodian<i+1>"; the name goes to nm. */
+static void
+share_path(char *path, size_t cap, const char *dir, const char *names,
+    unsigned i, char *nm, size_t nmcap)
+{
+	const char *p = names;
+	unsigned k;
+
+	snprintf(nm, nmcap, "custodian%u", i + 1);
+	for (k = 0; p != NULL && k < i; k++) {
+		p = strchr(p, ',');
+		if (p)
+			p++;
+	}
+	if (p != NULL && *p && *p != ',')
+		snprintf(nm, nmcap, "%.*s", (int)strcspn(p, ","), p);
+	snprintf(path, cap, "%s/%s.share", dir, nm);
+}
+
 static int
 cmd_init(struct ctl *c, int argc, char **argv)
 {
@@ -591,9 +620,11 @@ cmd_init(struct ctl *c, int argc, char **argv)
 	uint8_t *sec, xs[CTL_MAX_SHARES], *ushares[CTL_MAX_SHARES],
 	    *sshares[CTL_MAX_SHARES], set[8], chk[8];
 	struct share *sh;
+	const char *p;
 	unsigned n = 0, m = 0, i;
 	uint32_t v;
-	int opt, rc;
+	size_t len;
+	int opt, rc, pass;
 
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "h", o, NULL)) != -1) {
@@ -611,7 +642,11 @@ cmd_init(struct ctl *c, int argc, char **argv)
 			    "shown: both are split into N Shamir shares, any M of which rebuild\n"
 			    "them; each custodian's share goes to its own file (mode 0400,\n"
 			    "default VAR/kms/shares/). Creates the audit key. With\n"
-			    "--insecure-pin-file the user PIN is also written to F (demo/CI only).\n");
+			    "--insecure-pin-file the user PIN is also written to F (demo/CI only).\n"
+			    "Every share is written before the token is initialised (with\n"
+			    "token-serial=pending, then rewritten with the serial): a share that\n"
+			    "cannot be written leaves the token untouched. Existing share files\n"
+			    "are never overwritten.\n");
 			return 0;
 		default: return 2;
 		}
@@ -620,6 +655,17 @@ cmd_init(struct ctl *c, int argc, char **argv)
 		die_msg("need --custodians N (1-%d) and --threshold M (1..N)",
 		    CTL_MAX_SHARES);
 		return 2;
+	}
+	/* Each name becomes a file name under the shares directory. */
+	for (p = names; p != NULL && *p; p += len + (p[len] == ',')) {
+		len = strcspn(p, ",");
+		if (len == 0 || len > 40 || p[0] == '.' ||
+		    strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+		    "0123456789._-") < len) {
+			die_msg("custodian name '%.*s': 1-40 of A-Z a-z 0-9 . _ - "
+			    "(not starting with a dot)", (int)(len > 60 ? 60 : len), p);
+			return 2;
+		}
 	}
 	if (dir == NULL) {
 		snprintf(sdir, sizeof(sdir), "%s/kms/shares", c->var);
@@ -650,44 +696,76 @@ cmd_init(struct ctl *c, int argc, char **argv)
 	}
 	hex_encode(sec, CTL_PIN_RAW, userhex);
 	hex_encode(sec + CTL_PIN_RAW, CTL_PIN_RAW, sohex);
-	if ((rc = p11_init_token(c->p, label, sohex, userhex)) != 0) {
-		die_msg("token initialisation failed: %s", p11_last_error());
-		goto out;
-	}
 	if ((rc = shamir_split(sec, CTL_PIN_RAW, n, m, xs, ushares)) != 0 ||
 	    (rc = shamir_split(sec + CTL_PIN_RAW, CTL_PIN_RAW, n, m, xs,
 	    sshares)) != 0)
 		goto out;
 	shamir_pin_check(set, sec, CTL_PIN_RAW, chk);
+	/* Never over another token's shares (they may be all that opens it). */
 	for (i = 0; i < n; i++) {
-		const char *p = names;
-		unsigned k;
-
-		snprintf(nm, sizeof(nm), "custodian%u", i + 1);
-		for (k = 0; p != NULL && k < i; k++) {
-			p = strchr(p, ',');
-			if (p)
-				p++;
-		}
-		if (p != NULL && *p && *p != ',')
-			snprintf(nm, sizeof(nm), "%.*s", (int)strcspn(p, ","), p);
-		memset(sh, 0, sizeof(*sh));
-		snprintf(sh->serial, sizeof(sh->serial), "%s", p11_token_serial(c->p));
-		snprintf(sh->label, sizeof(sh->label), "%s", label);
-		snprintf(sh->custodian, sizeof(sh->custodian), "%s", nm);
-		memcpy(sh->set, set, 8);
-		memcpy(sh->check, chk, 8);
-		sh->x = xs[i];
-		sh->threshold = (uint8_t)m;
-		sh->count = (uint8_t)n;
-		memcpy(sh->user, ushares[i], CTL_PIN_RAW);
-		memcpy(sh->so, sshares[i], CTL_PIN_RAW);
-		snprintf(path, sizeof(path), "%s/%s.share", dir, nm);
-		(void)unlink(path);
-		if ((rc = share_write(path, sh)) != 0) {
-			die_msg("cannot write %s", path);
+		share_path(path, sizeof(path), dir, names, i, nm, sizeof(nm));
+		if (access(path, F_OK) == 0 || errno != ENOENT) {
+			die_msg("%s exists: kmsctl init never overwrites a share "
+			    "file; move it away first (the token is untouched)", path);
+			rc = ERR_EXISTS;
 			goto out;
 		}
+	}
+	/*
+	 * Every share is on disk before the token is touched: a share that
+	 * cannot be written leaves the token uninitialised, and a crash
+	 * between the token's initialisation and the last share leaves only
+	 * shares that rebuild its PINs. The token's serial exists only after
+	 * C_InitToken, so the shares are first written with token-serial
+	 * "pending" and then rewritten (each atomically) with the serial.
+	 */
+	for (pass = 0; pass < 2; pass++) {
+		if (pass == 1 &&
+		    (rc = p11_init_token(c->p, label, sohex, userhex)) != 0) {
+			die_msg("token initialisation failed: %s", p11_last_error());
+			for (i = 0; i < n; i++) {
+				share_path(path, sizeof(path), dir, names, i, nm,
+				    sizeof(nm));
+				(void)unlink(path);
+			}
+			goto out;
+		}
+		for (i = 0; i < n; i++) {
+			share_path(path, sizeof(path), dir, names, i, nm, sizeof(nm));
+			memset(sh, 0, sizeof(*sh));
+			snprintf(sh->serial, sizeof(sh->serial), "%s", pass == 0 ?
+			    SHARE_SERIAL_PENDING : p11_token_serial(c->p));
+			snprintf(sh->label, sizeof(sh->label), "%s", label);
+			snprintf(sh->custodian, sizeof(sh->custodian), "%s", nm);
+			memcpy(sh->set, set, 8);
+			memcpy(sh->check, chk, 8);
+			sh->x = xs[i];
+			sh->threshold = (uint8_t)m;
+			sh->count = (uint8_t)n;
+			memcpy(sh->user, ushares[i], CTL_PIN_RAW);
+			memcpy(sh->so, sshares[i], CTL_PIN_RAW);
+			if ((rc = share_write(path, sh)) == 0)
+				continue;
+			if (pass == 0) {
+				die_msg("cannot write %s: %s; the token is untouched",
+				    path, err_str(rc));
+				while (i-- > 0) {
+					share_path(path, sizeof(path), dir, names, i,
+					    nm, sizeof(nm));
+					(void)unlink(path);
+				}
+				goto out;
+			}
+			/* The pending version is still there and still
+			 * rebuilds the PINs (unseal accepts it). */
+			fprintf(stderr, "kmsctl: warning: cannot rewrite %s with the "
+			    "token serial (%s); it keeps token-serial=%s and still "
+			    "works\n", path, err_str(rc), SHARE_SERIAL_PENDING);
+			rc = 0;
+		}
+	}
+	for (i = 0; i < n; i++) {
+		share_path(path, sizeof(path), dir, names, i, nm, sizeof(nm));
 		printf("share %u of %u (quorum %u) for %s: %s\n", i + 1, n, m, nm,
 		    path);
 	}
