@@ -509,6 +509,7 @@ keyset_rewrap(struct kmsd *d, const uint8_t *blob, size_t n, struct buf *out,
 	uint8_t mech, usage;
 	char lab[KS_LABEL_MAX];
 	uint32_t ver;
+	unsigned seen = 0;
 	p11_obj kek, ck;
 	int rc;
 
@@ -534,10 +535,16 @@ keyset_rewrap(struct kmsd *d, const uint8_t *blob, size_t n, struct buf *out,
 		return rc;
 	kcv_spec(&s, 1, (d->caps & P11_CAP_TRUSTED_WRAP) != 0);
 	for (i = 0; i < h.n; i++) {
-		if (rd_u8(&r, &usage) != 0 || rd_lv16(&r, &w, &wl) != 0) {
+		/* The same member checks as keyset_open: a usage out of range
+		 * or given twice is never carried into a new blob. */
+		if (rd_u8(&r, &usage) != 0 || usage < KMS_USE_ENC ||
+		    usage > KMS_USE_DEK || (seen & (1u << usage)) ||
+		    rd_lv16(&r, &w, &wl) != 0) {
+			snprintf(msg, cap, "member %zu: bad usage or length", i);
 			rc = ERR_BLOB;
 			goto out;
 		}
+		seen |= 1u << usage;
 		m[i].usage = usage;
 		if ((rc = p11_unwrap(d->p, P11_WRAP_AES_KW, kek, w, wl, CKK_AES,
 		    kms_alg_keylen(h.alg), &s, &m[i].obj)) != 0) {
