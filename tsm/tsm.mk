@@ -23,6 +23,10 @@ http_config_test_LIBS := http tsmconf kmsclient base
 http_sig_test_SRCS := tests/unit/http_sig_test.c
 http_sig_test_LIBS := http tsmconf kmsclient base
 
+TESTS += http_pool_test
+http_pool_test_SRCS := tests/integration/http_pool_test.c
+http_pool_test_LIBS := http tsmconf kmsclient base
+
 TESTS += tsmd_test tsmd_kms_test
 tsmd_test_SRCS := tests/integration/tsmd_test.c
 tsmd_test_LIBS := http tsmconf kmsclient base

@@ -292,7 +292,7 @@ h_resp(struct http_req *rq, struct http_resp *rs, void *arg)
 int
 flow_agent_routes(struct http_router *r, struct flow *f)
 {
-	const struct http_route_ext ext = { agent_error_json, 0 };
+	const struct http_route_ext ext = { .error = agent_error_json };
 	enum http_auth auth = f->cfg->flows.agent_auth ==
 	    TSM_AGENT_AUTH_CLIENT_CERT ? HTTP_AUTH_CLIENT_CERT : HTTP_AUTH_NONE;
 	int rc;

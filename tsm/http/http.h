@@ -117,6 +117,10 @@ struct http_route_ext {
 				 * store batch, so a full in-memory replay
 				 * cache lets the request through to it
 				 * instead of answering 503 */
+	int inline_ok;		/* the handler never waits (no store commit,
+				 * no SEI-TSM, at most a cached kmsd probe):
+				 * it runs on MHD's thread, without the
+				 * hand-off to a worker */
 };
 
 /* Sets the options of the route with exactly this method and pattern.

@@ -25,6 +25,7 @@
 #define DISCARD_MAX      (16u * 1024u * 1024u)
 #define CERT_RECHECK_MS  300000		/* re-verify a connection's cert */
 #define RESP_HEADERS_MAX 16
+#define HTTP_IO_THREADS  2		/* MHD threads, at most */
 
 struct conn_ctx {
 	int                     cert_state;	/* CERT_* */
@@ -32,6 +33,22 @@ struct conn_ctx {
 	struct http_client_cert cert;
 };
 enum { CERT_UNKNOWN = 0, CERT_OK, CERT_NONE, CERT_BAD };
+
+/*
+ * Handlers run on a pool of `limits.workers` threads, not on MHD's: a
+ * request whose body is in is suspended, queued, handled by a worker and
+ * resumed. A handler waiting on a durable commit, kmsd or an SEI-TSM then
+ * holds a worker, never the MHD thread that also serves other keep-alive
+ * connections (MHD hands a burst of new connections to one thread).
+ */
+struct http_pool {
+	pthread_mutex_t  mu;
+	pthread_cond_t   cv;
+	struct http_req *head, *tail;
+	int              stop;
+	unsigned         n;		/* threads started */
+	pthread_t       *th;
+};
 
 struct http_server {
 	struct MHD_Daemon  *d;
@@ -43,6 +60,7 @@ struct http_server {
 	uint16_t            port;
 	uint32_t            rid_prefix;
 	uint64_t            rid_next;
+	struct http_pool    pool;
 };
 
 struct http_resp {
@@ -83,7 +101,13 @@ struct http_req {
 	int                        queued;
 	const char                 *why;	/* short reason for the log */
 	struct http_resp           rs;
+	int                        job;		/* RQ_*: where the handler is */
+	struct http_req           *qnext;
+	struct buf                 out;		/* the answer's bytes, made once */
+	char                      *sig_hdr;	/* its X-TSM-Signature, if any */
+	int                        out_made;
 };
+enum { RQ_NONE = 0, RQ_QUEUED, RQ_DONE };
 
 /* ---- small helpers ---- */
 
@@ -663,10 +687,10 @@ req_finish(struct http_req *rq)
 	}
 }
 
-/* Signs an SEI-TSM answer (same METHOD and PATH as the request). */
-static void
-sei_sign(struct http_req *rq, const uint8_t *body, size_t n,
-    struct MHD_Response *r)
+/* The X-TSM-Signature of an SEI-TSM answer (same METHOD and PATH as the
+ * request), or NULL. */
+static char *
+sei_sign(struct http_req *rq, const uint8_t *body, size_t n)
 {
 	char hdr[256];
 	int rc;
@@ -676,9 +700,50 @@ sei_sign(struct http_req *rq, const uint8_t *body, size_t n,
 	if (rc != 0) {
 		log_msg(LOG_WARN, "event=sig_sign_failed rid=%s peer=%s err=%s",
 		    rq->id, rq->peer->sei_tsm_id, err_name(rc));
-		return;
+		return NULL;
 	}
-	(void)MHD_add_response_header(r, HTTP_SIG_HEADER, hdr);
+	return strdup(hdr);
+}
+
+/*
+ * The answer's bytes and signature, made once, on the thread that ran the
+ * handler (a worker: the signature is a kmsd call on its connection).
+ */
+static void
+answer_make(struct http_req *rq)
+{
+	struct http_resp *rs = &rq->rs;
+	char *dump = NULL;
+	size_t i;
+	int presigned = 0;
+
+	if (rq->out_made)
+		return;
+	rq->out_made = 1;
+	buf_init(&rq->out);
+	if (rs->json != NULL) {
+		dump = json_dumps(rs->json, JSON_COMPACT);
+		if (dump == NULL) {
+			answer(rq, 500, "internal_error", "internal error");
+			dump = json_dumps(rs->json, JSON_COMPACT);
+		}
+		if (dump != NULL && buf_put(&rq->out, dump, strlen(dump)) != 0)
+			buf_reset(&rq->out);
+		if (dump != NULL) {
+			wipe(dump, strlen(dump));
+			free(dump);
+		}
+	} else if (rs->body.len > 0 &&
+	    buf_put(&rq->out, rs->body.p, rs->body.len) != 0)
+		buf_reset(&rq->out);
+	for (i = 0; i < rs->nh; i++)
+		presigned |= strcasecmp(rs->hname[i], HTTP_SIG_HEADER) == 0;
+	/* A handler may have signed its answer itself (to overlap the kmsd
+	 * round trip with other work): then it is not signed twice. */
+	if (rq->peer != NULL && rq->rt != NULL &&
+	    rq->rt->auth == HTTP_AUTH_SEI_PEER && rq->why == NULL && !presigned)
+		rq->sig_hdr = sei_sign(rq, rq->out.p ? rq->out.p :
+		    (const uint8_t *)"", rq->out.len);
 }
 
 static enum MHD_Result
@@ -686,52 +751,119 @@ send_answer(struct http_req *rq)
 {
 	struct http_resp *rs = &rq->rs;
 	struct MHD_Response *r;
-	char *dump = NULL;
-	const uint8_t *p;
-	size_t n, i;
-	int presigned = 0;
+	size_t i;
 	enum MHD_Result ret;
 
-	if (rs->json != NULL) {
-		dump = json_dumps(rs->json, JSON_COMPACT);
-		if (dump == NULL) {
-			answer(rq, 500, "internal_error", "internal error");
-			dump = json_dumps(rs->json, JSON_COMPACT);
-		}
-		p = (const uint8_t *)(dump ? dump : "");
-		n = dump ? strlen(dump) : 0;
-	} else {
-		p = rs->body.p ? rs->body.p : (const uint8_t *)"";
-		n = rs->body.len;
-	}
-	r = MHD_create_response_from_buffer(n, (void *)p, MHD_RESPMEM_MUST_COPY);
-	if (r == NULL) {
-		ret = MHD_NO;
-		goto out;
-	}
+	answer_make(rq);
+	r = MHD_create_response_from_buffer(rq->out.len, rq->out.p ?
+	    (void *)rq->out.p : (void *)"", MHD_RESPMEM_MUST_COPY);
+	if (r == NULL)
+		return MHD_NO;
 	if (rs->ctype[0])
 		(void)MHD_add_response_header(r, "Content-Type", rs->ctype);
 	(void)MHD_add_response_header(r, "X-Request-Id", rq->id);
 	(void)MHD_add_response_header(r, "Cache-Control", "no-store");
 	(void)MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-	for (i = 0; i < rs->nh; i++) {
+	for (i = 0; i < rs->nh; i++)
 		(void)MHD_add_response_header(r, rs->hname[i], rs->hvalue[i]);
-		presigned |= strcasecmp(rs->hname[i], HTTP_SIG_HEADER) == 0;
-	}
-	/* A handler may have signed its answer itself (to overlap the kmsd
-	 * round trip with other work): then it is not signed twice. */
-	if (rq->peer != NULL && rq->rt != NULL &&
-	    rq->rt->auth == HTTP_AUTH_SEI_PEER && rq->why == NULL && !presigned)
-		sei_sign(rq, p, n, r);
+	if (rq->sig_hdr != NULL)
+		(void)MHD_add_response_header(r, HTTP_SIG_HEADER, rq->sig_hdr);
 	ret = MHD_queue_response(rq->conn, (unsigned int)rs->status, r);
 	MHD_destroy_response(r);
 	rq->queued = ret == MHD_YES;
-out:
-	if (dump != NULL) {
-		wipe(dump, n);
-		free(dump);
-	}
 	return ret;
+}
+
+/* ---- the handler pool ---- */
+
+static void *
+pool_main(void *arg)
+{
+	struct http_server *s = arg;
+	struct http_pool *q = &s->pool;
+	struct http_req *rq;
+
+	for (;;) {
+		pthread_mutex_lock(&q->mu);
+		while (q->head == NULL && !q->stop)
+			pthread_cond_wait(&q->cv, &q->mu);
+		if ((rq = q->head) == NULL) {	/* stopping, queue drained */
+			pthread_mutex_unlock(&q->mu);
+			break;
+		}
+		q->head = rq->qnext;
+		if (q->head == NULL)
+			q->tail = NULL;
+		pthread_mutex_unlock(&q->mu);
+
+		if (rq->rs.status == 0)
+			req_finish(rq);
+		answer_make(rq);
+		pthread_mutex_lock(&q->mu);
+		rq->job = RQ_DONE;
+		pthread_mutex_unlock(&q->mu);
+		/* MHD calls on_access again, which queues the answer. */
+		MHD_resume_connection(rq->conn);
+	}
+	tsm_kms_cleanup();
+	return NULL;
+}
+
+/* Suspends rq's connection and hands rq to a worker (which cannot take
+ * it, and so cannot resume, before the suspension). 0, or ERR_CLOSED once
+ * the pool stops: then nothing happened and the caller handles it. */
+static int
+pool_put(struct http_server *s, struct http_req *rq)
+{
+	struct http_pool *q = &s->pool;
+
+	pthread_mutex_lock(&q->mu);
+	if (q->stop || q->n == 0) {
+		pthread_mutex_unlock(&q->mu);
+		return ERR_CLOSED;
+	}
+	MHD_suspend_connection(rq->conn);
+	rq->job = RQ_QUEUED;
+	rq->qnext = NULL;
+	if (q->tail != NULL)
+		q->tail->qnext = rq;
+	else
+		q->head = rq;
+	q->tail = rq;
+	pthread_cond_signal(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+	return 0;
+}
+
+static int
+pool_start(struct http_server *s, unsigned n)
+{
+	struct http_pool *q = &s->pool;
+
+	if ((q->th = calloc(n, sizeof(*q->th))) == NULL)
+		return ERR_NOMEM;
+	for (q->n = 0; q->n < n; q->n++)
+		if (pthread_create(&q->th[q->n], NULL, pool_main, s) != 0)
+			break;
+	return q->n > 0 ? 0 : ERR_NOMEM;
+}
+
+/* Lets the workers finish every queued request, then joins them. */
+static void
+pool_stop(struct http_server *s)
+{
+	struct http_pool *q = &s->pool;
+	unsigned i;
+
+	pthread_mutex_lock(&q->mu);
+	q->stop = 1;
+	pthread_cond_broadcast(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+	for (i = 0; i < q->n; i++)
+		pthread_join(q->th[i], NULL);
+	free(q->th);
+	q->th = NULL;
+	q->n = 0;
 }
 
 /* ---- MHD callbacks ---- */
@@ -779,6 +911,7 @@ on_access(void *cls, struct MHD_Connection *conn, const char *url,
 	struct http_server *s = cls;
 	struct http_req *rq = *con_cls;
 	size_t n;
+	int job;
 
 	if (rq == NULL) {
 		if ((rq = req_new(s, conn, url, method)) == NULL)
@@ -815,8 +948,18 @@ on_access(void *cls, struct MHD_Connection *conn, const char *url,
 	}
 	if (rq->queued)
 		return MHD_YES;
-	if (rq->rs.status == 0)
+	pthread_mutex_lock(&s->pool.mu);
+	job = rq->job;
+	pthread_mutex_unlock(&s->pool.mu);
+	if (job == RQ_QUEUED)		/* cannot be: the connection waits */
+		return MHD_YES;
+	if (job == RQ_NONE && rq->rs.status == 0) {
+		/* Inline: a route that never waits, or the pool has stopped. */
+		if (!(rq->rt != NULL && rq->rt->ext.inline_ok) &&
+		    pool_put(s, rq) == 0)
+			return MHD_YES;
 		req_finish(rq);
+	}
 	return send_answer(rq);
 }
 
@@ -849,6 +992,9 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	    toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
 	json_decref(rq->json);
 	buf_free(&rq->body);
+	if (rq->out_made)
+		buf_free(&rq->out);
+	free(rq->sig_hdr);
 	resp_clear(&rq->rs);
 	tsm_config_unref(rq->cfg);
 	free(rq);
@@ -933,6 +1079,8 @@ http_server_start(struct http_server **out, struct tsm_config *cfg,
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return ERR_NOMEM;
 	pthread_mutex_init(&s->cfg_lock, NULL);
+	pthread_mutex_init(&s->pool.mu, NULL);
+	pthread_cond_init(&s->pool.cv, NULL);
 	s->router = r;
 	s->keys = ak;
 	s->cfg = tsm_config_ref(cfg);
@@ -950,7 +1098,9 @@ http_server_start(struct http_server **out, struct tsm_config *cfg,
 #define OPT(o, v, p) (opt[no++] = (struct MHD_OptionItem){ (o), (intptr_t)(v), (p) })
 	OPT(MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s);	/* must be first */
 	OPT(MHD_OPTION_SOCK_ADDR, 0, &ss);
-	OPT(MHD_OPTION_THREAD_POOL_SIZE, cfg->lim.workers, NULL);
+	/* MHD's threads only move bytes and run TLS; handlers have the pool. */
+	OPT(MHD_OPTION_THREAD_POOL_SIZE, cfg->lim.workers < HTTP_IO_THREADS ?
+	    cfg->lim.workers : HTTP_IO_THREADS, NULL);
 	OPT(MHD_OPTION_CONNECTION_LIMIT, cfg->lim.max_connections, NULL);
 	OPT(MHD_OPTION_CONNECTION_TIMEOUT, cfg->lim.conn_timeout_s, NULL);
 	OPT(MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONN_MEMORY, NULL);
@@ -969,7 +1119,10 @@ http_server_start(struct http_server **out, struct tsm_config *cfg,
 	}
 	OPT(MHD_OPTION_END, 0, NULL);
 #undef OPT
+	if ((rc = pool_start(s, cfg->lim.workers)) != 0)
+		goto fail;
 	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+	    MHD_ALLOW_SUSPEND_RESUME |
 	    MHD_USE_ERROR_LOG | (cfg->tls ? MHD_USE_TLS : 0) |
 	    (v6 ? MHD_USE_IPv6 : 0);
 	s->d = MHD_start_daemon(flags, cfg->port, NULL, NULL, on_access, s,
@@ -992,6 +1145,9 @@ http_server_start(struct http_server **out, struct tsm_config *cfg,
 	*out = s;
 	return 0;
 fail:
+	pool_stop(s);
+	pthread_cond_destroy(&s->pool.cv);
+	pthread_mutex_destroy(&s->pool.mu);
 	http_tls_cleanup(&s->tls);
 	http_metrics_cleanup();
 	tsm_config_unref(s->cfg);
@@ -1060,6 +1216,9 @@ http_server_stop(struct http_server *s, unsigned drain_ms)
 		usleep(10000);
 	if (left > 0)
 		log_msg(LOG_WARN, "event=drain_timeout in_flight=%ld", left);
+	/* Queued requests are handled and their connections resumed before
+	 * MHD stops (it must not stop with a connection suspended). */
+	pool_stop(s);
 	MHD_stop_daemon(s->d);
 	if (lfd != MHD_INVALID_SOCKET)
 		close(lfd);
@@ -1067,6 +1226,8 @@ http_server_stop(struct http_server *s, unsigned drain_ms)
 	http_metrics_cleanup();
 	http_nonce_cleanup();
 	tsm_config_unref(s->cfg);
+	pthread_cond_destroy(&s->pool.cv);
+	pthread_mutex_destroy(&s->pool.mu);
 	pthread_mutex_destroy(&s->cfg_lock);
 	free(s);
 }

@@ -170,7 +170,8 @@ sei_routes_register(struct http_router *r, struct store *st)
 	};
 	/* tsmd serves one store per process, for as long as the router. */
 	static struct sei_app the_app;
-	const struct http_route_ext ext = { sei_error_json, 1 };
+	const struct http_route_ext ext = { .error = sei_error_json,
+	    .nonce_durable = 1 };
 	struct sei_app *app = &the_app;
 	size_t i;
 	int rc;
