@@ -151,13 +151,14 @@ loop(struct kmsd *d)
 {
 	struct epoll_event ev[64];
 	struct conn *c;
-	int n, i, timeout;
+	int n, i, timeout, synced;
 
 	while (!d->stop) {
 		timeout = 1000;
 		n = epoll_wait(d->epfd, ev, (int)ARRAY_LEN(ev), timeout);
 		if (n < 0 && errno != EINTR)
 			break;
+		synced = 0;
 		for (i = 0; i < n; i++) {
 			uint64_t tag = ev[i].data.u64;
 
@@ -174,7 +175,9 @@ loop(struct kmsd *d)
 
 				if (read(d->sync_evfd, &v, sizeof(v)) < 0)
 					log_msg(LOG_DEBUG, "event=sync_event_read");
-				kmsd_sync_done(d);
+				/* Not now: releasing held replies may close a
+				 * connection whose event is later in ev[]. */
+				synced = 1;
 				continue;
 			}
 			c = ev[i].data.ptr;
@@ -183,6 +186,8 @@ loop(struct kmsd *d)
 			else if (ev[i].events & EPOLLOUT)
 				kmsd_mark_dirty(d, c);
 		}
+		if (synced)
+			kmsd_sync_done(d);
 		kmsd_flush_dirty(d);
 		if (now_ms() >= d->next_sweep_ms) {
 			kmsd_sweep(d);

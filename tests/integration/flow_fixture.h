@@ -8,6 +8,7 @@
 #define SPTSM_FLOW_FIXTURE_H
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -542,8 +543,13 @@ ff_opens(struct ff *f, struct vse *card, const char *aid, uint8_t kvn,
 
 	buf_init(&a);
 	buf_init(&sel);
-	if (kms_connect(&c, f->E.sock, "flow-test") != 0 || gp_kms_new(c, &g) != 0)
-		bail("kms");
+	{
+		int krc = kms_connect(&c, f->E.sock, "flow-test");
+
+		if (krc != 0 || gp_kms_new(c, &g) != 0)
+			bail("kms: %s (errno %d; kmsd log %s)", err_name(krc), errno,
+			    f->E.log);
+	}
 	gp_kms_backend(g, &be);
 	if (gp_kms_keyset_open(g, blob->p, blob->len, 0, &ks) != 0)
 		goto out;

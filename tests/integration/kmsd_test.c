@@ -1089,6 +1089,50 @@ test_dead_client(void)
 	buf_free(&blob);
 }
 
+/*
+ * Clients that send a durable request (keyset.generate: its reply waits for
+ * the audit sync) and hang up at once. kmsd then closes such a connection
+ * while flushing held replies when the sync completes, which may happen in
+ * the middle of an epoll batch that still holds that connection's hang-up
+ * event: the connection must not be used after it is freed (it was, and
+ * kmsd died of heap corruption under sei_crash_test's kill -9 of tsmd).
+ */
+static void
+test_abandoned_durable(void)
+{
+	enum { CONNS = 48, ROUNDS = 25 };
+	struct kms_client *c[CONNS];
+	struct kms_status st;
+	struct buf req;
+	uint32_t id;
+	int r, i, sent = 0;
+
+	buf_init(&req);
+	if (buf_put_u8(&req, KMS_ALG_AES128) != 0 ||
+	    buf_put_u8(&req, KMS_KCV_GP) != 0 ||
+	    buf_put_u8(&req, KMS_KEYSET_RANDOM) != 0)
+		bail("request");
+	for (r = 0; r < ROUNDS; r++) {
+		for (i = 0; i < CONNS; i++) {
+			c[i] = NULL;
+			if (kms_connect(&c[i], E.sock, "hangs-up") != 0)
+				continue;
+			if (kms_submit(c[i], KMS_OP_KEYSET_GENERATE, &req, &id) == 0 &&
+			    kms_flush(c[i]) == 0)
+				sent++;
+		}
+		for (i = 0; i < CONNS; i++)
+			kms_close(c[i]);	/* without reading the reply */
+	}
+	buf_free(&req);
+	ok(sent == CONNS * ROUNDS, "%d durable requests sent, every client hung "
+	    "up before its reply", sent);
+	memset(&st, 0, sizeof(st));
+	r = kms_status(C, &st);
+	ok(r == 0 && kill(E.pid, 0) == 0, "kmsd still serves (%u connections "
+	    "now)", st.connections);
+}
+
 /* A pipelined reply left unread puts a connection out of step: the next
  * synchronous call fails once and the one after works on a new connection
  * (before, every later call got the reply before its own). */
@@ -1283,6 +1327,7 @@ main(void)
 	test_sign_hmac(p, &ks);
 	test_roles();
 	test_dead_client();
+	test_abandoned_durable();
 	test_out_of_step();
 	test_wire();
 

@@ -6,6 +6,7 @@
  */
 #include <pthread.h>
 #include <signal.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,8 +119,13 @@ verify(struct worker *w, int round)
 	rc = store_check(st, (uint64_t)wall_seconds(), stderr, &rep);
 	ok(rc == 0 && rep.problems == 0, "round %d: store_check clean after "
 	    "kill -9 (%llu records)", round, (unsigned long long)rep.records);
-	if (kms_connect(&c, E.sock, "sei-crash") != 0)
-		bail("kms_connect");
+	{
+		int krc = kms_connect(&c, E.sock, "sei-crash");
+
+		if (krc != 0)
+			bail("kms_connect: %s (errno %d; kmsd log %s)",
+			    err_name(krc), errno, E.log);
+	}
 	for (t = 0; t < THREADS; t++) {
 		for (i = 0; i < w[t].n; i++) {
 			struct store_keyset r;

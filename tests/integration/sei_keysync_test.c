@@ -5,6 +5,7 @@
  * sd-status; each bad input refused with the store unchanged; replays too.
  */
 #include <signal.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -449,8 +450,13 @@ test_master(void)
 	/* per-SE keys: AES-ECB(master_i, SHA-256("0011223344556677")[0:16]),
 	 * checked by using them in kmsd: ENC through the card-challenge KDF,
 	 * MAC through S-MAC and the card cryptogram, DEK by encryption. */
-	if (kms_connect(&c, E.sock, "sei-test") != 0)
-		bail("kms_connect");
+	{
+		int krc = kms_connect(&c, E.sock, "sei-test");
+
+		if (krc != 0)
+			bail("kms_connect: %s (errno %d; kmsd log %s)",
+			    err_name(krc), errno, E.log);
+	}
 	if ((rc = sei_master_open_se(c, rec.blob.p, rec.blob.len, SEID, &o)) != 0)
 		diag("sei_master_open_se: %s (%s)", err_name(rc),
 		    kms_last_error(c));

@@ -8,6 +8,7 @@
  * SCP02, the SSD's keys against the §9.4 KCVs and tsmd's store, a §9.3
  * token accepted by the vSE in a DM DELETE, and `seisim repair --card`.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -532,8 +533,13 @@ main(void)
 		bail("kmsenv_setup");
 	if (kmsenv_start(&E, NULL) != 0)
 		bail("kmsd did not start (%s)", E.log);
-	if (kms_connect(&kc, E.sock, "seisim-vse-test") != 0)
-		bail("kms_connect");
+	{
+		int krc = kms_connect(&kc, E.sock, "seisim-vse-test");
+
+		if (krc != 0)
+			bail("kms_connect: %s (errno %d; kmsd log %s)",
+			    err_name(krc), errno, E.log);
+	}
 	snprintf(material, sizeof(material), "%s/sei-test.json", E.dir);
 	fx_material(material, "AES-KW", "GP", "");
 
