@@ -401,14 +401,21 @@ kmsd_serve_input(struct kmsd *d, struct conn *c)
 }
 
 void
-kmsd_conn_read(struct kmsd *d, struct conn *c)
+kmsd_conn_read(struct kmsd *d, struct conn *c, int hup)
 {
 	ssize_t n;
 	int rc;
 
 	for (;;) {
-		if (c->closing || c->out.len >= OUT_HIGH)
+		if (c->closing || c->out.len >= OUT_HIGH) {
+			/* Not reading now; but a peer that hung up would
+			 * raise EPOLLHUP on every wait: the flush at the end
+			 * of the batch hits EPIPE (or finds nothing left to
+			 * send) and closes the connection. */
+			if (hup)
+				kmsd_mark_dirty(d, c);
 			break;
+		}
 		if ((rc = buf_reserve(&c->in, READ_CHUNK)) != 0) {
 			kmsd_conn_close(d, c);
 			return;

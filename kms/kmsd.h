@@ -141,7 +141,8 @@ int  kmsd_load_policy(struct kmsd *d) WUR;
 
 /* kmsd.c: connections (the loop in kmsd_main.c drives them) */
 void kmsd_accept(struct kmsd *d, int role);
-void kmsd_conn_read(struct kmsd *d, struct conn *c);
+/* hup: epoll reported EPOLLHUP or EPOLLERR. */
+void kmsd_conn_read(struct kmsd *d, struct conn *c, int hup);
 void kmsd_conn_close(struct kmsd *d, struct conn *c);
 int  kmsd_conn_flush(struct kmsd *d, struct conn *c);
 void kmsd_mark_dirty(struct kmsd *d, struct conn *c);

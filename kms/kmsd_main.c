@@ -182,7 +182,8 @@ loop(struct kmsd *d)
 			}
 			c = ev[i].data.ptr;
 			if (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
-				kmsd_conn_read(d, c);
+				kmsd_conn_read(d, c, (ev[i].events &
+				    (EPOLLHUP | EPOLLERR)) != 0);
 			else if (ev[i].events & EPOLLOUT)
 				kmsd_mark_dirty(d, c);
 		}

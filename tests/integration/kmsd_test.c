@@ -919,6 +919,53 @@ raw_hello(int fd)
 	buf_free(&b);
 }
 
+/*
+ * A client that pipelines more than kmsd buffers for it (4 MiB of replies)
+ * and hangs up without reading. kmsd has stopped reading it; the hang-up
+ * must still close the connection (it used to stay, with EPOLLHUP on every
+ * epoll_wait: a core busy for ever and the connection leaked).
+ */
+static void
+test_hup_unread(void)
+{
+	static uint8_t frames[KMS_HDR_LEN * 4096];
+	struct kms_hdr h = { 0, KMS_OP_STATUS, 0, 1, 0 };
+	struct kms_status st0, st1;
+	size_t sent = 0;
+	ssize_t n;
+	int fd, i, stalls = 0;
+
+	if (kms_status(C, &st0) != 0)
+		bail("status");
+	fd = raw_connect(E.sock);
+	raw_hello(fd);
+	for (i = 0; i < 4096; i++)
+		kms_hdr_encode(&h, frames + (size_t)i * KMS_HDR_LEN);
+	/* About 68 bytes of reply per 16-byte request: 2 MB of requests is
+	 * well past the 4 MiB kmsd keeps for a client that does not read. */
+	while (sent < (2u << 20) && stalls < 50) {
+		n = send(fd, frames, sizeof(frames), MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			sent += (size_t)n;
+			stalls = 0;
+		} else {
+			stalls++;
+			usleep(20000);
+		}
+	}
+	close(fd);
+	memset(&st1, 0, sizeof(st1));
+	for (i = 0; i < 150; i++) {
+		if (kms_status(C, &st1) == 0 && st1.connections == st0.connections)
+			break;
+		usleep(20000);
+	}
+	ok(sent > (1u << 20) && st1.connections == st0.connections,
+	    "a client that sent %zu bytes of requests and hung up without "
+	    "reading is closed (%u connections, %u before)", sent,
+	    st1.connections, st0.connections);
+}
+
 static void
 test_wire(void)
 {
@@ -1329,6 +1376,7 @@ main(void)
 	test_dead_client();
 	test_abandoned_durable();
 	test_out_of_step();
+	test_hup_unread();
 	test_wire();
 
 	/* Restart: keys, versions and blobs survive. */
