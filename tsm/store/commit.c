@@ -755,10 +755,12 @@ group_apply(struct store *st, struct store_req **reqs, size_t n,
  * fdatasync), most of it virtio notifications. About a quarter of the
  * commits in a key-replacement run grew the file. LMDB writes pages at
  * their offsets and never reads past its last page, so zeros there are
- * invisible to it; only this thread writes the file, and only between
- * commits. The zeros run at most a quarter of the used size ahead (from
- * 256 KiB, at most 16 MiB, never past the map size). Best effort: a
- * failure only means the next commits grow the file themselves.
+ * invisible to it. In this process only this thread writes the file, and
+ * only between commits; against other processes (kmsctl rewrap) it holds
+ * LMDB's writer lock while it does. The zeros run at most a quarter of the
+ * used size ahead (from 256 KiB, at most 16 MiB, never past the map size).
+ * Best effort: a failure only means the next commits grow the file
+ * themselves.
  */
 #define EXT_MIN (256u << 10)
 #define EXT_MAX (16u << 20)
@@ -767,6 +769,7 @@ static void
 preextend(struct store *st)
 {
 	static const uint8_t zero[64 << 10];
+	MDB_txn *txn;
 	MDB_envinfo ei;
 	MDB_stat ms;
 	struct stat sb;
@@ -782,14 +785,21 @@ preextend(struct store *st)
 	    used / 4;
 	if (used + ahead / 2 <= st->ext_end)
 		return;
+	/* Another process may write this store too (kmsctl rewrap): the
+	 * zeros go in under LMDB's writer lock, past the pages committed by
+	 * then, so they can never land on a page another writer just put. */
+	if (mdb_txn_begin(st->env, NULL, 0, &txn) != 0)
+		return;
+	if (mdb_env_info(st->env, &ei) != 0 ||
+	    mdb_env_get_fd(st->env, &fd) != 0 || fstat(fd, &sb) != 0)
+		goto out;
+	used = ((uint64_t)ei.me_last_pgno + 1) * ms.ms_psize;
 	want = used + ahead;
 	if (want > ei.me_mapsize)
 		want = ei.me_mapsize;
-	if (mdb_env_get_fd(st->env, &fd) != 0 || fstat(fd, &sb) != 0)
-		return;
 	off = (uint64_t)sb.st_size;
 	if (off < used)		/* cannot be: LMDB wrote its pages */
-		return;
+		goto out;
 	while (off < want) {
 		n = want - off < sizeof(zero) ? (size_t)(want - off) : sizeof(zero);
 		w = pwrite(fd, zero, n, (off_t)off);
@@ -803,6 +813,8 @@ preextend(struct store *st)
 		log_msg(LOG_WARN, "event=store_preextend_sync_failed errno=%d",
 		    errno);
 	st->ext_end = off > want ? off : want;
+out:
+	mdb_txn_abort(txn);
 }
 
 void *
@@ -825,12 +837,12 @@ store_writer_main(void *arg)
 			struct store_req *one = st->head;
 
 			st->head = one->next;
+			if (st->head == NULL)
+				st->tail = NULL;
 			pthread_mutex_unlock(&st->mu);
 			commits = 0;
 			group_one_by_one(st, &one, 1, &commits);
 			pthread_mutex_lock(&st->mu);
-			if (st->head == NULL)
-				st->tail = NULL;
 			st->stats.batches++;
 			st->stats.failed += one->result != 0;
 			st->stats.commits += commits;
