@@ -624,7 +624,7 @@ cmd_init(struct ctl *c, int argc, char **argv)
 	unsigned n = 0, m = 0, i;
 	uint32_t v;
 	size_t len;
-	int opt, rc, pass;
+	int opt, rc, pass, inited = 0;
 
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "h", o, NULL)) != -1) {
@@ -701,6 +701,25 @@ cmd_init(struct ctl *c, int argc, char **argv)
 	    sshares)) != 0)
 		goto out;
 	shamir_pin_check(set, sec, CTL_PIN_RAW, chk);
+	/* Two custodians with one name would share one file: the second
+	 * share would replace the first. */
+	for (i = 0; i < n; i++) {
+		char other[64];
+		unsigned k;
+
+		share_path(path, sizeof(path), dir, names, i, nm, sizeof(nm));
+		for (k = 0; k < i; k++) {
+			share_path(path, sizeof(path), dir, names, k, other,
+			    sizeof(other));
+			if (strcmp(nm, other) == 0) {
+				die_msg("custodian name '%s' given twice (custodians "
+				    "%u and %u); every share needs its own file", nm,
+				    k + 1, i + 1);
+				rc = ERR_EXISTS;
+				goto out;
+			}
+		}
+	}
 	/* Never over another token's shares (they may be all that opens it). */
 	for (i = 0; i < n; i++) {
 		share_path(path, sizeof(path), dir, names, i, nm, sizeof(nm));
@@ -720,9 +739,19 @@ cmd_init(struct ctl *c, int argc, char **argv)
 	 * "pending" and then rewritten (each atomically) with the serial.
 	 */
 	for (pass = 0; pass < 2; pass++) {
-		if (pass == 1 &&
-		    (rc = p11_init_token(c->p, label, sohex, userhex)) != 0) {
-			die_msg("token initialisation failed: %s", p11_last_error());
+		if (pass == 1 && (rc = p11_init_token(c->p, label, sohex,
+		    userhex, &inited)) != 0) {
+			if (inited) {
+				/* The SO PIN is set: the pending shares are
+				 * all that holds it. */
+				die_msg("token initialisation failed after the token "
+				    "took its SO PIN: %s; keep the shares in %s "
+				    "(token-serial=pending): they rebuild its PINs",
+				    p11_last_error(), dir);
+				goto out;
+			}
+			die_msg("token initialisation failed: %s; the token is "
+			    "untouched", p11_last_error());
 			for (i = 0; i < n; i++) {
 				share_path(path, sizeof(path), dir, names, i, nm,
 				    sizeof(nm));

@@ -493,7 +493,7 @@ p11_logged_in(struct p11 *p)
 
 int
 p11_init_token(struct p11 *p, const char *label, const char *so_pin,
-    const char *user_pin)
+    const char *user_pin, int *initialised)
 {
 	CK_UTF8CHAR lab[32];
 	CK_SESSION_HANDLE h;
@@ -501,6 +501,7 @@ p11_init_token(struct p11 *p, const char *label, const char *so_pin,
 	size_t n = strlen(label);
 	int rc;
 
+	*initialised = 0;
 	if (n > sizeof(lab))
 		return ERR_INVAL;
 	memset(lab, ' ', sizeof(lab));
@@ -513,6 +514,7 @@ p11_init_token(struct p11 *p, const char *label, const char *so_pin,
 	    strlen(so_pin), lab);
 	if (rv != CKR_OK)
 		return p11_fail("C_InitToken", rv);
+	*initialised = 1;
 	/* SoftHSM2 moves the token to a new slot id; find it again by label. */
 	{
 		P11KitUri *uri = p11_kit_uri_new();

@@ -58,10 +58,12 @@ int  p11_logged_in(struct p11 *p);
 
 /*
  * Initialises the token in the selected slot (kmsctl init): sets label, SO
- * PIN and user PIN. Destroys everything on it.
+ * PIN and user PIN. Destroys everything on it. *initialised becomes 1 once
+ * C_InitToken has succeeded, also when a later step (finding the token
+ * again, the SO login, C_InitPIN) fails: the SO PIN is set then.
  */
 int  p11_init_token(struct p11 *p, const char *label, const char *so_pin,
-	    const char *user_pin) WUR;
+	    const char *user_pin, int *initialised) WUR;
 
 /* ---- errors ----------------------------------------------------------- */
 

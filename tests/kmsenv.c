@@ -91,7 +91,7 @@ kmsenv_setup(struct kmsenv *e, unsigned flags)
 		return -1;
 
 	if (p11_open_uninitialized(&p, NULL) != 0 ||
-	    p11_init_token(p, "kmsenv", SO_PIN, PIN) != 0)
+	    p11_init_token(p, "kmsenv", SO_PIN, PIN, &(int){ 0 }) != 0)
 		return -1;
 	p11_close(p);
 	if (kmsenv_open_token(e, &p, &ks) != 0)

@@ -50,7 +50,8 @@ main(void)
 
 	if (testenv_softhsm(dir, sizeof(dir)) != 0 ||
 	    p11_open_uninitialized(&p, NULL) != 0 ||
-	    p11_init_token(p, "kdf", TEST_SO_PIN, TEST_USER_PIN) != 0)
+	    p11_init_token(p, "kdf", TEST_SO_PIN, TEST_USER_PIN,
+	    &(int){ 0 }) != 0)
 		bail("token");
 	p11_close(p);
 	if (p11_open(&p, NULL, "pkcs11:token=kdf") != 0 ||

@@ -43,8 +43,12 @@ test_open(void)
 
 	if (p11_open_uninitialized(&q, NULL) != 0)
 		bail("no free SoftHSM2 slot");
-	ok(p11_init_token(q, "p11test", TEST_SO_PIN, TEST_USER_PIN) == 0,
-	    "token initialised");
+	{
+		int inited = 0;
+
+		ok(p11_init_token(q, "p11test", TEST_SO_PIN, TEST_USER_PIN,
+		    &inited) == 0 && inited == 1, "token initialised (and says so)");
+	}
 	p11_close(q);
 
 	ok(p11_open(&q, NULL, "pkcs11:token=nosuch") == ERR_NOTFOUND,
