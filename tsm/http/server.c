@@ -1217,8 +1217,12 @@ http_server_stop(struct http_server *s, unsigned drain_ms)
 	if (left > 0)
 		log_msg(LOG_WARN, "event=drain_timeout in_flight=%ld", left);
 	/* Queued requests are handled and their connections resumed before
-	 * MHD stops (it must not stop with a connection suspended). */
+	 * MHD stops (it must not stop with a connection suspended); then MHD
+	 * gets a moment to send what they answered. */
 	pool_stop(s);
+	until = now_ms() + 500;
+	while (http_metrics_inflight_now() > 0 && now_ms() < until)
+		usleep(5000);
 	MHD_stop_daemon(s->d);
 	if (lfd != MHD_INVALID_SOCKET)
 		close(lfd);
