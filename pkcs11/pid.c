@@ -11,7 +11,9 @@
  * count is not zero nobody reads or fills the cache, so the child -- even
  * another library's fork handler that runs before ours -- asks the kernel.
  * Both sides then clear the cache (the child also the count: it has only
- * the forking thread). vfork and posix_spawn children exec at once.
+ * the forking thread). vfork, clone and posix_spawn run no fork handlers:
+ * such a child that asked for its pid before exec would get the parent's
+ * (and a vfork child could fill the shared cache); kmsd has no such child.
  * Async-signal-safe: atomics and a system call only.
  */
 #include <pthread.h>
