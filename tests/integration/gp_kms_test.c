@@ -15,6 +15,7 @@
 #include <openssl/evp.h>
 
 #include "kms/kms.h"
+#include "tests/integration/sei_peer.h"
 #include "tests/kmsenv.h"
 #include "tests/tap.h"
 #include "tsm/gp/gp.h"
@@ -26,27 +27,7 @@ static struct gp_kms *G;		/* the backend's connection */
 static struct gp_backend be;
 static uint32_t caps;
 
-/* ---- OpenSSL: the independent side ---------------------------------- */
-
-static void
-ossl_cmac(const uint8_t *k, size_t kl, const uint8_t *d, size_t n,
-    uint8_t out[16])
-{
-	EVP_MAC *mac = EVP_MAC_fetch(NULL, "CMAC", NULL);
-	EVP_MAC_CTX *c = EVP_MAC_CTX_new(mac);
-	OSSL_PARAM p[2];
-	char name[16];
-	size_t ol;
-
-	snprintf(name, sizeof(name), "AES-%zu-CBC", kl * 8);
-	p[0] = OSSL_PARAM_construct_utf8_string("cipher", name, 0);
-	p[1] = OSSL_PARAM_construct_end();
-	if (EVP_MAC_init(c, k, kl, p) != 1 || EVP_MAC_update(c, d, n) != 1 ||
-	    EVP_MAC_final(c, out, &ol, 16) != 1)
-		bail("OpenSSL CMAC");
-	EVP_MAC_CTX_free(c);
-	EVP_MAC_free(mac);
-}
+/* ---- OpenSSL: the independent side (and sei_peer.h's sp_*) ------- */
 
 static const EVP_CIPHER *
 aes(size_t kl, int cbc)
@@ -71,33 +52,6 @@ ossl_crypt(int enc, int cbc, const uint8_t *k, size_t kl, const uint8_t *in,
 	    EVP_CipherUpdate(c, out, &ol, in, (int)n) != 1)
 		bail("OpenSSL AES");
 	EVP_CIPHER_CTX_free(c);
-}
-
-static void
-ossl_kcv(const uint8_t *k, size_t kl, uint8_t kcv[3])
-{
-	static const uint8_t ones[16] = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-		1, 1, 1 };
-	uint8_t out[16];
-
-	ossl_crypt(1, 0, k, kl, ones, 16, out);
-	memcpy(kcv, out, 3);
-}
-
-/* RFC 3394 wrap, as a peer sending keys to us would do it. */
-static size_t
-ossl_kw(const uint8_t *key, size_t n, uint8_t *out)
-{
-	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
-	int l1 = 0, l2 = 0;
-
-	EVP_CIPHER_CTX_set_flags(c, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
-	if (EVP_EncryptInit_ex(c, EVP_aes_256_wrap(), NULL, kmsenv_kek256,
-	    NULL) != 1 || EVP_EncryptUpdate(c, out, &l1, key, (int)n) != 1 ||
-	    EVP_EncryptFinal_ex(c, out + l1, &l2) != 1)
-		bail("OpenSSL wrap");
-	EVP_CIPHER_CTX_free(c);
-	return (size_t)(l1 + l2);
 }
 
 /* ---- plumbing ------------------------------------------------------- */
@@ -178,9 +132,10 @@ kset_open(struct kset *s, const char *enc, const char *mac, const char *dek,
 	for (i = 0; i < 3; i++) {
 		s->kl = unhex(h[i], s->key[i], 32);
 		w[i].usage = (uint8_t)(KMS_USE_ENC + i);
-		w[i].wlen = ossl_kw(s->key[i], s->kl, wrapped[i]);
+		if (sp_aes_kw(kmsenv_kek256, 32, s->key[i], s->kl, wrapped[i],
+		    &w[i].wlen) != 0 || sp_kcv_gp(s->key[i], s->kl, kcv[i]) != 0)
+			bail("OpenSSL wrap or KCV");
 		w[i].wrapped = wrapped[i];
-		ossl_kcv(s->key[i], s->kl, kcv[i]);
 		w[i].kcv = kcv[i];
 		w[i].kcvlen = 3;
 	}
@@ -227,12 +182,12 @@ session_keys_are(struct gp_scp03 *s, const char *senc, const char *smac,
 	ok(be.encrypt(be.ctx, info.s_enc, GP_ECB, NULL, zero, 16, b) == 0 &&
 	    memcmp(a, b, 16) == 0, "%s: S-ENC in kmsd is %s", name, senc);
 	kl = unhex(smac, k, sizeof(k));
-	ossl_cmac(k, kl, msg, sizeof(msg), a);
-	ok(be.cmac(be.ctx, info.s_mac, msg, sizeof(msg), b) == 0 &&
+	ok(sp_cmac(k, kl, msg, sizeof(msg), a) == 0 &&
+	    be.cmac(be.ctx, info.s_mac, msg, sizeof(msg), b) == 0 &&
 	    memcmp(a, b, 16) == 0, "%s: S-MAC in kmsd is %s", name, smac);
 	kl = unhex(srmac, k, sizeof(k));
-	ossl_cmac(k, kl, msg, sizeof(msg), a);
-	ok(be.cmac(be.ctx, info.s_rmac, msg, sizeof(msg), b) == 0 &&
+	ok(sp_cmac(k, kl, msg, sizeof(msg), a) == 0 &&
+	    be.cmac(be.ctx, info.s_rmac, msg, sizeof(msg), b) == 0 &&
 	    memcmp(a, b, 16) == 0, "%s: S-RMAC in kmsd is %s", name, srmac);
 }
 
@@ -617,8 +572,8 @@ test_kcv_put_key(json_t *root)
 
 		for (i = 0, off = 6; good && i < 3; i++, off += 39) {
 			ossl_crypt(0, 1, p.key[2], 16, o.p + off + 3, 32, pt);
-			ossl_kcv(n.key[i], 32, want);
-			good = memcmp(o.p + off, "\x88\x21\x20", 3) == 0 &&
+			good = sp_kcv_gp(n.key[i], 32, want) == 0 &&
+			    memcmp(o.p + off, "\x88\x21\x20", 3) == 0 &&
 			    memcmp(pt, n.key[i], 32) == 0 &&
 			    memcmp(o.p + off + 35, "\x03", 1) == 0 &&
 			    memcmp(o.p + off + 36, want, 3) == 0 &&

@@ -8,9 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
 #include "kms/kms.h"
+#include "tests/integration/sei_peer.h"
 #include "tests/kmsenv.h"
 #include "tests/sim/vse/vse.h"
 #include "tests/tap.h"
@@ -37,39 +36,6 @@ struct kset {
 	size_t    kl;
 };
 
-static size_t
-ossl_kw(const uint8_t *key, size_t n, uint8_t *out)
-{
-	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
-	int l1 = 0, l2 = 0;
-
-	EVP_CIPHER_CTX_set_flags(c, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
-	if (EVP_EncryptInit_ex(c, EVP_aes_256_wrap(), NULL, kmsenv_kek256,
-	    NULL) != 1 || EVP_EncryptUpdate(c, out, &l1, key, (int)n) != 1 ||
-	    EVP_EncryptFinal_ex(c, out + l1, &l2) != 1)
-		bail("OpenSSL wrap");
-	EVP_CIPHER_CTX_free(c);
-	return (size_t)(l1 + l2);
-}
-
-static void
-ossl_kcv(const uint8_t *k, size_t kl, uint8_t kcv[3])
-{
-	static const uint8_t ones[16] = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-		1, 1, 1 };
-	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
-	uint8_t out[32];
-	int ol;
-
-	if (EVP_EncryptInit_ex(c, kl == 16 ? EVP_aes_128_ecb() :
-	    EVP_aes_256_ecb(), NULL, k, NULL) != 1 ||
-	    EVP_CIPHER_CTX_set_padding(c, 0) != 1 ||
-	    EVP_EncryptUpdate(c, out, &ol, ones, 16) != 1)
-		bail("OpenSSL ECB");
-	EVP_CIPHER_CTX_free(c);
-	memcpy(kcv, out, 3);
-}
-
 static const char *
 last_err(void)
 {
@@ -94,9 +60,10 @@ kset_make(struct kset *s, size_t kl, uint8_t seed)
 		for (j = 0; j < kl; j++)
 			s->key[i][j] = (uint8_t)(seed * 31 + i * 17 + j * 7 + 1);
 		w[i].usage = (uint8_t)(KMS_USE_ENC + i);
-		w[i].wlen = ossl_kw(s->key[i], kl, wrapped[i]);
+		if (sp_aes_kw(kmsenv_kek256, 32, s->key[i], kl, wrapped[i],
+		    &w[i].wlen) != 0 || sp_kcv_gp(s->key[i], kl, kcv[i]) != 0)
+			bail("OpenSSL wrap or KCV");
 		w[i].wrapped = wrapped[i];
-		ossl_kcv(s->key[i], kl, kcv[i]);
 		w[i].kcv = kcv[i];
 		w[i].kcvlen = 3;
 	}
