@@ -400,6 +400,21 @@ bad_reply(struct gp_kms *g, const char *what)
 	return ERR_PROTO;
 }
 
+/* Runs c; its reply is exactly n bytes, copied to out. */
+static int
+call_bytes(struct gp_kms *g, struct call *c, const char *what, uint8_t *out,
+    size_t n)
+{
+	int rc;
+
+	if ((rc = call_run(g, c, what)) != 0)
+		return rc;
+	if (c->reply.len != n)
+		return bad_reply(g, what);
+	memcpy(out, c->reply.p, n);
+	return 0;
+}
+
 static int
 fail_local(struct gp_kms *g, int rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -624,8 +639,6 @@ be_kdf(void *ctx, gp_keyref key, uint8_t konst, const uint8_t *context,
 	struct gp_kms *g = ctx;
 	struct ref k;
 	struct call c;
-	struct rd r;
-	const uint8_t *p;
 	int rc;
 
 	if ((rc = ref_get(g, key, &k)) != 0)
@@ -633,19 +646,11 @@ be_kdf(void *ctx, gp_keyref key, uint8_t konst, const uint8_t *context,
 	if (lbits != 64 && lbits != 128)
 		return fail_local(g, ERR_INVAL, "scp03.kdf: L %u", lbits);
 	call_init(&c, KMS_OP_SCP03_KDF);
-	if ((rc = kms_put_ref(&c.body, KMS_HANDLE(key))) != 0 ||
-	    (rc = buf_put_u8(&c.body, konst)) != 0 ||
-	    (rc = buf_put_lv16(&c.body, context, clen)) != 0 ||
-	    (rc = buf_put_u16(&c.body, lbits)) != 0 ||
-	    (rc = call_run(g, &c, "scp03.kdf")) != 0)
-		goto out;
-	rd_init(&r, c.reply.p, c.reply.len);
-	if (rd_bytes(&r, lbits / 8u, &p) != 0 || rd_end(&r) != 0) {
-		rc = bad_reply(g, "scp03.kdf");
-		goto out;
-	}
-	memcpy(out, p, lbits / 8u);
-out:
+	if ((rc = kms_put_ref(&c.body, KMS_HANDLE(key))) == 0 &&
+	    (rc = buf_put_u8(&c.body, konst)) == 0 &&
+	    (rc = buf_put_lv16(&c.body, context, clen)) == 0 &&
+	    (rc = buf_put_u16(&c.body, lbits)) == 0)
+		rc = call_bytes(g, &c, "scp03.kdf", out, lbits / 8u);
 	call_cleanup(&c);
 	return rc;
 }
@@ -657,24 +662,14 @@ be_cmac(void *ctx, gp_keyref key, const uint8_t *data, size_t n,
 	struct gp_kms *g = ctx;
 	struct ref k;
 	struct call c;
-	struct rd r;
-	const uint8_t *p;
 	int rc;
 
 	if ((rc = ref_get(g, key, &k)) != 0)
 		return rc;
 	call_init(&c, KMS_OP_CMAC);
-	if ((rc = kms_put_ref(&c.body, KMS_HANDLE(key))) != 0 ||
-	    (rc = buf_put_lv32(&c.body, data, n)) != 0 ||
-	    (rc = call_run(g, &c, "cmac")) != 0)
-		goto out;
-	rd_init(&r, c.reply.p, c.reply.len);
-	if (rd_bytes(&r, 16, &p) != 0 || rd_end(&r) != 0) {
-		rc = bad_reply(g, "cmac");
-		goto out;
-	}
-	memcpy(mac, p, 16);
-out:
+	if ((rc = kms_put_ref(&c.body, KMS_HANDLE(key))) == 0 &&
+	    (rc = buf_put_lv32(&c.body, data, n)) == 0)
+		rc = call_bytes(g, &c, "cmac", mac, 16);
 	call_cleanup(&c);
 	return rc;
 }
