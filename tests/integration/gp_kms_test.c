@@ -688,6 +688,7 @@ static void
 test_bad_input(void)
 {
 	struct kset ks;
+	struct kms_keyset set;
 	struct gp_scp03 *s;
 	struct gp_scp03_info info;
 	struct gp_err err;
@@ -772,9 +773,20 @@ test_bad_input(void)
 	    last_err());
 	ok(gp_kms_keyset_add(G, &ks.ks) == ERR_EXISTS,
 	    "a key set registered twice is refused");
+	set = ks.ks;		/* kset_close wipes ks */
 	kset_close(&ks);
-	ok(be.key_len(be.ctx, ks.enc, &(size_t){ 0 }) == ERR_HANDLE,
+	ok(be.key_len(be.ctx, set.handle[0], &(size_t){ 0 }) == ERR_HANDLE,
 	    "closed key-set members are no longer accepted");
+	/* Registration is local (no kmsd request): all members or none. */
+	set.handle[2] = set.handle[0];
+	ok(gp_kms_keyset_add(G, &set) == ERR_EXISTS &&
+	    be.key_len(be.ctx, set.handle[0], &(size_t){ 0 }) == ERR_HANDLE &&
+	    be.key_len(be.ctx, set.handle[1], &(size_t){ 0 }) == ERR_HANDLE,
+	    "a key set naming one handle twice is refused, nothing registered");
+	set.handle[2] = 0;
+	ok(gp_kms_keyset_add(G, &set) == ERR_INVAL &&
+	    be.key_len(be.ctx, set.handle[0], &(size_t){ 0 }) == ERR_HANDLE,
+	    "a key set with handle 0 is refused, nothing registered");
 	buf_free(&in);
 	buf_free(&out);
 }

@@ -1045,10 +1045,9 @@ gp_kms_keyset_add(struct gp_kms *g, const struct kms_keyset *ks)
 		return fail_local(g, ERR_INVAL, "key set of %zu %s keys cannot be "
 		    "used for SCP03", ks->n, kms_alg_name(ks->alg));
 	pthread_mutex_lock(&g->mu);
-	for (i = 0; i < ks->n && rc == 0; i++)
-		if (ks->handle[i] == 0 || map_find(&g->map, ks->handle[i]) != NULL)
-			rc = ks->handle[i] == 0 ? ERR_INVAL : ERR_EXISTS;
 	for (i = 0; i < ks->n && rc == 0; i++) {
+		/* map_add refuses 0 and a handle already known (one named
+		 * twice in ks included): all or none are registered. */
 		if ((rc = map_add(&g->map, ks->handle[i], len, REF_STATIC)) != 0) {
 			while (i-- > 0)		/* only what this call added */
 				map_del(&g->map, ks->handle[i]);
