@@ -557,31 +557,8 @@ struct kconn {
 	double cpu0;
 };
 
-/*
- * WORKAROUND for a kmsd bug (reported; kms/kmsd_ops.c op_scp03_derive
- * reads base->alg after kmsd_handle_new() may have realloc'ed the handle
- * table it points into): the connection's table is grown first with
- * keyset.open, which is safe, so derive never reallocs. Remove with the fix.
- */
 static void
-handles_pregrow(struct gp_kms *g, const struct buf *blob, size_t handles)
-{
-	struct kms_keyset *ks;
-	size_t n = handles / 3 + 1, i;
-
-	if ((ks = calloc(n, sizeof(*ks))) == NULL)
-		die("nomem");
-	for (i = 0; i < n; i++)
-		if (gp_kms_keyset_open(g, blob->p, blob->len, 0, &ks[i]) != 0)
-			die("pregrow");
-	for (i = 0; i < n; i++)
-		if (gp_kms_keyset_close(g, &ks[i]) != 0)
-			die("pregrow close");
-	free(ks);
-}
-
-static void
-kconn_open(struct kconn *k, const struct buf *blob, int nsess)
+kconn_open(struct kconn *k, const struct buf *blob)
 {
 	struct kms_client *c;
 
@@ -589,7 +566,6 @@ kconn_open(struct kconn *k, const struct buf *blob, int nsess)
 	    gp_kms_new(c, &k->g) != 0)
 		die("kmsd connection");
 	gp_kms_backend(k->g, &k->be);
-	handles_pregrow(k->g, blob, 3 * (size_t)nsess + 3);
 	if (gp_kms_keyset_open(k->g, blob->p, blob->len, 0, &k->ks) != 0 ||
 	    gp_kms_keyset_ref(&k->ks, KMS_USE_ENC, &k->enc) != 0 ||
 	    gp_kms_keyset_ref(&k->ks, KMS_USE_MAC, &k->mac) != 0)
@@ -619,7 +595,7 @@ rate_kmsd_single(const struct buf *blob)
 	struct cell c;
 	double reqs = 0, writes = 0, cpu;
 
-	kconn_open(&k, blob, 1);
+	kconn_open(&k, blob);
 	c = rate_single(&k.be, k.enc, k.mac);
 	cpu = kmsd_cpu() - k.cpu0;
 	kconn_close(&k, &reqs, &writes);
@@ -643,7 +619,7 @@ rate_threads(const struct buf *blob, int nconn, int nthr)
 	int i;
 
 	for (i = 0; i < nconn; i++)
-		kconn_open(&k[i], blob, (nthr + nconn - 1) / nconn);
+		kconn_open(&k[i], blob);
 	cpu0 = kmsd_cpu();
 	t0 = now_us() + 20000;
 	for (i = 0; i < nthr; i++) {
@@ -717,7 +693,7 @@ rate_coop(const struct buf *blob, int nco)
 
 	if (co == NULL)
 		die("nomem");
-	kconn_open(&k, blob, nco);
+	kconn_open(&k, blob);
 	gp_kms_set_yield(k.g, co_yield, NULL);
 	t0 = now_us();
 	for (i = 0; i < nco; i++) {

@@ -793,31 +793,6 @@ test_bad_input(void)
 
 /* ---- concurrency: several sessions on one connection ------------------- */
 
-/*
- * WORKAROUND for a kmsd bug (reported, kms/kmsd_ops.c op_scp03_derive):
- * it keeps a pointer to the base handle across kmsd_handle_new(), whose
- * realloc of the connection's handle table frees it, then reads
- * base->alg (use after free; ASan aborts kmsd). The table only grows, so
- * growing it with keyset.open (which holds no such pointer) before the
- * sessions start keeps derive away from the realloc. Remove with the fix.
- */
-static void
-handles_pregrow(size_t n)
-{
-	struct kset s[24];
-	size_t i, sets = n / 3 + 1;
-
-	if (sets > ARRAY_LEN(s))
-		bail("pregrow %zu", n);
-	for (i = 0; i < sets; i++)
-		if (kset_open(&s[i], "000102030405060708090a0b0c0d0e0f",
-		    "101112131415161718191a1b1c1d1e1f",
-		    "202122232425262728292a2b2c2d2e2f", 0) != 0)
-			bail("pregrow");
-	for (i = 0; i < sets; i++)
-		kset_close(&s[i]);
-}
-
 struct worker {
 	const struct kset *ks;
 	int rounds, good;
@@ -1152,7 +1127,6 @@ main(void)
 	if (gp_kms_new(c, &G) != 0)
 		bail("gp_kms_new");
 	gp_kms_backend(G, &be);
-	handles_pregrow(64);	/* see handles_pregrow() */
 
 	test_json_cases(root);
 	test_intermediates();
