@@ -392,7 +392,7 @@ test_timeout(struct fx_sim *sim)
 }
 
 /* Several threads at once, each with its own kmsd connection (as tsmd's
- * workers have) and the process-wide answer-nonce cache. */
+ * workers have) and the process-wide nonce replay cache. */
 #define THREADS 6
 #define CALLS   4
 

@@ -283,6 +283,13 @@ int  http_sig_make(struct kms_client *c, const char *key_label,
 int  http_sig_verify(struct kms_client *c, const char *key_label,
 	    const struct http_sig *s, const char *method, const char *path,
 	    const uint8_t *body, size_t n) WUR;
+/* The process-wide replay cache of X-TSM-Signature nonces, for requests
+ * (the server) and answers (tsm/sei's client): 0 when (key_id, nonce) is
+ * new (and records it until ts + window); ERR_EXISTS when seen; ERR_LIMIT
+ * when the cache is full. */
+int  http_nonce_check(const char *key_id, const char *nonce, int64_t ts,
+	    int64_t now) WUR;
+void http_nonce_cleanup(void);
 
 /* ---- kmsd connection of the calling worker thread ------------------------------ */
 

@@ -97,12 +97,4 @@ int  http_tls_verify_chain(X509_STORE *store, const uint8_t *const *der,
 #define HTTP_IDENT_MAX 64
 int  http_ident_ok(const char *s, size_t n);
 
-/* ---- replay cache for X-TSM-Signature nonces (sig.c) ---- */
-
-/* 0 when (key_id, nonce) is new (and records it until ts + window);
- * ERR_EXISTS when seen; ERR_LIMIT when the cache is full. */
-int  http_nonce_check(const char *key_id, const char *nonce, int64_t ts,
-	    int64_t now) WUR;
-void http_nonce_cleanup(void);
-
 #endif

@@ -1,12 +1,11 @@
 /*
  * client.c - tsmd's SEI-TSM client (§9.1-9.3, client.h, client.md): one
  * libcurl easy handle per call, X-TSM-Signature made and checked in kmsd
- * through tsm/http's signature code, a replay cache for answer nonces,
+ * through tsm/http's signature code and replay cache for answer nonces,
  * strict JSON checks of the answers, retries with backoff where repeating
  * is harmless, and one task-history entry per call. Runs in tsmd on any
  * worker thread; the network and the peer's answers are untrusted.
  */
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +16,6 @@
 
 #include <curl/curl.h>
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include "tsm/http/http.h"
@@ -187,63 +185,6 @@ sanitize(char *dst, size_t cap, const char *src)
 		dst[i] = (unsigned char)src[i] < 0x20 ||
 		    (unsigned char)src[i] > 0x7E ? '?' : src[i];
 	dst[i] = '\0';
-}
-
-/* ---- answer nonces ----
- * Answers carry their own nonce; one seen before within the window is a
- * replayed answer. A pruned array: SEI calls are few per second. */
-
-#define NONCE_CAP 65536
-
-struct seen {
-	uint8_t h[16];
-	int64_t until;
-};
-static struct seen *seen;
-static size_t nseen, capseen;
-static pthread_mutex_t seen_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static int
-nonce_claim(const char *key_id, const char *nonce, int64_t ts)
-{
-	int64_t now = wall_seconds();
-	uint8_t md[32];
-	unsigned int ml = 0;
-	char in[128];
-	size_t i, j;
-	int rc = 0;
-
-	snprintf(in, sizeof(in), "answer|%s|%s", key_id, nonce);
-	if (EVP_Digest(in, strlen(in), md, &ml, EVP_sha256(), NULL) != 1)
-		return ERR_CRYPTO;
-	pthread_mutex_lock(&seen_lock);
-	for (i = j = 0; i < nseen; i++)
-		if (seen[i].until >= now)
-			seen[j++] = seen[i];
-	nseen = j;
-	for (i = 0; i < nseen; i++)
-		if (memcmp(seen[i].h, md, 16) == 0) {
-			rc = ERR_EXISTS;
-			goto out;
-		}
-	if (nseen == capseen) {
-		size_t nc = capseen ? capseen * 2 : 256;
-		struct seen *ns;
-
-		if (nc > NONCE_CAP || (ns = realloc(seen, nc * sizeof(*ns))) ==
-		    NULL) {
-			rc = ERR_BUSY;	/* refuse rather than forget a nonce */
-			goto out;
-		}
-		seen = ns;
-		capseen = nc;
-	}
-	memcpy(seen[nseen].h, md, 16);
-	seen[nseen].until = (ts > now ? ts : now) + HTTP_SIG_WINDOW_S;
-	nseen++;
-out:
-	pthread_mutex_unlock(&seen_lock);
-	return rc;
 }
 
 /* ---- one HTTP exchange ---- */
@@ -463,9 +404,12 @@ attempt(const struct tsm_peer *peer, const struct sei_call *call,
 		rc = rc == ERR_AUTH ? ERR_AUTH : rc;
 		goto out;
 	}
-	if ((rc = nonce_claim(sg.key_id, sg.nonce, sg.ts)) != 0) {
+	/* Answers share tsmd's replay cache: the same (keyId, nonce) twice is
+	 * a replay whichever direction it came from. */
+	if ((rc = http_nonce_check(sg.key_id, sg.nonce, sg.ts,
+	    wall_seconds())) != 0) {
 		res_err(res, "%s", rc == ERR_EXISTS ? "answer replayed (nonce seen)" :
-		    "answer nonce cache full");
+		    rc == ERR_LIMIT ? "answer nonce cache full" : err_str(rc));
 		rc = rc == ERR_EXISTS ? ERR_AUTH : rc;
 		goto out;
 	}
