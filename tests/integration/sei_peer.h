@@ -72,31 +72,6 @@ sp_kcv_gp(const uint8_t *key, size_t keylen, uint8_t out[3])
 	return 0;
 }
 
-/* CMAC: first 5 bytes of AES-CMAC(K, 00 x 16). */
-static int __attribute__((unused))
-sp_kcv_cmac(const uint8_t *key, size_t keylen, uint8_t out[5])
-{
-	EVP_MAC *m = EVP_MAC_fetch(NULL, "CMAC", NULL);
-	EVP_MAC_CTX *c = m ? EVP_MAC_CTX_new(m) : NULL;
-	OSSL_PARAM p[2];
-	uint8_t zero[16] = { 0 }, mac[16];
-	size_t ml = 0;
-	int ok;
-
-	p[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_CIPHER,
-	    (char *)(keylen == 16 ? "AES-128-CBC" : keylen == 24 ? "AES-192-CBC" :
-	    "AES-256-CBC"), 0);
-	p[1] = OSSL_PARAM_construct_end();
-	ok = c != NULL && EVP_MAC_init(c, key, keylen, p) == 1 &&
-	    EVP_MAC_update(c, zero, 16) == 1 &&
-	    EVP_MAC_final(c, mac, &ml, sizeof(mac)) == 1 && ml == 16;
-	EVP_MAC_CTX_free(c);
-	EVP_MAC_free(m);
-	if (ok)
-		memcpy(out, mac, 5);
-	return ok ? 0 : -1;
-}
-
 /* AES-CMAC of n bytes. */
 static int __attribute__((unused))
 sp_cmac(const uint8_t *key, size_t keylen, const uint8_t *in, size_t n,
@@ -118,6 +93,19 @@ sp_cmac(const uint8_t *key, size_t keylen, const uint8_t *in, size_t n,
 	EVP_MAC_CTX_free(c);
 	EVP_MAC_free(m);
 	return ok ? 0 : -1;
+}
+
+/* CMAC: first 5 bytes of AES-CMAC(K, 00 x 16). */
+static int __attribute__((unused))
+sp_kcv_cmac(const uint8_t *key, size_t keylen, uint8_t out[5])
+{
+	static const uint8_t zero[16];
+	uint8_t mac[16];
+
+	if (sp_cmac(key, keylen, zero, sizeof(zero), mac) != 0)
+		return -1;
+	memcpy(out, mac, 5);
+	return 0;
 }
 
 /* The GP SCP03 KDF (gp-reference §1.3), one block: CMAC(K, 00 x 11 |
