@@ -22,29 +22,6 @@ flow_now(void)
 	return (uint64_t)wall_seconds();
 }
 
-int
-flow_hex_norm(const char *s, size_t min, size_t max, char *out, size_t cap)
-{
-	size_t n, i;
-
-	if (s == NULL)
-		return -1;
-	n = strlen(s);
-	if (n % 2 != 0 || n < 2 * min || n > 2 * max || n >= cap)
-		return -1;
-	for (i = 0; i < n; i++) {
-		char c = s[i];
-
-		if (c >= 'a' && c <= 'f')
-			c = (char)(c - 'a' + 'A');
-		if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'F')))
-			return -1;
-		out[i] = c;
-	}
-	out[n] = '\0';
-	return 0;
-}
-
 void
 flow_id_make(struct flow *f, const char *prefix, char *out, size_t cap)
 {

@@ -72,6 +72,10 @@ void flow_resp_free(struct flow_resp *r);
 /* 1 for 9000, 61xx, 62xx, 63xx: the agent goes on after it. */
 int  flow_sw_goes_on(uint16_t sw);
 
+/* Upper-case hex of min..max bytes into out (cap); -1 when not. */
+int  flow_hex_norm(const char *s, size_t min, size_t max, char *out,
+	    size_t cap);
+
 /*
  * POST /api/v1/agent/sessions body {"seId": hex 4..64 bytes}: se_id gets
  * it upper case (cap >= 129). FLOW_AGENT_OK or FLOW_AGENT_BAD_REQUEST with

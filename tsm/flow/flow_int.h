@@ -244,9 +244,6 @@ void flow_sess_free(struct flow *f, struct flow_sess *s);
 
 /* "<prefix><12 hex ms><4 hex seq>-<8 hex random>": sorts by creation. */
 void flow_id_make(struct flow *f, const char *prefix, char *out, size_t cap);
-/* Upper-case hex of min..max bytes into out; -1 when not. */
-int  flow_hex_norm(const char *s, size_t min, size_t max, char *out,
-	    size_t cap);
 uint64_t flow_now(void);	/* unix seconds */
 
 #endif

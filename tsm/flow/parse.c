@@ -41,12 +41,18 @@ flow_sw_goes_on(uint16_t sw)
 	return sw == 0x9000 || s1 == 0x61 || s1 == 0x62 || s1 == 0x63;
 }
 
-/* Hex of bytes min..max, normalised to upper case into out (cap). */
-static int
-hex_id(const char *s, size_t min, size_t max, char *out, size_t cap)
+/*
+ * Upper-case hex of min..max bytes into out (cap); here, not in engine.c,
+ * so that the pure parsers (and their fuzzer) need nothing else.
+ */
+int
+flow_hex_norm(const char *s, size_t min, size_t max, char *out, size_t cap)
 {
-	size_t n = strlen(s), i;
+	size_t n, i;
 
+	if (s == NULL)
+		return -1;
+	n = strlen(s);
 	if (n % 2 != 0 || n < 2 * min || n > 2 * max || n >= cap)
 		return -1;
 	for (i = 0; i < n; i++) {
@@ -102,7 +108,7 @@ flow_open_parse(const json_t *body, char *se_id, size_t cap, char *msg,
 		snprintf(msg, mcap, "seId: missing");
 		return FLOW_AGENT_BAD_REQUEST;
 	}
-	if (!json_is_string(v) || hex_id(json_string_value(v), FLOW_SEID_MIN,
+	if (!json_is_string(v) || flow_hex_norm(json_string_value(v), FLOW_SEID_MIN,
 	    FLOW_SEID_MAX, se_id, cap) != 0) {
 		snprintf(msg, mcap, "seId: must be hex, %d to %d bytes",
 		    FLOW_SEID_MIN, FLOW_SEID_MAX);
@@ -131,7 +137,7 @@ flow_resp_parse(const json_t *body, size_t n_sent, struct flow_resp *out,
 	if (only_fields(body, known, msg, mcap) != 0)
 		return FLOW_AGENT_BAD_REQUEST;
 	v = json_object_get(body, "seId");
-	if (v != NULL && (!json_is_string(v) || hex_id(json_string_value(v),
+	if (v != NULL && (!json_is_string(v) || flow_hex_norm(json_string_value(v),
 	    FLOW_SEID_MIN, FLOW_SEID_MAX, se_id, cap) != 0)) {
 		snprintf(msg, mcap, "seId: must be hex, %d to %d bytes",
 		    FLOW_SEID_MIN, FLOW_SEID_MAX);
