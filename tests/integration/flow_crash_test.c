@@ -180,37 +180,13 @@ test_keyrepl_matrix(void)
 	json_decref(o);
 	s = ff_session(&F, card, NULL);
 	ff_sess_clear(&s);
-	{
-		struct store_ssd r;
-		int t;
-
-		for (t = 0; t < 200; t++) {
-			if (ff_ssd(&F, SEID, K1, &r) == 0 && strcmp(r.state,
-			    "KEYS_RECEIVED") == 0)
-				break;
-			usleep(50000);
-		}
-	}
+	(void)ff_wait_state(&F, SEID, K1, "KEYS_RECEIVED");
 	ok(settle(), "K1 created and its initial keys replaced");
 	for (i = 0; i < ARRAY_LEN(points); i++)
 		keyrepl_point(&points[i]);
 }
 
 /* ---- SSD creation --------------------------------------------------------------- */
-
-static int
-wait_state(const char *aid, const char *state)
-{
-	struct store_ssd r;
-	int i;
-
-	for (i = 0; i < 200; i++) {
-		if (ff_ssd(&F, SEID, aid, &r) == 0 && strcmp(r.state, state) == 0)
-			return 1;
-		usleep(50000);
-	}
-	return 0;
-}
 
 /* The key sync arrived (KEYS_RECEIVED, or already replaced). */
 static int
@@ -303,8 +279,8 @@ create_point(const struct cpoint *p)
 			ok(ff_http(&F, "POST", path, NULL, F.admin, &o) == 202,
 			    "%s: delete queued", p->k.what);
 			json_decref(o);
-			ok(settle() && !on_card(p->aid) && wait_state(p->aid,
-			    "DELETED"), "%s: deleted", p->k.what);
+			ok(settle() && !on_card(p->aid) && ff_wait_state(&F,
+			    SEID, p->aid, "DELETED"), "%s: deleted", p->k.what);
 		}
 		post_create(p->aid);
 		ok(settle() && wait_keys(p->aid), "%s: created again", p->k.what);

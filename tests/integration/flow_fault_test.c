@@ -72,16 +72,7 @@ show_tasks(struct ff_sess *s)
 static int
 wait_keys(const char *aid)
 {
-	struct store_ssd r;
-	int i;
-
-	for (i = 0; i < 200; i++) {
-		if (ff_ssd(&F, SEID, aid, &r) == 0 && strcmp(r.state,
-		    "KEYS_RECEIVED") == 0)
-			return 1;
-		usleep(50000);
-	}
-	return 0;
+	return ff_wait_state(&F, SEID, aid, "KEYS_RECEIVED");
 }
 
 /* Raw agent calls. */
@@ -113,9 +104,25 @@ rc_of(json_t *o)
 static void
 test_agent_input(void)
 {
+	/* Each refused, ending its session: the next one opens another. */
+	static const struct {
+		const char *body;
+		long        http;
+		int         rc;
+		const char *what;
+	} bad[] = {
+		{ "{\"respList\":[]}", 400, 2003,
+		    "no answer to a batch of one -> 2003" },
+		{ "{\"respList\":[\"6Z82\"]}", 400, 2003, "garbage hex -> 2003" },
+		{ "{\"respList\":[\"90\"]}", 400, 2003,
+		    "a 1-byte answer (no SW) -> 2003" },
+		{ "{\"respList\":\"9000\"}", 400, 2000,
+		    "respList not an array -> 400, 2000" },
+	};
 	json_t *o = NULL;
-	char sid[64], body[300];
+	char sid[64];
 	struct ff_sess s;
+	size_t i;
 	long code;
 
 	code = agent_open("{\"seId\":", &o);
@@ -178,27 +185,17 @@ test_agent_input(void)
 	ok(code == 200 && json_array_size(json_object_get(o, "apduList")) == 1,
 	    "next session: the probe again");
 	json_decref(o);
-	code = agent_post(sid, "{\"respList\":[]}", &o);
-	ok(code == 400 && rc_of(o) == 2003, "no answer to a batch of one -> 2003");
-	json_decref(o);
-	agent_open("{\"seId\":\"" SEID "\"}", &o);
-	snprintf(sid, sizeof(sid), "%s", js(o, "sessionId"));
-	json_decref(o);
-	code = agent_post(sid, "{\"respList\":[\"6Z82\"]}", &o);
-	ok(code == 400 && rc_of(o) == 2003, "garbage hex -> 2003");
-	json_decref(o);
-	agent_open("{\"seId\":\"" SEID "\"}", &o);
-	snprintf(sid, sizeof(sid), "%s", js(o, "sessionId"));
-	json_decref(o);
-	code = agent_post(sid, "{\"respList\":[\"90\"]}", &o);
-	ok(code == 400 && rc_of(o) == 2003, "a 1-byte answer (no SW) -> 2003");
-	json_decref(o);
-	agent_open("{\"seId\":\"" SEID "\"}", &o);
-	snprintf(sid, sizeof(sid), "%s", js(o, "sessionId"));
-	json_decref(o);
-	code = agent_post(sid, "{\"respList\":\"9000\"}", &o);
-	ok(code == 400 && rc_of(o) == 2000, "respList not an array -> 400, 2000");
-	json_decref(o);
+	for (i = 0; i < ARRAY_LEN(bad); i++) {
+		if (i > 0) {
+			agent_open("{\"seId\":\"" SEID "\"}", &o);
+			snprintf(sid, sizeof(sid), "%s", js(o, "sessionId"));
+			json_decref(o);
+		}
+		code = agent_post(sid, bad[i].body, &o);
+		ok(code == bad[i].http && rc_of(o) == bad[i].rc, "%s",
+		    bad[i].what);
+		json_decref(o);
+	}
 
 	/* Expiry (agent.sessionTimeoutS 2 here). */
 	agent_open("{\"seId\":\"" SEID "\"}", &o);
@@ -220,8 +217,6 @@ test_agent_input(void)
 	ok(s.done && outcome(&s, "KEY_REPLACE", "DONE", NULL), "and the next "
 	    "replaces its keys");
 	ff_sess_clear(&s);
-	snprintf(body, sizeof(body), "x");
-	(void)body;
 }
 
 /* ---- a card that refuses a command in the middle of a batch ---------------------- */

@@ -446,6 +446,21 @@ ff_ssd(struct ff *f, const char *se, const char *aid, struct store_ssd *out)
 }
 
 /* The task's state ("" when unknown); *t gets the JSON when wanted. */
+/* Waits (10 s) until tsmd's record of the SSD is in state. */
+static int __attribute__((unused))
+ff_wait_state(struct ff *f, const char *se, const char *aid, const char *state)
+{
+	struct store_ssd r;
+	int i;
+
+	for (i = 0; i < 200; i++) {
+		if (ff_ssd(f, se, aid, &r) == 0 && strcmp(r.state, state) == 0)
+			return 1;
+		usleep(50000);
+	}
+	return 0;
+}
+
 static __attribute__((unused)) const char *
 ff_task_state(struct ff *f, const char *id, char *buf, size_t cap)
 {

@@ -152,21 +152,6 @@ task_outcome(struct ff_sess *s, const char *kind, const char *state)
 	return 0;
 }
 
-/* Waits (10 s) until tsmd's SSD record is in state. */
-static int
-wait_ssd_state(const char *aid, const char *state)
-{
-	struct store_ssd r;
-	int i;
-
-	for (i = 0; i < 200; i++) {
-		if (ff_ssd(&F, SEID, aid, &r) == 0 && strcmp(r.state, state) == 0)
-			return 1;
-		usleep(50000);
-	}
-	return 0;
-}
-
 static const char *
 sim_ssd_state(const char *aid, char *buf, size_t cap)
 {
@@ -281,9 +266,10 @@ create_and_replace(const char *aid, const char *mode, const char *what)
 	    "SEI batches, SSD_CREATE DONE (batches %d, %s)", what, s.batches,
 	    s.msg);
 	ff_sess_clear(&s);
-	ok(wait_ssd_state(aid, "KEYS_RECEIVED") && ff_ssd(&F, SEID, aid, &r) == 0 &&
-	    r.kvn_pending == 0x30 && r.kvn_active == 0, "%s: the SEI's key sync "
-	    "arrived: KEYS_RECEIVED, initial keys KVN 30", what);
+	ok(ff_wait_state(&F, SEID, aid, "KEYS_RECEIVED") && ff_ssd(&F, SEID,
+	    aid, &r) == 0 && r.kvn_pending == 0x30 && r.kvn_active == 0,
+	    "%s: the SEI's key sync arrived: KEYS_RECEIVED, initial keys KVN 30",
+	    what);
 
 	s = ff_session(&F, card, NULL);
 	ok(s.done && s.code == 0 && s.batches == 3 &&
