@@ -179,8 +179,10 @@ h_open(struct http_req *rq, struct http_resp *rs, void *arg)
 		return agent_error(rs, 400, FLOW_AGENT_BAD_REQUEST, "%s", msg);
 	flow_sessions_reap(f, cfg->flows.session_timeout_s);
 	if ((s = calloc(1, sizeof(*s))) == NULL ||
-	    (s->outcomes = json_array()) == NULL || (s->seen = json_object()) ==
-	    NULL || (s->todo = json_array()) == NULL || getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+	    (s->outcomes = json_array()) == NULL ||
+	    (s->seen = json_object()) == NULL ||
+	    (s->todo = json_array()) == NULL ||
+	    getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
 		flow_sess_free(f, s);
 		return ERR_NOMEM;
 	}
