@@ -88,19 +88,31 @@ stop() {
 	echo "== stopping"
 	for p in $pids; do kill "$p" 2>/dev/null || true; done
 	for p in $pids; do wait "$p" 2>/dev/null || true; done
-	exit 0
+	exit "$1"
 }
-trap stop INT TERM EXIT
+# Ctrl-C and SIGTERM are the normal way out; any other exit (a daemon that
+# did not start, a failed step under set -e) keeps its status.
+trap 'stop 0' INT TERM
+trap 'stop $?' EXIT
+
+wait_for() {	# wait_for NAME LOG TEST...: up to 10 s until `test TEST...`
+	name=$1 log=$2
+	shift 2
+	i=0
+	until test "$@"; do
+		i=$((i + 1))
+		if [ $i -gt 100 ]; then
+			echo "$name did not start; see $log" >&2
+			exit 1
+		fi
+		sleep 0.1
+	done
+}
 
 "$B/kmsd" --var "$VAR" --insecure-pin-file "$VAR/kms/demo-user.pin" \
 	--policy "$TOP/policy/kms.policy" 2>>"$VAR/log/kmsd.log" &
 pids="$pids $!"
-i=0
-while [ ! -S "$VAR/run/kms.sock" ]; do
-	i=$((i + 1))
-	if [ $i -gt 100 ]; then echo "kmsd did not start; see $VAR/log/kmsd.log" >&2; exit 1; fi
-	sleep 0.1
-done
+wait_for kmsd "$VAR/log/kmsd.log" -S "$VAR/run/kms.sock"
 echo "== kmsd ready: $VAR/run/kms.sock (log $VAR/log/kmsd.log)"
 
 # The simulator first: its first start writes VAR/seisim/ca.pem, which
@@ -111,12 +123,7 @@ if [ -x "$B/seisim" ] && [ -z "$SEI_URL" ]; then
 		--tsm-url "https://$LISTEN" --tsm-ca "$VAR/ca.pem" \
 		2>>"$VAR/log/seisim.log" &
 	pids="$pids $!"
-	i=0
-	while [ ! -s "$VAR/seisim/seisim.addr" ]; do
-		i=$((i + 1))
-		if [ $i -gt 100 ]; then echo "seisim did not start; see $VAR/log/seisim.log" >&2; exit 1; fi
-		sleep 0.1
-	done
+	wait_for seisim "$VAR/log/seisim.log" -s "$VAR/seisim/seisim.addr"
 	echo "== SEI-TSM simulator: https://$SEI_LISTEN (DEMO; state $VAR/seisim/state.json, log $VAR/log/seisim.log)"
 fi
 if [ -x "$B/tsmd" ]; then
