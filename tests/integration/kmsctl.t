@@ -22,20 +22,13 @@ kcv() {	# GP KCV of an AES key: first 3 bytes of AES(K, 01x16)
 	printf '\001\001\001\001\001\001\001\001\001\001\001\001\001\001\001\001' |
 		openssl enc -$c -nopad -K "$1" 2>/dev/null | od -An -tx1 | tr -d ' \n' | cut -c1-6
 }
-xorhex() {
-	local a=$1 b=$2 o="" i
-	for ((i = 0; i < ${#a}; i += 2)); do
-		o+=$(printf '%02x' $((0x${a:i:2} ^ 0x${b:i:2})))
-	done
-	echo "$o"
-}
 
 # ---- init and quorum ----
 # Shares are written before the token is touched: when they cannot be
-# (no file may grow: ulimit -f 0, SIGXFSZ ignored; the output goes through a
-# pipe) init fails and leaves the
-# token uninitialised, so the next init works. Existing share files are
-# never overwritten, and a custodian name must be a plain file name.
+# (no file may grow: ulimit -f 0, SIGXFSZ ignored; the output goes through
+# a pipe) init fails and leaves the token uninitialised, so the next init
+# works. Existing share files are never overwritten, and a custodian name
+# must be a plain file name.
 mkdir -p "$A/var/kms/shares"
 run_fails "init: the shares cannot be written" bash -c "trap '' XFSZ; set -o pipefail; (ulimit -f 0; exec $K --var '$A/var' init --custodians 4 --threshold 3 --names ann,ben,cat,dan 2>&1) | cat"
 out_has "says the token is untouched" "the token is untouched"

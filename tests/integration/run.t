@@ -35,14 +35,6 @@ https() {
 		-connect "$1" -CAfile "$2" -verify_return_error 2>/dev/null
 }
 
-xorhex() {
-	local a=$1 b=$2 o="" i
-	for ((i = 0; i < ${#a}; i += 2)); do
-		o+=$(printf '%02x' $((0x${a:i:2} ^ 0x${b:i:2})))
-	done
-	echo "$o"
-}
-
 M=$T_TOP/tests/sim/demo/sei-demo.json
 # the demo MAC key = XOR of its two components (ARCHITECTURE.md)
 comps=$(sed -n '/"macKey"/,$p' "$M" | grep -o '"[0-9a-f]\{64\}"' | tr -d '"')

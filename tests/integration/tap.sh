@@ -1,4 +1,4 @@
-# tap.sh - TAP helpers for the shell tests (sourced). Each test creates
+# tap.sh - TAP helpers for the shell tests (sourced by bash). Each test creates
 # its own temporary SoftHSM2 token directory; nothing touches ./var.
 T_N=0
 T_FAIL=0
@@ -24,6 +24,13 @@ done_testing() {
 new_token_dir() {	# new_token_dir DIR: a SoftHSM2 config for DIR/tokens
 	mkdir -p "$1/tokens"
 	printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$1" >"$1/softhsm2.conf"
+}
+xorhex() {	# xorhex HEX1 HEX2: their XOR, lowercase hex (as long as HEX1)
+	local a=$1 b=$2 o="" i
+	for ((i = 0; i < ${#a}; i += 2)); do
+		o+=$(printf '%02x' $((0x${a:i:2} ^ 0x${b:i:2})))
+	done
+	echo "$o"
 }
 T_TOP=${SPTSM_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
 T_BIN=${SPTSM_BUILD:-$T_TOP/build}/bin
