@@ -582,14 +582,16 @@ ctl_kmsd_reload(struct ctl *c)
 
 /* ---- init ---- */
 
-/* DIR/NAME.share for custodian i: the i-th of the comma-separated names,
- * or "custodian<i+1>"; the name goes to nm. */
-static void
+/* Custodian i's name: the i-th of the comma-separated names, or
+ * "custodian<i+1>"; and its share file DIR/NAME.share (ERR_TOOBIG if the
+ * path does not fit). */
+static int
 share_path(char *path, size_t cap, const char *dir, const char *names,
     unsigned i, char *nm, size_t nmcap)
 {
 	const char *p = names;
 	unsigned k;
+	int n;
 
 	snprintf(nm, nmcap, "custodian%u", i + 1);
 	for (k = 0; p != NULL && k < i; k++) {
@@ -599,7 +601,8 @@ share_path(char *path, size_t cap, const char *dir, const char *names,
 	}
 	if (p != NULL && *p && *p != ',')
 		snprintf(nm, nmcap, "%.*s", (int)strcspn(p, ","), p);
-	snprintf(path, cap, "%s/%s.share", dir, nm);
+	n = snprintf(path, cap, "%s/%s.share", dir, nm);
+	return n < 0 || (size_t)n >= cap ? ERR_TOOBIG : 0;
 }
 
 static int
@@ -615,8 +618,8 @@ cmd_init(struct ctl *c, int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 } };
 	const char *label = "sptsm", *names = NULL, *dir = NULL, *pinout = NULL;
-	char sdir[512], path[700], userhex[2 * CTL_PIN_RAW + 1],
-	    sohex[2 * CTL_PIN_RAW + 1], nm[64];
+	char sdir[512], path[CTL_MAX_SHARES][700], userhex[2 * CTL_PIN_RAW + 1],
+	    sohex[2 * CTL_PIN_RAW + 1], nm[CTL_MAX_SHARES][64];
 	uint8_t *sec, xs[CTL_MAX_SHARES], *ushares[CTL_MAX_SHARES],
 	    *sshares[CTL_MAX_SHARES], set[8], chk[8];
 	struct share *sh;
@@ -702,30 +705,29 @@ cmd_init(struct ctl *c, int argc, char **argv)
 		goto out;
 	shamir_pin_check(set, sec, CTL_PIN_RAW, chk);
 	/* Two custodians with one name would share one file: the second
-	 * share would replace the first. */
+	 * share would replace the first. Nor does a share go over another
+	 * token's (they may be all that opens it). */
 	for (i = 0; i < n; i++) {
-		char other[64];
 		unsigned k;
 
-		share_path(path, sizeof(path), dir, names, i, nm, sizeof(nm));
+		if ((rc = share_path(path[i], sizeof(path[i]), dir, names, i,
+		    nm[i], sizeof(nm[i]))) != 0) {
+			die_msg("%s: path too long", dir);
+			goto out;
+		}
 		for (k = 0; k < i; k++) {
-			share_path(path, sizeof(path), dir, names, k, other,
-			    sizeof(other));
-			if (strcmp(nm, other) == 0) {
+			if (strcmp(nm[i], nm[k]) == 0) {
 				die_msg("custodian name '%s' given twice (custodians "
-				    "%u and %u); every share needs its own file", nm,
-				    k + 1, i + 1);
+				    "%u and %u); every share needs its own file",
+				    nm[i], k + 1, i + 1);
 				rc = ERR_EXISTS;
 				goto out;
 			}
 		}
-	}
-	/* Never over another token's shares (they may be all that opens it). */
-	for (i = 0; i < n; i++) {
-		share_path(path, sizeof(path), dir, names, i, nm, sizeof(nm));
-		if (access(path, F_OK) == 0 || errno != ENOENT) {
+		if (access(path[i], F_OK) == 0 || errno != ENOENT) {
 			die_msg("%s exists: kmsctl init never overwrites a share "
-			    "file; move it away first (the token is untouched)", path);
+			    "file; move it away first (the token is untouched)",
+			    path[i]);
 			rc = ERR_EXISTS;
 			goto out;
 		}
@@ -752,20 +754,16 @@ cmd_init(struct ctl *c, int argc, char **argv)
 			}
 			die_msg("token initialisation failed: %s; the token is "
 			    "untouched", p11_last_error());
-			for (i = 0; i < n; i++) {
-				share_path(path, sizeof(path), dir, names, i, nm,
-				    sizeof(nm));
-				(void)unlink(path);
-			}
+			for (i = 0; i < n; i++)
+				(void)unlink(path[i]);
 			goto out;
 		}
 		for (i = 0; i < n; i++) {
-			share_path(path, sizeof(path), dir, names, i, nm, sizeof(nm));
 			memset(sh, 0, sizeof(*sh));
 			snprintf(sh->serial, sizeof(sh->serial), "%s", pass == 0 ?
 			    SHARE_SERIAL_PENDING : p11_token_serial(c->p));
 			snprintf(sh->label, sizeof(sh->label), "%s", label);
-			snprintf(sh->custodian, sizeof(sh->custodian), "%s", nm);
+			snprintf(sh->custodian, sizeof(sh->custodian), "%s", nm[i]);
 			memcpy(sh->set, set, 8);
 			memcpy(sh->check, chk, 8);
 			sh->x = xs[i];
@@ -773,33 +771,28 @@ cmd_init(struct ctl *c, int argc, char **argv)
 			sh->count = (uint8_t)n;
 			memcpy(sh->user, ushares[i], CTL_PIN_RAW);
 			memcpy(sh->so, sshares[i], CTL_PIN_RAW);
-			if ((rc = share_write(path, sh)) == 0)
+			if ((rc = share_write(path[i], sh)) == 0)
 				continue;
 			if (pass == 0) {
 				die_msg("cannot write %s: %s; the token is untouched",
-				    path, err_str(rc));
-				while (i-- > 0) {
-					share_path(path, sizeof(path), dir, names, i,
-					    nm, sizeof(nm));
-					(void)unlink(path);
-				}
+				    path[i], err_str(rc));
+				while (i-- > 0)
+					(void)unlink(path[i]);
 				goto out;
 			}
 			/* The pending version is still there and still
 			 * rebuilds the PINs (unseal accepts it). */
 			fprintf(stderr, "kmsctl: warning: cannot rewrite %s with the "
 			    "token serial (%s); it keeps token-serial=%s and still "
-			    "works\n", path, err_str(rc), SHARE_SERIAL_PENDING);
+			    "works\n", path[i], err_str(rc), SHARE_SERIAL_PENDING);
 			rc = 0;
 		}
 	}
-	for (i = 0; i < n; i++) {
-		share_path(path, sizeof(path), dir, names, i, nm, sizeof(nm));
-		printf("share %u of %u (quorum %u) for %s: %s\n", i + 1, n, m, nm,
-		    path);
-	}
+	for (i = 0; i < n; i++)
+		printf("share %u of %u (quorum %u) for %s: %s\n", i + 1, n, m,
+		    nm[i], path[i]);
+	/* Replaces an older PIN file only once the new one is on disk. */
 	if (pinout != NULL) {
-		(void)unlink(pinout);
 		if ((rc = file_write_atomic(pinout, userhex, strlen(userhex),
 		    0400)) != 0) {
 			die_msg("cannot write %s", pinout);

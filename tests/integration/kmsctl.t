@@ -43,6 +43,10 @@ out_has "names the bad name" "custodian name"
 run_fails "init: a custodian name given twice" $K --var "$A/var" init --custodians 3 --threshold 2 --names ann,custodian3
 out_has "says it would share a file" "given twice"
 ok $(ls "$A/var/kms/shares" | grep -q share; [ $? -ne 0 ]; echo $?) "and writes no share"
+long=$T_DIR/$(printf 'd%.0s' $(seq 100))
+long=$long/$(basename "$long")/$(basename "$long")/$(basename "$long")/$(basename "$long")/$(basename "$long")/$(basename "$long")
+run_fails "init: a shares dir too long for the share paths" $K --var "$A/var" init --custodians 2 --threshold 2 --shares-dir "$long"
+out_has "says so (no truncated file name)" "path too long"
 run_ok "init: 4 custodians, quorum 3" $K --var "$A/var" init --custodians 4 --threshold 3 --names ann,ben,cat,dan
 out_has "shares written per custodian" "share 4 of 4 (quorum 3) for dan"
 S=$A/var/kms/shares
