@@ -317,6 +317,7 @@ repeatable(int op)
 	case KMS_OP_KCV:
 	case KMS_OP_KEYSET_GENERATE:
 	case KMS_OP_KEYSET_IMPORT:
+	case KMS_OP_KEYSET_RECEIVE:
 	case KMS_OP_KEYSET_OPEN:
 	case KMS_OP_SIGN:
 	case KMS_OP_HMAC:
@@ -493,9 +494,9 @@ kms_kcv(struct kms_client *c, struct kms_ref ref, int method, uint8_t kcv[5],
 	return 0;
 }
 
-/* blob (lv32) then u8 n, n x (u8 usage, lv16 kcv) */
+/* blob (lv32) then u8 n, n x (u8 usage, lv16 kcv); more may follow */
 static int
-get_blob_kcvs(struct kms_client *c, struct rd *r, struct buf *blob,
+get_blob_kcvs_part(struct kms_client *c, struct rd *r, struct buf *blob,
     struct kms_keyset_kcvs *k)
 {
 	const uint8_t *p;
@@ -519,6 +520,17 @@ get_blob_kcvs(struct kms_client *c, struct rd *r, struct buf *blob,
 		memcpy(k->kcv[i], p, kl);
 		k->kcvlen = kl;
 	}
+	return 0;
+}
+
+static int
+get_blob_kcvs(struct kms_client *c, struct rd *r, struct buf *blob,
+    struct kms_keyset_kcvs *k)
+{
+	int rc;
+
+	if ((rc = get_blob_kcvs_part(c, r, blob, k)) != 0)
+		return rc;
 	return rd_end(r) == 0 ? 0 : BAD_REPLY();
 }
 
@@ -551,28 +563,80 @@ kms_keyset_derive(struct kms_client *c, const char *master, const uint8_t *div,
 	return get_blob_kcvs(c, &r, blob, kcvs);
 }
 
+/* keyset.import's fields (also the middle of keyset.receive's). */
+static int
+put_import(struct buf *b, const char *kek, int mech, int alg, int kcv_method,
+    const struct kms_wrapped *keys, size_t n)
+{
+	size_t i;
+	int rc;
+
+	if (n == 0 || n > KMS_KEYSET_MAX)
+		return ERR_INVAL;
+	if ((rc = buf_put_str(b, kek)) != 0 ||
+	    (rc = buf_put_u8(b, (uint8_t)mech)) != 0 ||
+	    (rc = buf_put_u8(b, (uint8_t)alg)) != 0 ||
+	    (rc = buf_put_u8(b, (uint8_t)kcv_method)) != 0 ||
+	    (rc = buf_put_u8(b, (uint8_t)n)) != 0)
+		return rc;
+	for (i = 0; i < n; i++)
+		if ((rc = buf_put_u8(b, keys[i].usage)) != 0 ||
+		    (rc = buf_put_lv16(b, keys[i].wrapped, keys[i].wlen)) != 0 ||
+		    (rc = buf_put_lv16(b, keys[i].kcv, keys[i].kcvlen)) != 0)
+			return rc;
+	return 0;
+}
+
 int
 kms_keyset_import(struct kms_client *c, const char *kek, int mech, int alg,
     int kcv_method, const struct kms_wrapped *keys, size_t n, struct buf *blob,
     struct kms_keyset_kcvs *kcvs)
 {
-	size_t i;
 	BODY_BEGIN;
 
-	if (n == 0 || n > KMS_KEYSET_MAX)
-		rc = ERR_INVAL;
-	else if ((rc = buf_put_str(&b, kek)) == 0 &&
-	    (rc = buf_put_u8(&b, (uint8_t)mech)) == 0 &&
-	    (rc = buf_put_u8(&b, (uint8_t)alg)) == 0 &&
-	    (rc = buf_put_u8(&b, (uint8_t)kcv_method)) == 0)
-		rc = buf_put_u8(&b, (uint8_t)n);
-	for (i = 0; rc == 0 && i < n; i++) {
-		if ((rc = buf_put_u8(&b, keys[i].usage)) == 0 &&
-		    (rc = buf_put_lv16(&b, keys[i].wrapped, keys[i].wlen)) == 0)
-			rc = buf_put_lv16(&b, keys[i].kcv, keys[i].kcvlen);
-	}
+	rc = put_import(&b, kek, mech, alg, kcv_method, keys, n);
 	SEND(KMS_OP_KEYSET_IMPORT);
 	return get_blob_kcvs(c, &r, blob, kcvs);
+}
+
+static int
+receive_body(struct buf *b, const struct kms_receive *in)
+{
+	int rc;
+
+	if ((rc = kms_put_ref(b, KMS_LABEL(in->mac_key))) != 0 ||
+	    (rc = buf_put_lv32(b, in->msg, in->msglen)) != 0 ||
+	    (rc = buf_put(b, in->mac, 32)) != 0 ||
+	    (rc = put_import(b, in->kek, in->mech, in->alg, in->kcv_method,
+	    in->keys, in->n)) != 0)
+		return rc;
+	return buf_put_lv32(b, in->receipt, in->rlen);
+}
+
+static int
+receive_reply(struct kms_client *c, struct rd *r, struct buf *blob,
+    struct kms_keyset_kcvs *kcvs, uint8_t receipt_mac[32])
+{
+	const uint8_t *p;
+	int rc;
+
+	if ((rc = get_blob_kcvs_part(c, r, blob, kcvs)) != 0)
+		return rc;
+	if (rd_bytes(r, 32, &p) != 0 || rd_end(r) != 0)
+		return BAD_REPLY();
+	memcpy(receipt_mac, p, 32);
+	return 0;
+}
+
+int
+kms_keyset_receive(struct kms_client *c, const struct kms_receive *in,
+    struct buf *blob, struct kms_keyset_kcvs *kcvs, uint8_t receipt_mac[32])
+{
+	BODY_BEGIN;
+
+	rc = receive_body(&b, in);
+	SEND(KMS_OP_KEYSET_RECEIVE);
+	return receive_reply(c, &r, blob, kcvs, receipt_mac);
 }
 
 int

@@ -29,6 +29,7 @@ enum kms_op {
 	KMS_OP_KEYSET_GENERATE  = 0x0020,
 	KMS_OP_KEYSET_IMPORT    = 0x0021,
 	KMS_OP_KEYSET_OPEN      = 0x0022,
+	KMS_OP_KEYSET_RECEIVE   = 0x0024,
 	KMS_OP_HANDLE_CLOSE     = 0x0023,
 	KMS_OP_SCP03_DERIVE     = 0x0030,
 	KMS_OP_SCP03_KDF        = 0x0031,
@@ -178,6 +179,28 @@ int  kms_keyset_derive(struct kms_client *c, const char *master,
 int  kms_keyset_import(struct kms_client *c, const char *kek, int mech,
 	    int alg, int kcv_method, const struct kms_wrapped *keys, size_t n,
 	    struct buf *blob, struct kms_keyset_kcvs *kcvs) WUR;
+
+/*
+ * A key set a peer sent (keyset.receive), in one durable kmsd request:
+ * kmsd verifies the peer's `mac` (32 bytes) over `msg` under the token MAC
+ * key `mac_key` first (ERR_AUTH: nothing is unwrapped), imports the keys
+ * as kms_keyset_import does, then MACs `receipt` with the same key.
+ */
+struct kms_receive {
+	const char               *mac_key;
+	const uint8_t            *msg;
+	size_t                    msglen;
+	const uint8_t            *mac;
+	const char               *kek;
+	int                       mech, alg, kcv_method;
+	const struct kms_wrapped *keys;
+	size_t                    n;
+	const uint8_t            *receipt;
+	size_t                    rlen;
+};
+int  kms_keyset_receive(struct kms_client *c, const struct kms_receive *in,
+	    struct buf *blob, struct kms_keyset_kcvs *kcvs,
+	    uint8_t receipt_mac[32]) WUR;
 
 struct kms_keyset {
 	size_t   n;

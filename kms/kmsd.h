@@ -120,6 +120,8 @@ struct op_row {
 	unsigned    roles;		/* bit per role that may reach the handler */
 	int         audit;		/* AUDIT_* */
 	int         sealed_ok;		/* may run while sealed */
+	int         parts;		/* the policy decides on the operations
+					 * it is made of, not on its name */
 };
 enum { AUDIT_NONE = 0, AUDIT_EACH = 1, AUDIT_DURABLE = 2, AUDIT_FIRST_USE = 3 };
 

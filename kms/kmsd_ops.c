@@ -483,53 +483,78 @@ op_keyset_generate(struct req *rq)
 	return rc;
 }
 
-static int
-op_keyset_import(struct req *rq)
-{
-	struct policy_param pp[3];
+/* keyset.import's fields, as read from a request body. */
+struct import_args {
+	char              kek[KS_LABEL_MAX];
+	uint8_t           mech, alg, method, n;
 	struct wrapped_in in[KMS_KEYSET_MAX];
-	struct member m[KMS_KEYSET_MAX];
-	struct buf blob;
-	uint8_t mech, alg, method, n, i;
-	char kek[KS_LABEL_MAX];
-	struct ks_key *k;
+};
+
+static int
+import_read(struct req *rq, struct import_args *a)
+{
+	uint8_t i;
 	int rc;
 
-	if ((rc = rd_str(&rq->body, kek, sizeof(kek))) != 0 ||
-	    (rc = rd_u8(&rq->body, &mech)) != 0 ||
-	    (rc = rd_u8(&rq->body, &alg)) != 0 ||
-	    (rc = rd_u8(&rq->body, &method)) != 0 ||
-	    (rc = rd_u8(&rq->body, &n)) != 0)
+	if ((rc = rd_str(&rq->body, a->kek, sizeof(a->kek))) != 0 ||
+	    (rc = rd_u8(&rq->body, &a->mech)) != 0 ||
+	    (rc = rd_u8(&rq->body, &a->alg)) != 0 ||
+	    (rc = rd_u8(&rq->body, &a->method)) != 0 ||
+	    (rc = rd_u8(&rq->body, &a->n)) != 0)
 		return bad_request(rq, rc, "kek, mech, alg, method, count");
-	if (n == 0 || n > KMS_KEYSET_MAX) {
+	if (a->n == 0 || a->n > KMS_KEYSET_MAX) {
 		snprintf(rq->msg, sizeof(rq->msg), "a key set has 1 to %d keys",
 		    KMS_KEYSET_MAX);
 		return ERR_INVAL;
 	}
-	for (i = 0; i < n; i++) {
-		if ((rc = rd_u8(&rq->body, &in[i].usage)) != 0 ||
-		    (rc = rd_lv16(&rq->body, &in[i].w, &in[i].wlen)) != 0 ||
-		    (rc = rd_lv16(&rq->body, &in[i].kcv, &in[i].kcvlen)) != 0)
+	for (i = 0; i < a->n; i++) {
+		if ((rc = rd_u8(&rq->body, &a->in[i].usage)) != 0 ||
+		    (rc = rd_lv16(&rq->body, &a->in[i].w,
+		    &a->in[i].wlen)) != 0 ||
+		    (rc = rd_lv16(&rq->body, &a->in[i].kcv,
+		    &a->in[i].kcvlen)) != 0)
 			return bad_request(rq, rc, "wrapped key list");
 	}
-	if ((rc = end_of_body(rq)) != 0)
-		return rc;
-	snprintf(rq->key, sizeof(rq->key), "%s", kek);
-	k = ks_find(&rq->d->ks, kek);
-	pp[0] = (struct policy_param){ "mech", kms_wrap_name(mech) };
-	pp[1] = (struct policy_param){ "alg", kms_alg_name(alg) };
-	pp[2] = (struct policy_param){ "method", method == KMS_KCV_GP ? "gp" :
+	return 0;
+}
+
+/* Authorizes and runs an import; the blob and KCVs go to the reply. */
+static int
+import_run(struct req *rq, const struct import_args *a)
+{
+	struct policy_param pp[3];
+	struct member m[KMS_KEYSET_MAX];
+	struct ks_key *k;
+	struct buf blob;
+	int rc;
+
+	snprintf(rq->key, sizeof(rq->key), "%s", a->kek);
+	k = ks_find(&rq->d->ks, a->kek);
+	pp[0] = (struct policy_param){ "mech", kms_wrap_name(a->mech) };
+	pp[1] = (struct policy_param){ "alg", kms_alg_name(a->alg) };
+	pp[2] = (struct policy_param){ "method", a->method == KMS_KCV_GP ? "gp" :
 	    "cmac" };
 	if ((rc = authorize(rq, "keyset.import", k ? k->cls : KS_TRANSPORT_KEK,
 	    pp, 3)) != 0)
 		return rc;
 	buf_init(&blob);
-	rc = keyset_import(rq->d, kek, mech, alg, method, in, n, &blob, m,
-	    rq->msg, sizeof(rq->msg));
+	rc = keyset_import(rq->d, a->kek, a->mech, a->alg, a->method, a->in,
+	    a->n, &blob, m, rq->msg, sizeof(rq->msg));
 	if (rc == 0 && (rc = buf_put_lv32(rq->reply, blob.p, blob.len)) == 0)
-		rc = put_kcvs(rq->reply, m, n, method);
+		rc = put_kcvs(rq->reply, m, a->n, a->method);
 	buf_free(&blob);
 	return rc;
+}
+
+static int
+op_keyset_import(struct req *rq)
+{
+	struct import_args a;
+	int rc;
+
+	if ((rc = import_read(rq, &a)) != 0 || (rc = end_of_body(rq)) != 0)
+		return rc;
+	return import_run(rq, &a);
 }
 
 static int
@@ -1202,6 +1227,24 @@ op_sign(struct req *rq)
 	return buf_put_lv16(rq->reply, sig, sl);
 }
 
+/* The token MAC key `ref` names, in a state that allows `use`, as the
+ * policy allows `op` on it. */
+static int
+mac_key(struct req *rq, const struct kms_wref *ref, const char *op, int use,
+    struct ks_key **k, struct ks_version **v, p11_obj *o)
+{
+	int rc;
+
+	if ((rc = get_token_key(rq, ref, use, k, v, o)) != 0 ||
+	    (rc = authorize(rq, op, (*k)->cls, NULL, 0)) != 0)
+		return rc;
+	if ((*k)->cls != KS_MAC && (*k)->cls != KS_AUDIT) {
+		snprintf(rq->msg, sizeof(rq->msg), "%s needs a MAC key", op);
+		return ERR_KEYCLASS;
+	}
+	return 0;
+}
+
 static int
 hmac_op(struct req *rq, int verify)
 {
@@ -1222,15 +1265,9 @@ hmac_op(struct req *rq, int verify)
 		return bad_request(rq, rc, "MAC");
 	if ((rc = end_of_body(rq)) != 0)
 		return rc;
-	if ((rc = get_token_key(rq, &ref, verify ? KS_USE_PROCESS : KS_USE_PROTECT,
+	if ((rc = mac_key(rq, &ref, op, verify ? KS_USE_PROCESS : KS_USE_PROTECT,
 	    &k, &v, &o)) != 0)
 		return rc;
-	if ((rc = authorize(rq, op, k->cls, NULL, 0)) != 0)
-		return rc;
-	if (k->cls != KS_MAC && k->cls != KS_AUDIT) {
-		snprintf(rq->msg, sizeof(rq->msg), "%s needs a MAC key", op);
-		return ERR_KEYCLASS;
-	}
 	/* Message authentication runs on every SEI request, and verifying the
 	 * audit log runs once per line: the first use of a key for the op on
 	 * a connection is recorded, later ones only counted (like handles). */
@@ -1250,6 +1287,77 @@ hmac_op(struct req *rq, int verify)
 
 static int op_hmac(struct req *rq) { return hmac_op(rq, 0); }
 static int op_hmac_verify(struct req *rq) { return hmac_op(rq, 1); }
+
+/*
+ * keyset.receive: a key set a peer sent, in one durable step. The peer's
+ * MAC over its message is verified first (nothing is unwrapped when it
+ * does not verify), then the keys are imported exactly as keyset.import
+ * does, then the receipt is MACed with the same key. The policy decides
+ * as for the three separate requests: hmac.verify and hmac on the MAC
+ * key, keyset.import on the transport key.
+ */
+static int
+op_keyset_receive(struct req *rq)
+{
+	struct import_args a;
+	struct kms_wref ref;
+	struct ks_key *k;
+	struct ks_version *v;
+	const uint8_t *m, *mac, *rin;
+	char mkey[sizeof(rq->key)];
+	size_t mn, rn;
+	uint8_t out[32];
+	p11_obj o;
+	int rc;
+
+	if ((rc = kms_get_ref(&rq->body, &ref)) != 0 ||
+	    (rc = rd_lv32(&rq->body, KMS_MAX_FRAME, &m, &mn)) != 0 ||
+	    (rc = rd_bytes(&rq->body, 32, &mac)) != 0)
+		return bad_request(rq, rc, "MAC key, message and MAC");
+	if ((rc = import_read(rq, &a)) != 0)
+		return rc;
+	if ((rc = rd_lv32(&rq->body, KMS_MAX_FRAME, &rin, &rn)) != 0)
+		return bad_request(rq, rc, "receipt");
+	if ((rc = end_of_body(rq)) != 0)
+		return rc;
+	if ((rc = mac_key(rq, &ref, "hmac.verify", KS_USE_PROCESS, &k, &v,
+	    &o)) != 0)
+		return rc;
+	if (k->cls != KS_MAC) {
+		snprintf(rq->msg, sizeof(rq->msg), "keyset.receive needs a "
+		    "peer's MAC key, not the %s key", ks_class_name(k->cls));
+		return ERR_KEYCLASS;
+	}
+	snprintf(mkey, sizeof(mkey), "%s", rq->key);
+	TOKEN_OP(rq, k, v, o, rc, p11_hmac_sha256_verify(rq->d->p, o, m, mn,
+	    mac));
+	if (rc == ERR_AUTH) {
+		snprintf(rq->msg, sizeof(rq->msg), "the peer's MAC does not "
+		    "verify under %s", mkey);
+		return rc;
+	}
+	if (rc != 0)
+		return p11_msg(rq, rc, "HMAC verify");
+	rc = import_run(rq, &a);
+	/* the record names both keys: transport KEK, then MAC key */
+	if (strlen(rq->key) + strlen(mkey) + 2 <= sizeof(rq->key))
+		snprintf(rq->key + strlen(rq->key), sizeof(rq->key) -
+		    strlen(rq->key), " %s", mkey);
+	if (rc != 0)
+		return rc;
+	if (!ks_state_allows(v->state, KS_USE_PROTECT)) {
+		snprintf(rq->msg, sizeof(rq->msg), "key '%s' v%u is %s: it "
+		    "verifies but makes no receipt", k->label, v->v,
+		    kms_state_name(v->state));
+		return ERR_KEYSTATE;
+	}
+	if ((rc = authorize(rq, "hmac", k->cls, NULL, 0)) != 0)
+		return rc;
+	TOKEN_OP(rq, k, v, o, rc, p11_hmac_sha256(rq->d->p, o, rin, rn, out));
+	if (rc != 0)
+		return p11_msg(rq, rc, "receipt HMAC");
+	return buf_put(rq->reply, out, 32);
+}
 
 /* ---- custodian/auditor views ---- */
 
@@ -1462,35 +1570,42 @@ reply:
 /* ---- the table ---- */
 
 static const struct op_row ops[] = {
-	{ KMS_OP_HELLO, "hello", op_hello, ROLES_ALL, AUDIT_EACH, 1 },
-	{ KMS_OP_PING, "ping", op_ping, ROLES_ALL, AUDIT_NONE, 1 },
-	{ KMS_OP_STATUS, "status", op_status, ROLES_ALL, AUDIT_NONE, 1 },
-	{ KMS_OP_RANDOM, "random", op_random, R_TSM | R_CUS, AUDIT_EACH, 0 },
-	{ KMS_OP_KEY_INFO, "key.info", op_key_info, ROLES_ALL, AUDIT_EACH, 0 },
-	{ KMS_OP_KCV, "kcv", op_kcv, ROLES_ALL, AUDIT_EACH, 0 },
+	{ KMS_OP_HELLO, "hello", op_hello, ROLES_ALL, AUDIT_EACH, 1, 0 },
+	{ KMS_OP_PING, "ping", op_ping, ROLES_ALL, AUDIT_NONE, 1, 0 },
+	{ KMS_OP_STATUS, "status", op_status, ROLES_ALL, AUDIT_NONE, 1, 0 },
+	{ KMS_OP_RANDOM, "random", op_random, R_TSM | R_CUS, AUDIT_EACH, 0, 0 },
+	{ KMS_OP_KEY_INFO, "key.info", op_key_info, ROLES_ALL, AUDIT_EACH, 0,
+	    0 },
+	{ KMS_OP_KCV, "kcv", op_kcv, ROLES_ALL, AUDIT_EACH, 0, 0 },
 	{ KMS_OP_KEYSET_GENERATE, "keyset.generate", op_keyset_generate, R_TSM,
-	    AUDIT_DURABLE, 0 },
+	    AUDIT_DURABLE, 0, 0 },
 	{ KMS_OP_KEYSET_IMPORT, "keyset.import", op_keyset_import, R_TSM,
-	    AUDIT_DURABLE, 0 },
-	{ KMS_OP_KEYSET_OPEN, "keyset.open", op_keyset_open, R_TSM, AUDIT_EACH, 0 },
+	    AUDIT_DURABLE, 0, 0 },
+	{ KMS_OP_KEYSET_RECEIVE, "keyset.receive", op_keyset_receive, R_TSM,
+	    AUDIT_DURABLE, 0, 1 },
+	{ KMS_OP_KEYSET_OPEN, "keyset.open", op_keyset_open, R_TSM, AUDIT_EACH,
+	    0, 0 },
 	{ KMS_OP_HANDLE_CLOSE, "handle.close", op_handle_close, R_TSM,
-	    AUDIT_EACH, 0 },
+	    AUDIT_EACH, 0, 0 },
 	{ KMS_OP_SCP03_DERIVE, "scp03.derive", op_scp03_derive, R_TSM,
-	    AUDIT_EACH, 0 },
-	{ KMS_OP_SCP03_KDF, "scp03.kdf", op_scp03_kdf, R_TSM, AUDIT_FIRST_USE, 0 },
-	{ KMS_OP_SCP03_OPEN, "scp03.open", op_scp03_open, R_TSM, AUDIT_EACH, 0 },
-	{ KMS_OP_CMAC, "cmac", op_cmac, R_TSM, AUDIT_FIRST_USE, 0 },
-	{ KMS_OP_ENCRYPT, "encrypt", op_encrypt, R_TSM, AUDIT_FIRST_USE, 0 },
-	{ KMS_OP_DECRYPT, "decrypt", op_decrypt, R_TSM, AUDIT_FIRST_USE, 0 },
-	{ KMS_OP_WRAP, "wrap", op_wrap, R_TSM, AUDIT_EACH, 0 },
-	{ KMS_OP_DIVERSIFY, "diversify", op_diversify, R_TSM, AUDIT_EACH, 0 },
-	{ KMS_OP_SIGN, "sign", op_sign, R_TSM, AUDIT_EACH, 0 },
-	{ KMS_OP_HMAC, "hmac", op_hmac, R_TSM, AUDIT_EACH, 0 },
+	    AUDIT_EACH, 0, 0 },
+	{ KMS_OP_SCP03_KDF, "scp03.kdf", op_scp03_kdf, R_TSM, AUDIT_FIRST_USE,
+	    0, 0 },
+	{ KMS_OP_SCP03_OPEN, "scp03.open", op_scp03_open, R_TSM, AUDIT_EACH, 0,
+	    0 },
+	{ KMS_OP_CMAC, "cmac", op_cmac, R_TSM, AUDIT_FIRST_USE, 0, 0 },
+	{ KMS_OP_ENCRYPT, "encrypt", op_encrypt, R_TSM, AUDIT_FIRST_USE, 0, 0 },
+	{ KMS_OP_DECRYPT, "decrypt", op_decrypt, R_TSM, AUDIT_FIRST_USE, 0, 0 },
+	{ KMS_OP_WRAP, "wrap", op_wrap, R_TSM, AUDIT_EACH, 0, 0 },
+	{ KMS_OP_DIVERSIFY, "diversify", op_diversify, R_TSM, AUDIT_EACH, 0, 0 },
+	{ KMS_OP_SIGN, "sign", op_sign, R_TSM, AUDIT_EACH, 0, 0 },
+	{ KMS_OP_HMAC, "hmac", op_hmac, R_TSM, AUDIT_EACH, 0, 0 },
 	{ KMS_OP_HMAC_VERIFY, "hmac.verify", op_hmac_verify, R_TSM | R_AUD,
-	    AUDIT_EACH, 0 },
-	{ KMS_OP_KEY_LIST, "key.list", op_key_list, R_CUS | R_AUD, AUDIT_EACH, 0 },
-	{ KMS_OP_RELOAD, "reload", op_reload, R_CUS, AUDIT_DURABLE, 0 },
-	{ KMS_OP_UNSEAL, "unseal", op_unseal, R_CUS, AUDIT_DURABLE, 1 },
+	    AUDIT_EACH, 0, 0 },
+	{ KMS_OP_KEY_LIST, "key.list", op_key_list, R_CUS | R_AUD, AUDIT_EACH,
+	    0, 0 },
+	{ KMS_OP_RELOAD, "reload", op_reload, R_CUS, AUDIT_DURABLE, 0, 0 },
+	{ KMS_OP_UNSEAL, "unseal", op_unseal, R_CUS, AUDIT_DURABLE, 1, 0 },
 };
 
 const struct op_row *
@@ -1504,20 +1619,22 @@ kmsd_op_find(uint16_t type)
 	return NULL;
 }
 
-/* Operation names the policy may use: every table row, plus those served
- * by the ceremonies (kmsctl) that policy files already mention. */
+/* Operation names the policy may use: every table row but those decided
+ * as their parts, plus those served by the ceremonies (kmsctl) that policy
+ * files already mention. */
 static const char *op_names[ARRAY_LEN(ops) + 2];
 
 const char *const *
 kmsd_op_names(void)
 {
-	size_t i;
+	size_t i, n = 0;
 
 	if (op_names[0] == NULL) {
 		for (i = 0; i < ARRAY_LEN(ops); i++)
-			op_names[i] = ops[i].name;
-		op_names[i++] = "key.state";
-		op_names[i] = NULL;
+			if (!ops[i].parts)
+				op_names[n++] = ops[i].name;
+		op_names[n++] = "key.state";
+		op_names[n] = NULL;
 	}
 	return (const char *const *)op_names;
 }

@@ -18,6 +18,7 @@ kms_op_name(int op)
 	case KMS_OP_KEYSET_GENERATE: return "keyset.generate";
 	case KMS_OP_KEYSET_IMPORT: return "keyset.import";
 	case KMS_OP_KEYSET_OPEN: return "keyset.open";
+	case KMS_OP_KEYSET_RECEIVE: return "keyset.receive";
 	case KMS_OP_HANDLE_CLOSE: return "handle.close";
 	case KMS_OP_SCP03_DERIVE: return "scp03.derive";
 	case KMS_OP_SCP03_KDF: return "scp03.kdf";

@@ -224,3 +224,18 @@ kmsenv_cleanup(struct kmsenv *e)
 		(void)!system(cmd);
 	}
 }
+
+int
+kmsenv_count_lines(const char *path, const char *needle)
+{
+	char line[8192];
+	FILE *f = fopen(path, "r");
+	int n = 0;
+
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		n += needle == NULL || strstr(line, needle) != NULL;
+	fclose(f);
+	return n;
+}

@@ -44,5 +44,8 @@ int  kmsenv_start(struct kmsenv *e, const char *const *extra);
 /* SIGTERM (graceful) or SIGKILL, then reaps. Returns the exit status. */
 int  kmsenv_stop(struct kmsenv *e, int kill9);
 void kmsenv_cleanup(struct kmsenv *e);
+/* Lines of the file at path holding needle (NULL: all lines); -1 if it
+ * cannot be read. For counting audit records. */
+int  kmsenv_count_lines(const char *path, const char *needle);
 
 #endif

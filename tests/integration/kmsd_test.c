@@ -488,6 +488,27 @@ test_wrap(void)
 	buf_free(&blob);
 }
 
+/* Three AES-128 keys (byte `fill` everywhere but key[0] = member index)
+ * wrapped under the 128-bit test KEK with AES-KW, with their GP KCVs. */
+static void
+aes128_set(uint8_t fill, struct kms_wrapped wr[3], uint8_t w[3][48],
+    uint8_t kcv[3][5])
+{
+	uint8_t key[16];
+	size_t i;
+
+	memset(key, fill, sizeof(key));
+	for (i = 0; i < 3; i++) {
+		key[0] = (uint8_t)i;
+		wr[i].usage = (uint8_t)(KMS_USE_ENC + i);
+		wr[i].wlen = ossl_wrap(kmsenv_kek128, 16, 0, key, 16, w[i]);
+		wr[i].wrapped = w[i];
+		gp_kcv(key, 16, kcv[i]);
+		wr[i].kcv = kcv[i];
+		wr[i].kcvlen = 3;
+	}
+}
+
 static void
 test_keysets(void)
 {
@@ -527,15 +548,7 @@ test_keysets(void)
 
 	/* Import: KCV mismatch, wrong KEK, truncated, KWP, CMAC method. */
 	memset(key, 0x77, sizeof(key));
-	for (i = 0; i < 3; i++) {
-		key[0] = (uint8_t)i;
-		wr[i].usage = (uint8_t)(KMS_USE_ENC + i);
-		wr[i].wlen = ossl_wrap(kmsenv_kek128, 16, 0, key, 16, w[i]);
-		wr[i].wrapped = w[i];
-		gp_kcv(key, 16, kcv[i]);
-		wr[i].kcv = kcv[i];
-		wr[i].kcvlen = 3;
-	}
+	aes128_set(0x77, wr, w, kcv);
 	buf_reset(&blob);
 	ok(kms_keyset_import(C, "peer/test/kek", KMS_WRAP_AES_KW, KMS_ALG_AES128,
 	    KMS_KCV_GP, wr, 3, &blob, &kc) == 0 && blob.len > 0,
@@ -721,6 +734,83 @@ test_rsa_transport(struct p11 *p, struct keystore *ks)
 	BN_free(e);
 	buf_free(&mod);
 	buf_free(&ex);
+	buf_free(&blob);
+}
+
+/*
+ * keyset.receive: the peer's MAC is checked before anything is unwrapped,
+ * the import is keyset.import's, and the receipt MAC is OpenSSL's
+ * HMAC-SHA256 under the test MAC key.
+ */
+static void
+test_receive(void)
+{
+	static const uint8_t msg[] = "POST\n/api/v1/sei/key-sync\n1700000000\n"
+	    "00112233445566778899aabbccddeeff\nbody-digest";
+	static const uint8_t rin[] = "receipt input";
+	uint8_t w[3][48], kcv[3][5], mac[32], rmac[32], exp[32];
+	struct kms_keyset_kcvs kc;
+	struct kms_wrapped wr[3];
+	struct kms_keyset ks;
+	struct kms_receive in;
+	struct buf blob;
+	size_t i;
+	int rc;
+
+	buf_init(&blob);
+	aes128_set(0x31, wr, w, kcv);
+	HMAC(EVP_sha256(), kmsenv_mac, 32, msg, sizeof(msg) - 1, mac, NULL);
+	in = (struct kms_receive){ .mac_key = "peer/test/mac", .msg = msg,
+	    .msglen = sizeof(msg) - 1, .mac = mac, .kek = "peer/test/kek",
+	    .mech = KMS_WRAP_AES_KW, .alg = KMS_ALG_AES128,
+	    .kcv_method = KMS_KCV_GP, .keys = wr, .n = 3, .receipt = rin,
+	    .rlen = sizeof(rin) - 1 };
+	rc = kms_keyset_receive(C, &in, &blob, &kc, rmac);
+	ok(rc == 0 && kc.n == 3 && kc.kcvlen == 3 &&
+	    memcmp(kc.kcv[2], kcv[2], 3) == 0, "keyset.receive imports the set "
+	    "(%s)", rc ? kms_last_error(C) : "ok");
+	HMAC(EVP_sha256(), kmsenv_mac, 32, rin, sizeof(rin) - 1, exp, NULL);
+	ok(rc == 0 && memcmp(rmac, exp, 32) == 0,
+	    "its receipt MAC is OpenSSL's HMAC-SHA256 under the peer key");
+	ok(rc == 0 && kms_keyset_open(C, blob.p, blob.len, 0, &ks) == 0 &&
+	    memcmp(ks.kcv[1], kcv[1], 3) == 0, "the blob opens with the KCVs");
+	for (i = 0; rc == 0 && i < ks.n; i++)
+		if (kms_handle_close(C, ks.handle[i]) != 0)
+			diag("close");
+
+	mac[0] ^= 1;
+	buf_reset(&blob);
+	rc = kms_keyset_receive(C, &in, &blob, &kc, rmac);
+	ok(rc == ERR_AUTH && blob.len == 0 &&
+	    strstr(kms_last_error(C), "does not verify") != NULL,
+	    "a wrong peer MAC: ERR_AUTH, no blob (%s)", kms_last_error(C));
+	kcv[0][0] ^= 1;
+	rc = kms_keyset_receive(C, &in, &blob, &kc, rmac);
+	ok(rc == ERR_AUTH, "the MAC is checked first: a wrong MAC and a wrong "
+	    "KCV is ERR_AUTH");
+	mac[0] ^= 1;
+	rc = kms_keyset_receive(C, &in, &blob, &kc, rmac);
+	ok(rc == ERR_KCV && blob.len == 0, "a good MAC and a wrong KCV: ERR_KCV "
+	    "(%s)", kms_last_error(C));
+	kcv[0][0] ^= 1;
+	in.msglen--;
+	ok(kms_keyset_receive(C, &in, &blob, &kc, rmac) == ERR_AUTH,
+	    "a message one byte short: ERR_AUTH");
+	in.msglen++;
+	in.mac_key = "peer/test/kek";
+	ok(kms_keyset_receive(C, &in, &blob, &kc, rmac) == ERR_DENIED,
+	    "a transport KEK as the MAC key: denied");
+	in.mac_key = "audit";
+	ok(kms_keyset_receive(C, &in, &blob, &kc, rmac) == ERR_DENIED,
+	    "the audit key as the MAC key: denied");
+	in.mac_key = "peer/test/mac";
+	in.kek = "peer/test/mac";
+	ok(kms_keyset_receive(C, &in, &blob, &kc, rmac) == ERR_DENIED,
+	    "the MAC key as the transport KEK: denied");
+	in.kek = "peer/test/kek";
+	buf_reset(&blob);
+	ok(kms_keyset_receive(C, &in, &blob, &kc, rmac) == 0 && blob.len > 0,
+	    "the same set again: imported again");
 	buf_free(&blob);
 }
 
@@ -1215,21 +1305,6 @@ verify_cb(void *ctx, const uint8_t *d, size_t n, const uint8_t mac[32])
 	return p11_hmac_sha256_verify(v->p, v->key, d, n, mac);
 }
 
-static int
-count_lines(const char *path, const char *needle)
-{
-	char line[8192];
-	FILE *f = fopen(path, "r");
-	int n = 0;
-
-	if (f == NULL)
-		return -1;
-	while (fgets(line, sizeof(line), f) != NULL)
-		n += needle == NULL || strstr(line, needle) != NULL;
-	fclose(f);
-	return n;
-}
-
 static void
 tamper_copy(const char *src, const char *dst, int mode)
 {
@@ -1278,15 +1353,19 @@ test_audit(struct p11 *p, struct keystore *ks)
 	if (k == NULL || ks_version(k, 0, &v) != 0 || ks_object(ks, k, v, &vc.key) != 0)
 		bail("audit key");
 	rc = audit_verify_file(E.audit, verify_cb, &vc, &rep);
-	lines = count_lines(E.audit, NULL);
+	lines = kmsenv_count_lines(E.audit, NULL);
 	ok(rc == 0 && rep.lines == (uint64_t)lines && lines > 50,
 	    "audit log verifies: %d lines, chain and token MACs", lines);
-	ok(count_lines(E.audit, "\"op\":\"cmac\",\"key\":\"h:") > 0 &&
-	    count_lines(E.audit, "\"result\":\"deny\"") >= 10,
+	ok(kmsenv_count_lines(E.audit, "\"op\":\"cmac\",\"key\":\"h:") > 0 &&
+	    kmsenv_count_lines(E.audit, "\"result\":\"deny\"") >= 10,
 	    "denials and first uses are recorded");
-	ok(count_lines(E.audit, "\"op\":\"keyset.import\"") > 5,
+	ok(kmsenv_count_lines(E.audit, "\"op\":\"keyset.import\"") > 5,
 	    "every key-set import is recorded");
-	ok(count_lines(E.audit, "connection closed") > 0,
+	ok(kmsenv_count_lines(E.audit, "\"op\":\"keyset.receive\",\"key\":"
+	    "\"peer/test/kek peer/test/mac#1\"") >= 2 &&
+	    kmsenv_count_lines(E.audit, "the peer's MAC does not verify") >= 2,
+	    "keyset.receive is recorded with both keys, refusals too");
+	ok(kmsenv_count_lines(E.audit, "connection closed") > 0,
 	    "the dead client's handles are recorded as closed");
 	snprintf(copy, sizeof(copy), "%s/audit.copy", E.dir);
 	tamper_copy(E.audit, copy, 1);
@@ -1338,7 +1417,7 @@ test_identity(void)
 	fclose(f);
 	ok(kmsenv_start(&E, extra) != 0, "policy with an unknown class: kmsd "
 	    "refuses to start");
-	ok(count_lines(E.log, "strict.policy:1:") > 0,
+	ok(kmsenv_count_lines(E.log, "strict.policy:1:") > 0,
 	    "and says where (file:line:col)");
 }
 
@@ -1370,6 +1449,7 @@ main(void)
 	test_kat_file();
 	test_wrap();
 	test_keysets();
+	test_receive();
 	test_rsa_transport(p, &ks);
 	test_sign_hmac(p, &ks);
 	test_roles();
