@@ -27,6 +27,10 @@ TESTS += http_pool_test
 http_pool_test_SRCS := tests/integration/http_pool_test.c
 http_pool_test_LIBS := http tsmconf kmsclient base
 
+TESTS += http_mac_test
+http_mac_test_SRCS := tests/integration/http_mac_test.c
+http_mac_test_LIBS := kmsenv kmscore http tsmconf kmsclient p11 base
+
 TESTS += tsmd_test tsmd_kms_test
 tsmd_test_SRCS := tests/integration/tsmd_test.c
 tsmd_test_LIBS := http tsmconf kmsclient base

@@ -121,6 +121,13 @@ struct http_route_ext {
 				 * no SEI-TSM, at most a cached kmsd probe):
 				 * it runs on MHD's thread, without the
 				 * hand-off to a worker */
+	int mac_in_handler;	/* HTTP_AUTH_SEI_PEER only: the MAC is not
+				 * checked before the handler, which has
+				 * kmsd check it in the same request as its
+				 * own work (http_req_sig_pending) and
+				 * settles it (http_req_sig_settle) before
+				 * it changes anything; an answer it makes
+				 * otherwise waits for the usual check */
 };
 
 /* Sets the options of the route with exactly this method and pattern.
@@ -182,6 +189,23 @@ int  http_resp_body(struct http_resp *rs, int status, const char *ctype,
  * does not sign that answer again. */
 int  http_resp_header(struct http_resp *rs, const char *name,
 	    const char *value) WUR;
+
+/*
+ * Routes with mac_in_handler. Until the MAC is settled http_req_sig() is
+ * NULL. http_req_sig_pending appends the string the peer MACed to `in`
+ * and points *sig at the header as received, MAC unchecked (ERR_INVAL
+ * when nothing is pending). http_req_sig_settle takes kmsd's verdict on
+ * the MAC (0: verified, ERR_AUTH: not, other: could not tell) and checks
+ * the nonce; http_req_sig_require verifies in kmsd now. Both: 0, go on;
+ * -1, the refusal (401 or 503, as on other routes) is the answer and the
+ * handler returns 0 at once. Nothing the handler answers leaves before
+ * the MAC verified: an answer made while it is pending is checked after
+ * the handler returns.
+ */
+int  http_req_sig_pending(const struct http_req *rq, struct buf *in,
+	    const struct http_sig **sig) WUR;
+int  http_req_sig_settle(struct http_req *rq, int verdict) WUR;
+int  http_req_sig_require(struct http_req *rq) WUR;
 
 /* ---- bearer API keys ----------------------------------------------------------- */
 
@@ -289,6 +313,8 @@ int  http_sig_verify(struct kms_client *c, const char *key_label,
  * when the cache is full. */
 int  http_nonce_check(const char *key_id, const char *nonce, int64_t ts,
 	    int64_t now) WUR;
+/* 1 when (key_id, nonce) is in the cache (and live); records nothing. */
+int  http_nonce_seen(const char *key_id, const char *nonce, int64_t now);
 void http_nonce_cleanup(void);
 
 /* ---- kmsd connection of the calling worker thread ------------------------------ */

@@ -193,8 +193,11 @@ http_route_extend(struct http_router *r, const char *method,
 	for (i = 0; i < r->n; i++)
 		if (strcmp(r->r[i].method, method) == 0 &&
 		    strcmp(r->r[i].pattern, pattern) == 0) {
-			if (x->nonce_durable && r->r[i].auth != HTTP_AUTH_SEI_PEER)
+			if ((x->nonce_durable || x->mac_in_handler) &&
+			    r->r[i].auth != HTTP_AUTH_SEI_PEER)
 				return ERR_INVAL;
+			if (x->mac_in_handler && x->inline_ok)
+				return ERR_INVAL;	/* kmsd is a wait */
 			r->r[i].ext = *x;
 			return 0;
 		}

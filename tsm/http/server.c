@@ -98,6 +98,7 @@ struct http_req {
 	const struct tsm_peer     *peer;
 	struct http_sig            sig;
 	int                        sig_ok;	/* MAC verified, nonce fresh */
+	int                        sig_pending;	/* mac_in_handler: not yet */
 	int                        queued;
 	const char                 *why;	/* short reason for the log */
 	struct http_resp           rs;
@@ -501,14 +502,12 @@ sei_begin(struct http_req *rq)
 	return 0;
 }
 
-/* After the body: the MAC (in kmsd), then the nonce. */
+/* kmsd's verdict on the MAC (0: verified), then the nonce. 0: go on;
+ * -1: the refusal is the answer. */
 static int
-sei_finish(struct http_req *rq)
+sei_verdict(struct http_req *rq, int rc)
 {
-	int rc;
-
-	rc = http_sig_verify(tsm_kms(), rq->peer->mac_key, &rq->sig, rq->method,
-	    rq->path, rq->body.p, rq->body.len);
+	rq->sig_pending = 0;
 	if (rc == ERR_AUTH) {
 		answer(rq, 401, "signature_invalid", "signature does not verify");
 		return -1;
@@ -533,6 +532,41 @@ sei_finish(struct http_req *rq)
 	}
 	rq->sig_ok = 1;
 	return 0;
+}
+
+/* After the body: the MAC (in kmsd), then the nonce. */
+static int
+sei_finish(struct http_req *rq)
+{
+	return sei_verdict(rq, http_sig_verify(tsm_kms(), rq->peer->mac_key,
+	    &rq->sig, rq->method, rq->path, rq->body.p, rq->body.len));
+}
+
+int
+http_req_sig_pending(const struct http_req *rq, struct buf *in,
+    const struct http_sig **sig)
+{
+	if (!rq->sig_pending)
+		return ERR_INVAL;
+	*sig = &rq->sig;
+	return http_sig_input(in, rq->method, rq->path, rq->sig.ts,
+	    rq->sig.nonce, rq->body.p, rq->body.len);
+}
+
+int
+http_req_sig_settle(struct http_req *rq, int verdict)
+{
+	if (!rq->sig_pending)
+		return rq->sig_ok ? 0 : -1;
+	return sei_verdict(rq, verdict);
+}
+
+int
+http_req_sig_require(struct http_req *rq)
+{
+	if (!rq->sig_pending)
+		return rq->sig_ok ? 0 : -1;
+	return sei_finish(rq);
 }
 
 /* ---- request phases ---- */
@@ -668,9 +702,17 @@ req_finish(struct http_req *rq)
 			return;
 		}
 	}
-	if (rq->rt->auth == HTTP_AUTH_SEI_PEER && sei_finish(rq) != 0)
-		return;
+	if (rq->rt->auth == HTTP_AUTH_SEI_PEER) {
+		if (rq->rt->ext.mac_in_handler)
+			rq->sig_pending = 1;
+		else if (sei_finish(rq) != 0)
+			return;
+	}
 	rc = rq->rt->fn(rq, &rq->rs, rq->rt->arg);
+	/* A deferred MAC the handler left unsettled is checked before
+	 * anything it answered may leave. */
+	if (rq->sig_pending && sei_finish(rq) != 0)
+		return;
 	if (rc != 0) {
 		int st = err_status(rc);
 

@@ -206,9 +206,10 @@ struct nonce_slot {
 static struct nonce_slot *nonces;
 static pthread_mutex_t nonce_lock = PTHREAD_MUTEX_INITIALIZER;
 
-int
-http_nonce_check(const char *key_id, const char *nonce, int64_t ts,
-    int64_t now)
+/* Looks (key_id, nonce) up; records it when `record` and it is new. */
+static int
+nonce_op(const char *key_id, const char *nonce, int64_t ts, int64_t now,
+    int record)
 {
 	uint8_t md[32];
 	unsigned int ml = 0;
@@ -248,6 +249,10 @@ http_nonce_check(const char *key_id, const char *nonce, int64_t ts,
 			goto unlock;
 		}
 	}
+	if (!record) {
+		rc = 0;
+		goto unlock;
+	}
 	if (freeslot == (size_t)-1) {
 		rc = ERR_LIMIT;
 		goto unlock;
@@ -261,6 +266,19 @@ unlock:
 done:
 	buf_free(&in);
 	return rc;
+}
+
+int
+http_nonce_check(const char *key_id, const char *nonce, int64_t ts,
+    int64_t now)
+{
+	return nonce_op(key_id, nonce, ts, now, 1);
+}
+
+int
+http_nonce_seen(const char *key_id, const char *nonce, int64_t now)
+{
+	return nonce_op(key_id, nonce, 0, now, 0) == ERR_EXISTS;
 }
 
 void
