@@ -156,6 +156,32 @@ post(const char *path, const char *body, struct sent *s)
 	post_as("test-mac", path, body, 0, s);
 }
 
+/* Posts body with a signature made over another body: the MAC does not
+ * verify. */
+static void
+post_badsig(const char *body, struct sent *s)
+{
+	char nonce[33];
+
+	snprintf(s->body, sizeof(s->body), "%s", body);
+	sp_nonce(nonce);
+	sp_sign(kmsenv_mac, 32, "test-mac", SP_KEYSYNC, (long long)wall_seconds(),
+	    nonce, "{}", s->sig, sizeof(s->sig));
+	if (sp_post(H, base, ca, SP_KEYSYNC, s->body, strlen(s->body), s->sig,
+	    &s->r) != 0)
+		bail("no answer from tsmd");
+	s->j = json_loadb((const char *)s->r.body.p, s->r.body.len, 0, NULL);
+}
+
+/* keyset.receive records in kmsd's audit log so far that got as far as
+ * the transport KEK (those refused for the MAC name only the MAC key) */
+static int
+unwraps(void)
+{
+	return kmsenv_count_lines(E.audit, "\"op\":\"keyset.receive\","
+	    "\"key\":\"peer/test/kek ");
+}
+
 /* Sends the same bytes and signature again. */
 static void
 resend(struct sent *s)
@@ -375,6 +401,13 @@ test_contract(void)
 	free(body);
 	refused(&s2, before, 409, 1008, "another key set", "different KCVs, "
 	    "same SE/SSD/version: SSD state conflict");
+	sent_free(&s2);
+	/* the MAC comes first: the conflict is not told to a bad signature */
+	body = ks_body("SEI-TEST", AID, SEID, NULL, &ks2, "AES-128", 0);
+	post_badsig(body, &s2);
+	free(body);
+	refused(&s2, before, 401, 1004, "does not verify", "a conflicting set "
+	    "with a bad signature: the signature is refused");
 	sent_free(&s2);
 	free(before);
 
@@ -621,6 +654,30 @@ test_refusals(void)
 	    "checkValue: 2 values for 3 keys", "list length mismatch");
 	BAD("seid", json_string(SEID), 400, 1002, "unknown field", "misspelt "
 	    "seId");
+	/* The key-sync route checks the MAC in the same kmsd request as the
+	 * import: a bad body with a bad signature is still refused for its
+	 * signature first, and kmsd unwraps nothing. */
+#define BADSIG(field, value, what) do {					\
+	char *t_;							\
+	int n0_ = unwraps();						\
+	o = json_loads(body, 0, NULL);					\
+	if (field != NULL)						\
+		json_object_set_new(o, field, value);			\
+	t_ = json_dumps(o, JSON_COMPACT);				\
+	post_badsig(t_, &s);						\
+	refused(&s, before, 401, 1004, "does not verify", what);	\
+	ok(unwraps() == n0_, "%s: kmsd unwrapped nothing", what);	\
+	sent_free(&s);							\
+	free(t_);							\
+	json_decref(o);							\
+} while (0)
+	BADSIG("SsdAid", json_integer(5), "wrong type and a bad signature");
+	BADSIG("seiTsmId", json_string("SEI-NOBODY"), "unknown seiTsmId and a "
+	    "bad signature");
+	BADSIG("checkValue", json_pack("[s,s,s]", ks.kcv[0], "000000",
+	    ks.kcv[2]), "KCV mismatch and a bad signature");
+	BADSIG(NULL, NULL, "a good body with a bad signature");
+#undef BADSIG
 #undef BAD
 
 	/* the framework's refusals, in the SEI shape */
@@ -738,8 +795,11 @@ test_replay_restart(void)
 	free(body);
 	is_int(s.r.code, 200, "a key sync to replay: 200");
 	before = snapshot();
+	n = unwraps();
 	resend(&s);
 	refused(&s, before, 401, 1005, "nonce", "replayed nonce (same process)");
+	ok(n > 0 && unwraps() == n, "the replay reached no key-set import in "
+	    "kmsd");
 
 	status = stop_tsmd(SIGTERM);
 	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0, "tsmd stops cleanly");
@@ -747,8 +807,10 @@ test_replay_restart(void)
 	resend(&s);
 	refused(&s, before, 401, 1005, "nonce already used", "replayed nonce "
 	    "after a tsmd restart (claimed in the store)");
+	ok(unwraps() == n, "nor after the restart");
 	sent_free(&s);
 	free(before);
+	n = 0;
 
 	st = store_ro();
 	ok(store_sdstatus_iter(st, SEID, AID, count_events, &n) == 0 && n == 1,

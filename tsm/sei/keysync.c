@@ -1,9 +1,11 @@
 /*
- * keysync.c - POST /api/v1/sei/key-sync (§9.4): validates the body, has
- * kmsd unwrap the keys under the peer's transport KEK, check their KCVs
- * and rewrap them (with the receipt MAC in the same round trip), then
- * stores blob, SE/SSD records, nonce claim and the answer in one durable
- * batch. Runs in tsmd's workers; holds no key bytes (kmsd does).
+ * keysync.c - POST /api/v1/sei/key-sync (§9.4): validates the body, then
+ * one kmsd request (keyset.receive) verifies the peer's MAC, unwraps the
+ * keys under the peer's transport KEK, checks their KCVs, rewraps them and
+ * MACs the receipt; then blob, SE/SSD records, nonce claim and the answer
+ * go into one durable batch. The route checks the MAC itself
+ * (mac_in_handler): any other answer waits for the usual check. Runs in
+ * tsmd's workers; holds no key bytes (kmsd does).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,150 +37,32 @@ struct ks_job {
 	char                   sign_hdr[200];	/* X-TSM-Signature but sig= */
 };
 
-/* ---- kmsd: keyset.import and the receipt MAC in one round trip ---- */
+/* ---- kmsd: the peer's MAC, the import and the receipt MAC at once ---- */
 
 static int
-import_body(struct buf *b, const struct tsm_peer *p, const struct sei_keysync *ks)
-{
-	size_t i;
-	int rc;
-
-	if ((rc = buf_put_str(b, p->transport_kek)) != 0 ||
-	    (rc = buf_put_u8(b, (uint8_t)p->wrap)) != 0 ||
-	    (rc = buf_put_u8(b, (uint8_t)ks->alg)) != 0 ||
-	    (rc = buf_put_u8(b, (uint8_t)p->kcv_method)) != 0 ||
-	    (rc = buf_put_u8(b, (uint8_t)ks->n)) != 0)
-		return rc;
-	for (i = 0; i < ks->n; i++)
-		if ((rc = buf_put_u8(b, ks->usages[i])) != 0 ||
-		    (rc = buf_put_lv16(b, ks->wrapped[i], ks->wlen[i])) != 0 ||
-		    (rc = buf_put_lv16(b, ks->kcv[i], ks->kcvlen)) != 0)
-			return rc;
-	return 0;
-}
-
-/* keyset.import reply (kms/PROTOCOL.md): lv32 blob, u8 n, n x (u8 usage,
- * lv16 kcv). */
-static int
-import_reply(struct rd *r, struct buf *blob, struct kms_keyset_kcvs *k)
-{
-	const uint8_t *p;
-	size_t n, i, kl;
-	uint8_t cnt;
-	int rc;
-
-	memset(k, 0, sizeof(*k));
-	if (rd_lv32(r, KMS_MAX_FRAME, &p, &n) != 0 || n == 0)
-		return ERR_PROTO;
-	buf_reset(blob);
-	if ((rc = buf_put(blob, p, n)) != 0)
-		return rc;
-	if (rd_u8(r, &cnt) != 0 || cnt == 0 || cnt > KMS_KEYSET_MAX)
-		return ERR_PROTO;
-	for (i = 0; i < cnt; i++) {
-		if (rd_u8(r, &k->usage[i]) != 0 || rd_lv16(r, &p, &kl) != 0 ||
-		    (kl != 3 && kl != 5) || (i > 0 && kl != k->kcvlen))
-			return ERR_PROTO;
-		memcpy(k->kcv[i], p, kl);
-		k->kcvlen = kl;
-	}
-	k->n = cnt;
-	return rd_end(r) == 0 ? 0 : ERR_PROTO;
-}
-
-/* Both requests written at once, both answers read (kmsd answers in
- * order). 0, or the import's error, or the MAC's; *transport is set when
- * the exchange itself failed (then rc says how). */
-static int
-import_pipelined(struct kms_client *c, struct ks_job *j, const struct buf *rin,
-    int *transport)
-{
-	struct buf ib, hb;
-	uint32_t id_i, id_h, id;
-	int st_i = 0, st_h = 0, rc;
-	const uint8_t *p;
-	struct rd r;
-
-	*transport = 0;
-	buf_init(&ib);
-	buf_init(&hb);
-	if ((rc = import_body(&ib, j->peer, &j->ks)) != 0 ||
-	    (rc = kms_put_ref(&hb, KMS_LABEL(j->peer->mac_key))) != 0 ||
-	    (rc = buf_put_lv32(&hb, rin->p, rin->len)) != 0)
-		goto out;
-	if ((rc = kms_submit(c, KMS_OP_KEYSET_IMPORT, &ib, &id_i)) != 0 ||
-	    (rc = kms_submit(c, KMS_OP_HMAC, &hb, &id_h)) != 0 ||
-	    (rc = kms_flush(c)) != 0 ||
-	    (rc = kms_next(c, &id, &st_i, &r)) != 0) {
-		*transport = 1;
-		goto out;
-	}
-	if (id != id_i) {
-		rc = ERR_PROTO;
-		*transport = 1;
-		goto out;
-	}
-	if (st_i == 0 && (rc = import_reply(&r, &j->blob, &j->kcvs)) != 0) {
-		*transport = 1;
-		goto out;
-	}
-	if ((rc = kms_next(c, &id, &st_h, &r)) != 0 || id != id_h) {
-		rc = rc != 0 ? rc : ERR_PROTO;
-		*transport = 1;
-		goto out;
-	}
-	if (st_h == 0 && (rd_bytes(&r, 32, &p) != 0 || rd_end(&r) != 0)) {
-		rc = ERR_PROTO;
-		*transport = 1;
-		goto out;
-	}
-	if (st_h == 0)
-		memcpy(j->mac, p, 32);
-	rc = st_i != 0 ? st_i : st_h;
-out:
-	buf_free(&ib);
-	buf_free(&hb);
-	return rc;
-}
-
-static int
-import_and_mac(struct ks_job *j, const struct buf *rin)
+receive(struct ks_job *j, const struct buf *sin, const struct http_sig *claimed,
+    const struct buf *rin)
 {
 	struct kms_client *c = tsm_kms();
 	struct kms_wrapped w[SEI_KEYS];
+	struct kms_receive in;
 	uint64_t t0 = now_us();
-	double dt;
 	size_t i;
-	int rc, transport;
+	int rc;
 
 	if (c == NULL)
 		return ERR_IO;
-	rc = import_pipelined(c, j, rin, &transport);
-	if (transport && rc != ERR_CLOSED) {
-		/* The exchange stopped half-way (a malformed or misnumbered
-		 * reply): a reply may still be unread, and the next request
-		 * on this connection would be answered with it. */
-		tsm_kms_cleanup();
-	} else if (transport) {
-		/* The connection broke (kmsd restarted?): the synchronous
-		 * calls reconnect and retry once; both operations are
-		 * repeatable. Other failures are answered as they are. */
-		log_msg(LOG_INFO, "event=kms_pipeline_retry rid=%s err=%s",
-		    http_req_id(j->rq), err_name(rc));
-		for (i = 0; i < j->ks.n; i++)
-			w[i] = (struct kms_wrapped){ j->ks.usages[i],
-			    j->ks.wrapped[i], j->ks.wlen[i], j->ks.kcv[i],
-			    j->ks.kcvlen };
-		rc = kms_keyset_import(c, j->peer->transport_kek, j->peer->wrap,
-		    j->ks.alg, j->peer->kcv_method, w, j->ks.n, &j->blob,
-		    &j->kcvs);
-		if (rc == 0)
-			rc = kms_hmac(c, KMS_LABEL(j->peer->mac_key), rin->p,
-			    rin->len, j->mac);
-	}
-	dt = (double)(now_us() - t0) / 1e6;
-	tsm_kms_observe(KMS_OP_KEYSET_IMPORT, dt, rc);
-	tsm_kms_observe(KMS_OP_HMAC, dt, rc);
+	for (i = 0; i < j->ks.n; i++)
+		w[i] = (struct kms_wrapped){ j->ks.usages[i], j->ks.wrapped[i],
+		    j->ks.wlen[i], j->ks.kcv[i], j->ks.kcvlen };
+	in = (struct kms_receive){ .mac_key = j->peer->mac_key, .msg = sin->p,
+	    .msglen = sin->len, .mac = claimed->sig,
+	    .kek = j->peer->transport_kek, .mech = j->peer->wrap,
+	    .alg = j->ks.alg, .kcv_method = j->peer->kcv_method, .keys = w,
+	    .n = j->ks.n, .receipt = rin->p, .rlen = rin->len };
+	rc = kms_keyset_receive(c, &in, &j->blob, &j->kcvs, j->mac);
+	tsm_kms_observe(KMS_OP_KEYSET_RECEIVE, (double)(now_us() - t0) / 1e6,
+	    rc);
 	return rc;
 }
 
@@ -596,8 +480,9 @@ int
 sei_keysync_handle(struct http_req *rq, struct http_resp *rs, void *arg)
 {
 	struct sei_app *app = arg;
+	const struct http_sig *claimed;
 	struct ks_job j;
-	struct buf rin;
+	struct buf rin, sin;
 	char msg[SEI_MSG_MAX];
 	size_t i;
 	int rc, code, known;
@@ -606,20 +491,31 @@ sei_keysync_handle(struct http_req *rq, struct http_resp *rs, void *arg)
 	buf_init(&j.blob);
 	buf_init(&j.body);
 	buf_init(&rin);
+	buf_init(&sin);
 	j.rq = rq;
 	j.st = app->st;
 	j.peer = http_req_peer(rq);
-	j.sig = http_req_sig(rq);
 	j.now = (uint64_t)wall_seconds();
-	if (j.peer == NULL || j.sig == NULL) {
+	/* The MAC is checked with the import (mac_in_handler); whatever is
+	 * answered before must first pass the usual check. */
+	if (j.peer == NULL || http_req_sig_pending(rq, &sin, &claimed) != 0) {
 		rc = ERR_INTERNAL;
 		goto out;
 	}
 	code = sei_keysync_parse(http_req_json(rq), j.peer->wrap,
 	    j.peer->kcv_method, &j.ks, msg, sizeof(msg));
 	if (code == SEI_OK)
-		code = sei_check_request(rq, j.st, j.ks.sei_tsm_id, msg,
+		code = sei_check_request(rq, claimed, j.st, j.ks.sei_tsm_id, msg,
 		    sizeof(msg));
+	/* A nonce seen lately: the usual check answers the replay before
+	 * kmsd unwraps anything. */
+	if (code != SEI_OK || http_nonce_seen(claimed->key_id, claimed->nonce,
+	    wall_seconds())) {
+		if (http_req_sig_require(rq) != 0) {
+			rc = 0;
+			goto out;
+		}
+	}
 	if (code != SEI_OK) {
 		log_msg(LOG_INFO, "event=sei_key_sync rid=%s peer=%s result=%d "
 		    "what=refused", http_req_id(rq), j.peer->sei_tsm_id, code);
@@ -629,11 +525,15 @@ sei_keysync_handle(struct http_req *rq, struct http_resp *rs, void *arg)
 
 	/* Another set under this name is refused before any key is
 	 * touched; the same set is checked in kmsd and answered as before. */
-	if ((known = stored_set(&j)) < 0) {
-		rc = sei_store_failure(rq, rs, known);
-		goto out;
-	}
-	if (known == 2) {
+	if ((known = stored_set(&j)) < 0 || known == 2) {
+		if (http_req_sig_require(rq) != 0) {
+			rc = 0;
+			goto out;
+		}
+		if (known < 0) {
+			rc = sei_store_failure(rq, rs, known);
+			goto out;
+		}
 		log_result(&j, SEI_STATE_CONFLICT, "conflict");
 		rc = sei_reply(rs, SEI_STATE_CONFLICT, "another key set is stored "
 		    "for this SE, SSD and keyVersion");
@@ -644,8 +544,22 @@ sei_keysync_handle(struct http_req *rq, struct http_resp *rs, void *arg)
 	    j.ks.se_id, j.ks.kvn, (const uint8_t (*)[5])j.ks.kcv, j.ks.n,
 	    j.ks.kcvlen)) != 0)
 		goto out;
-	if ((rc = import_and_mac(&j, &rin)) != 0) {
+	if ((rc = receive(&j, &sin, claimed, &rin)) != 0) {
+		/* Which step failed is not the peer's to learn before its MAC
+		 * is known good: checked again on its own. */
+		if (http_req_sig_require(rq) != 0) {
+			rc = 0;
+			goto out;
+		}
 		rc = kms_failure(&j, rs, rc);
+		goto out;
+	}
+	if (http_req_sig_settle(rq, 0) != 0) {
+		rc = 0;		/* a replayed nonce: refused */
+		goto out;
+	}
+	if ((j.sig = http_req_sig(rq)) == NULL) {
+		rc = ERR_INTERNAL;
 		goto out;
 	}
 	/* kmsd compared the KCVs in the token; the receipt MAC was computed
@@ -676,6 +590,7 @@ sei_keysync_handle(struct http_req *rq, struct http_resp *rs, void *arg)
 	rc = store_new_set(&j, rs);
 out:
 	buf_free(&rin);
+	buf_free(&sin);
 	buf_free(&j.blob);
 	buf_free(&j.body);
 	wipe(&j.ks, sizeof(j.ks));

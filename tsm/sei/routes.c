@@ -122,11 +122,10 @@ sei_claim_nonce(struct store_batch *b, const struct tsm_peer *p,
 }
 
 int
-sei_check_request(struct http_req *rq, struct store *st, const char *sei_tsm_id,
-    char *msg, size_t cap)
+sei_check_request(struct http_req *rq, const struct http_sig *sig,
+    struct store *st, const char *sei_tsm_id, char *msg, size_t cap)
 {
 	const struct tsm_peer *p = http_req_peer(rq);
-	const struct http_sig *sig = http_req_sig(rq);
 	int rc;
 
 	if (p == NULL || sig == NULL) {
@@ -164,13 +163,16 @@ sei_routes_register(struct http_router *r, struct store *st)
 	static const struct {
 		const char     *path;
 		http_handler_fn fn;
+		int             mac_in_handler;
 	} routes[] = {
-		{ "/api/v1/sei/key-sync", sei_keysync_handle },
-		{ "/api/v1/sei/sd-status", sei_sdstatus_handle },
+		/* key sync: the MAC is verified in the same kmsd request as
+		 * the import (keyset.receive) */
+		{ "/api/v1/sei/key-sync", sei_keysync_handle, 1 },
+		{ "/api/v1/sei/sd-status", sei_sdstatus_handle, 0 },
 	};
 	/* tsmd serves one store per process, for as long as the router. */
 	static struct sei_app the_app;
-	const struct http_route_ext ext = { .error = sei_error_json,
+	struct http_route_ext ext = { .error = sei_error_json,
 	    .nonce_durable = 1 };
 	struct sei_app *app = &the_app;
 	size_t i;
@@ -180,6 +182,7 @@ sei_routes_register(struct http_router *r, struct store *st)
 		return ERR_INVAL;
 	app->st = st;
 	for (i = 0; i < ARRAY_LEN(routes); i++) {
+		ext.mac_in_handler = routes[i].mac_in_handler;
 		if ((rc = http_route_add(r, "POST", routes[i].path,
 		    HTTP_AUTH_SEI_PEER, routes[i].fn, app)) != 0 ||
 		    (rc = http_route_extend(r, "POST", routes[i].path, &ext)) != 0)

@@ -101,8 +101,8 @@ sei_sdstatus_handle(struct http_req *rq, struct http_resp *rs, void *arg)
 		return ERR_INTERNAL;
 	code = sei_sdstatus_parse(http_req_json(rq), &req, msg, sizeof(msg));
 	if (code == SEI_OK)
-		code = sei_check_request(rq, app->st, req.sei_tsm_id, msg,
-		    sizeof(msg));
+		code = sei_check_request(rq, http_req_sig(rq), app->st,
+		    req.sei_tsm_id, msg, sizeof(msg));
 	if (code != SEI_OK) {
 		log_msg(LOG_INFO, "event=sei_sd_status rid=%s peer=%s result=%d "
 		    "what=refused", http_req_id(rq), p->sei_tsm_id, code);

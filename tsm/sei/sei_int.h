@@ -33,9 +33,11 @@ int  sei_reply(struct http_resp *rs, int code, const char *fmt, ...)
  * nonce must not be claimed in the store already (SEI_REPLAY: a replay
  * across a restart, which the in-memory cache cannot see). SEI_OK or a
  * code with msg; SEI_UNAVAILABLE/SEI_INTERNAL when the store cannot say.
+ * `sig` is http_req_sig(), or the pending one on a mac_in_handler route
+ * (the answer then waits for the MAC check).
  */
-int  sei_check_request(struct http_req *rq, struct store *st,
-	    const char *sei_tsm_id, char *msg, size_t cap) WUR;
+int  sei_check_request(struct http_req *rq, const struct http_sig *sig,
+	    struct store *st, const char *sei_tsm_id, char *msg, size_t cap) WUR;
 
 /* 1 when (peer, nonce) is claimed in the store and not expired, 0 when
  * not, or a negative ERR_*. */
