@@ -43,30 +43,6 @@ env_int(const char *name, int def)
 	return s != NULL && atoi(s) > 0 ? atoi(s) : def;
 }
 
-/* utime + stime of a process, in milliseconds. */
-static double
-cpu_ms(pid_t pid)
-{
-	char path[64], buf[2048], *p;
-	unsigned long ut = 0, st = 0;
-	FILE *f;
-	size_t n;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if ((f = fopen(path, "r")) == NULL)
-		return -1;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	/* after "(comm)": state ppid pgrp session tty tpgid flags minflt
-	 * cminflt majflt cmajflt utime stime (fields 3..15) */
-	if ((p = strrchr(buf, ')')) == NULL ||
-	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-	    &ut, &st) != 2)
-		return -1;
-	return (double)(ut + st) * 1000.0 / (double)sysconf(_SC_CLK_TCK);
-}
-
 /* ---- setup: a card with an SSD and its initial keys, key-synced ---------- */
 
 static void
@@ -266,8 +242,8 @@ main(void)
 	for (i = 0; i < nagents; i++)
 		ag[i].h = curl_easy_init();
 
-	t_cpu0 = cpu_ms(pid);
-	k_cpu0 = cpu_ms(E.pid);
+	t_cpu0 = testenv_cpu_ms(pid);
+	k_cpu0 = testenv_cpu_ms(E.pid);
 	t0 = now_us();
 	for (i = 0; i < nagents; i++)
 		pthread_create(&ag[i].t, NULL, agent_run, &ag[i]);
@@ -278,8 +254,8 @@ main(void)
 		req += ag[i].requests;
 	}
 	el = (double)(now_us() - t0) / 1e6;
-	t_cpu1 = cpu_ms(pid);
-	k_cpu1 = cpu_ms(E.pid);
+	t_cpu1 = testenv_cpu_ms(pid);
+	k_cpu1 = testenv_cpu_ms(E.pid);
 	for (i = 0; i < nagents; i++)
 		curl_easy_cleanup(ag[i].h);
 
