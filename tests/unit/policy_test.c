@@ -32,6 +32,9 @@ test_errors(void)
 		{ "allow tsm cmac class=sessoin\n", 1, 22, "unknown key class 'sessoin'" },
 		{ "# ok\n\nallow tsm cmacc class=session\n", 3, 11,
 		    "unknown operation 'cmacc'" },
+		/* decided as its parts (kms/PROTOCOL.md), never by name */
+		{ "allow tsm keyset.receive class=mac\n", 1, 11,
+		    "unknown operation 'keyset.receive'" },
 		{ "allow root cmac\n", 1, 7, "unknown role 'root'" },
 		{ "permit tsm cmac\n", 1, 1, "unknown directive" },
 		{ "allow tsm random len<=abc\n", 1, 23, "expected a decimal" },
