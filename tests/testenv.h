@@ -89,4 +89,13 @@ testenv_cpu_ms(pid_t pid)
 	return (double)(ut + st) * 1000.0 / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* A positive integer from the environment, else def (benchmark knobs). */
+static int __attribute__((unused))
+testenv_env_int(const char *name, int def)
+{
+	const char *s = getenv(name);
+
+	return s != NULL && atoi(s) > 0 ? atoi(s) : def;
+}
+
 #endif

@@ -35,14 +35,6 @@ die(const char *what)
 	exit(1);
 }
 
-static int
-env_int(const char *name, int def)
-{
-	const char *s = getenv(name);
-
-	return s != NULL && atoi(s) > 0 ? atoi(s) : def;
-}
-
 /* ---- setup: a card with an SSD and its initial keys, key-synced ---------- */
 
 static void
@@ -199,7 +191,7 @@ agent_run(void *arg)
 int
 main(void)
 {
-	int workers = env_int("KEYREPL_BENCH_WORKERS", 16);
+	int workers = testenv_env_int("KEYREPL_BENCH_WORKERS", 16);
 	struct agent *ag;
 	double t_cpu0, t_cpu1, k_cpu0, k_cpu1, el, rate, per;
 	uint64_t t0;
@@ -209,8 +201,8 @@ main(void)
 	int i, st, ok = 0, failed = 0;
 	unsigned req = 0;
 
-	ncards = env_int("KEYREPL_BENCH_CARDS", 300);
-	nagents = env_int("KEYREPL_BENCH_AGENTS", 8);
+	ncards = testenv_env_int("KEYREPL_BENCH_CARDS", 300);
+	nagents = testenv_env_int("KEYREPL_BENCH_AGENTS", 8);
 	log_init("keyrepl_bench", LOG_ERR);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (kmsenv_setup(&E, 0) != 0 || kmsenv_start(&E, NULL) != 0)

@@ -37,14 +37,6 @@ die(const char *what)
 	exit(1);
 }
 
-static int
-env_int(const char *name, int def)
-{
-	const char *s = getenv(name);
-
-	return s != NULL && atoi(s) > 0 ? atoi(s) : def;
-}
-
 /* ---- kmsd alone: keyset.import on 4 pipelining connections ---- */
 
 struct kworker {
@@ -454,8 +446,8 @@ int
 main(void)
 {
 	const char *s = getenv("BENCH_SECONDS");
-	int clients = env_int("KEYSYNC_BENCH_CLIENTS", 128);
-	int workers = env_int("KEYSYNC_BENCH_WORKERS", 64);
+	int clients = testenv_env_int("KEYSYNC_BENCH_CLIENTS", 128);
+	int workers = testenv_env_int("KEYSYNC_BENCH_WORKERS", 64);
 	double kmsr, mixr, ksr, hzr, nks, cpu[3];
 	long kfail, hfail;
 	char doc[800];
