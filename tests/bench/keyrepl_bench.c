@@ -22,7 +22,8 @@
 #define AID "A000000999500001"
 
 static struct kmsenv E;
-static char var[400], cfgf[400], logpath[400], addr[64], base[100], ca[500];
+static struct sp_bench B;
+static char addr[64], base[100];
 static struct vse **cards;
 static int ncards, nagents;
 static volatile int next_card;
@@ -69,7 +70,7 @@ card_setup(CURL *h, int i)
 	sp_nonce(nonce);
 	sp_sign(kmsenv_mac, 32, "bench-mac", SP_KEYSYNC, (long long)wall_seconds(),
 	    nonce, body, sig, sizeof(sig));
-	if (sp_post(h, base, ca, SP_KEYSYNC, body, (size_t)len, sig, &r) != 0 ||
+	if (sp_post(h, base, B.ca, SP_KEYSYNC, body, (size_t)len, sig, &r) != 0 ||
 	    r.code != 200)
 		die("key sync");
 	sp_resp_free(&r);
@@ -104,7 +105,7 @@ post(struct agent *a, const char *path, json_t *body)
 	curl_easy_setopt(a->h, CURLOPT_URL, url);
 	curl_easy_setopt(a->h, CURLOPT_POSTFIELDS, txt);
 	curl_easy_setopt(a->h, CURLOPT_HTTPHEADER, hd);
-	curl_easy_setopt(a->h, CURLOPT_CAINFO, ca);
+	curl_easy_setopt(a->h, CURLOPT_CAINFO, B.ca);
 	curl_easy_setopt(a->h, CURLOPT_WRITEFUNCTION, collect);
 	curl_easy_setopt(a->h, CURLOPT_WRITEDATA, &r);
 	curl_easy_setopt(a->h, CURLOPT_TCP_NODELAY, 1L);
@@ -195,7 +196,6 @@ main(void)
 	struct agent *ag;
 	double t_cpu0, t_cpu1, k_cpu0, k_cpu1, el, rate, per;
 	uint64_t t0;
-	char doc[800];
 	CURL *h;
 	pid_t pid;
 	int i, st, ok = 0, failed = 0;
@@ -207,19 +207,10 @@ main(void)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (kmsenv_setup(&E, 0) != 0 || kmsenv_start(&E, NULL) != 0)
 		die("kmsd fixture");
-	snprintf(var, sizeof(var), "%s/tsmvar", E.dir);
-	snprintf(cfgf, sizeof(cfgf), "%s/tsmd.json", E.dir);
-	snprintf(logpath, sizeof(logpath), "%s/tsmd.log", E.dir);
-	snprintf(ca, sizeof(ca), "%s/ca.pem", var);
-	snprintf(doc, sizeof(doc), "{\"limits\": {\"workers\": %d}, \"peers\": "
-	    "[{\"seiTsmId\": \"SEI-BENCH\", \"tenantId\": \"SP-1\", \"baseUrl\": "
-	    "\"http://127.0.0.1:9\", \"wrap\": \"AES-KW\", \"kcvMethod\": \"GP\", "
-	    "\"transportKek\": \"peer/test/kek\", \"macKeyId\": \"bench-mac\", "
-	    "\"macKey\": \"peer/test/mac\", \"clientCertRequired\": false}]}",
-	    workers);
-	if (file_write_atomic(cfgf, doc, strlen(doc), 0600) != 0)
+	if (sp_bench_config(E.dir, workers, 0, &B) != 0)
 		die("config");
-	pid = sp_tsmd_start(var, cfgf, E.sock, logpath, "warn", addr, sizeof(addr));
+	pid = sp_tsmd_start(B.var, B.cfg, E.sock, B.log, "warn", addr,
+	    sizeof(addr));
 	if (pid < 0)
 		die("tsmd did not start");
 	snprintf(base, sizeof(base), "https://%s", addr);

@@ -27,7 +27,8 @@
 #include "tests/integration/sei_peer.h"
 
 static struct kmsenv E;
-static char var[400], cfgf[400], logpath[400], addr[64], base[100], ca[500];
+static struct sp_bench B;
+static char addr[64], base[100];
 static double secs = 3.0;
 
 static void __attribute__((noreturn))
@@ -402,7 +403,7 @@ http_rate(int clients, int healthz, long *fails)
 		if ((c[k].h = curl_easy_init()) == NULL)
 			die("curl_easy_init");
 		curl_easy_setopt(c[k].h, CURLOPT_URL, healthz ? hz_url : ks_url);
-		curl_easy_setopt(c[k].h, CURLOPT_CAINFO, ca);
+		curl_easy_setopt(c[k].h, CURLOPT_CAINFO, B.ca);
 		curl_easy_setopt(c[k].h, CURLOPT_WRITEFUNCTION, to_buf);
 		curl_easy_setopt(c[k].h, CURLOPT_WRITEDATA, &c[k].resp);
 		curl_easy_setopt(c[k].h, CURLOPT_TCP_NODELAY, 1L);
@@ -450,7 +451,6 @@ main(void)
 	int workers = testenv_env_int("KEYSYNC_BENCH_WORKERS", 64);
 	double kmsr, mixr, ksr, hzr, nks, cpu[3];
 	long kfail, hfail;
-	char doc[800];
 	pid_t pid;
 	int st, i;
 
@@ -461,22 +461,13 @@ main(void)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (kmsenv_setup(&E, 0) != 0 || kmsenv_start(&E, NULL) != 0)
 		die("kmsd fixture");
-	snprintf(var, sizeof(var), "%s/tsmvar", E.dir);
-	snprintf(cfgf, sizeof(cfgf), "%s/tsmd.json", E.dir);
-	snprintf(logpath, sizeof(logpath), "%s/tsmd.log", E.dir);
-	snprintf(ca, sizeof(ca), "%s/ca.pem", var);
-	snprintf(doc, sizeof(doc), "{\"limits\": {\"workers\": %d, "
-	    "\"maxConnections\": 512}, \"peers\": [{\"seiTsmId\": \"SEI-BENCH\", "
-	    "\"tenantId\": \"SP-1\", \"baseUrl\": \"http://127.0.0.1:9\", "
-	    "\"wrap\": \"AES-KW\", \"kcvMethod\": \"GP\", \"transportKek\": "
-	    "\"peer/test/kek\", \"macKeyId\": \"bench-mac\", \"macKey\": "
-	    "\"peer/test/mac\", \"clientCertRequired\": false}]}", workers);
-	if (file_write_atomic(cfgf, doc, strlen(doc), 0600) != 0)
+	if (sp_bench_config(E.dir, workers, 512, &B) != 0)
 		die("config");
 
 	kmsr = kms_import_rate(0);
 	mixr = kms_import_rate(1);
-	tsmd_pid = pid = sp_tsmd_start(var, cfgf, E.sock, logpath, "warn", addr, sizeof(addr));
+	tsmd_pid = pid = sp_tsmd_start(B.var, B.cfg, E.sock, B.log, "warn",
+	    addr, sizeof(addr));
 	if (pid < 0)
 		die("tsmd did not start");
 	snprintf(base, sizeof(base), "https://%s", addr);
@@ -493,7 +484,7 @@ main(void)
 
 		snprintf(url, sizeof(url), "%s/metrics", base);
 		curl_easy_setopt(h, CURLOPT_URL, url);
-		curl_easy_setopt(h, CURLOPT_CAINFO, ca);
+		curl_easy_setopt(h, CURLOPT_CAINFO, B.ca);
 		curl_easy_setopt(h, CURLOPT_WRITEDATA, stderr);
 		(void)curl_easy_perform(h);
 		curl_easy_cleanup(h);

@@ -312,6 +312,33 @@ sp_answer_signed(const struct sp_resp *r, const uint8_t *key, size_t keylen,
 	    llabs(ts - (long long)wall_seconds()) < 10;
 }
 
+/* The benchmarks' tsmd: its paths under dir, and a config file with one
+ * peer, SEI-BENCH, that uses the kmsenv fixture's test transport KEK and
+ * MAC key (keyId bench-mac); max_conns 0 keeps tsmd's default. */
+struct sp_bench {
+	char var[400], cfg[400], log[400], ca[500];
+};
+
+static int __attribute__((unused))
+sp_bench_config(const char *dir, int workers, int max_conns, struct sp_bench *b)
+{
+	char doc[800], mc[40] = "";
+
+	snprintf(b->var, sizeof(b->var), "%s/tsmvar", dir);
+	snprintf(b->cfg, sizeof(b->cfg), "%s/tsmd.json", dir);
+	snprintf(b->log, sizeof(b->log), "%s/tsmd.log", dir);
+	snprintf(b->ca, sizeof(b->ca), "%s/ca.pem", b->var);
+	if (max_conns > 0)
+		snprintf(mc, sizeof(mc), ", \"maxConnections\": %d", max_conns);
+	snprintf(doc, sizeof(doc), "{\"limits\": {\"workers\": %d%s}, "
+	    "\"peers\": [{\"seiTsmId\": \"SEI-BENCH\", \"tenantId\": \"SP-1\", "
+	    "\"baseUrl\": \"http://127.0.0.1:9\", \"wrap\": \"AES-KW\", "
+	    "\"kcvMethod\": \"GP\", \"transportKek\": \"peer/test/kek\", "
+	    "\"macKeyId\": \"bench-mac\", \"macKey\": \"peer/test/mac\", "
+	    "\"clientCertRequired\": false}]}", workers, mc);
+	return file_write_atomic(b->cfg, doc, strlen(doc), 0600);
+}
+
 /* Starts tsmd (its stderr to logpath) and waits for VAR/tsm/tsmd.addr;
  * addr gets "host:port". Returns the pid, or -1. */
 static pid_t __attribute__((unused))
