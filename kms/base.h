@@ -161,6 +161,7 @@ void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3
 uint64_t now_ms(void);		/* monotonic */
 uint64_t now_us(void);		/* monotonic */
 int64_t  wall_seconds(void);	/* CLOCK_REALTIME */
+uint64_t wall_us(void);		/* CLOCK_REALTIME, for ids in time order */
 /* RFC 3339 UTC with milliseconds, "2026-11-27T05:36:22.123Z"; out >= 32. */
 void     time_rfc3339(char *out, size_t cap);
 

@@ -81,6 +81,15 @@ wall_seconds(void)
 	return (int64_t)ts.tv_sec;
 }
 
+uint64_t
+wall_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 void
 time_rfc3339(char *out, size_t cap)
 {

@@ -28,7 +28,7 @@ flow_id_make(struct flow *f, const char *prefix, char *out, size_t cap)
 	uint8_t r[4] = { 0 };
 	char rh[9];
 	uint32_t seq;
-	uint64_t ms = (uint64_t)wall_seconds() * 1000u + now_ms() % 1000u;
+	uint64_t ms = wall_us() / 1000u;
 
 	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
 		memset(r, 0x5a, sizeof(r));

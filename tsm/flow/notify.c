@@ -47,15 +47,6 @@ flow_kick(struct flow *f)
 	pthread_mutex_unlock(&f->mu);
 }
 
-static uint64_t
-wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* ---- deliveries ------------------------------------------------------------ */
 
 struct due {
@@ -175,7 +166,7 @@ deliver(struct flow *f, const struct tsm_config *cfg, struct due *d)
 	json_t *doc = NULL, *prov = NULL, *body = NULL;
 	const char *pid, *url = NULL;
 	char sig[256], msg[256], *text = NULL;
-	uint64_t now = wall_ms(), delay;
+	uint64_t now = (wall_us() / 1000u), delay;
 	long status = 0;
 	int rc, attempts, ok = 0;
 
@@ -261,7 +252,7 @@ deliveries(struct flow *f, const struct tsm_config *cfg)
 	size_t i;
 
 	memset(&a, 0, sizeof(a));
-	a.now_ms = wall_ms();
+	a.now_ms = (wall_us() / 1000u);
 	if (store_iter(f->st, STORE_DB_NOTIFY, NULL, 0, due_each, &a) < 0) {
 		log_msg(LOG_WARN, "event=flow_notify_scan_failed");
 		return a.now_ms + 1000;
@@ -335,7 +326,7 @@ worker_round(struct flow *f, int kicked, uint64_t *next_ms)
 	struct tsm_config *cfg = flow_cfg_get(f);
 
 	flow_sessions_reap(f, cfg->flows.session_timeout_s);
-	if (kicked || (*next_ms != 0 && wall_ms() >= *next_ms))
+	if (kicked || (*next_ms != 0 && (wall_us() / 1000u) >= *next_ms))
 		*next_ms = deliveries(f, cfg);
 	tsm_config_unref(cfg);
 }

@@ -28,8 +28,7 @@ flow_keyset_archive(struct flow *f, struct store_batch *b,
 	hex_encode_upper(&ks->kvn, 1, kv);
 	/* SEID|AID|KV|<µs><seq>: unique, and in archive order per SSD. */
 	snprintf(key, sizeof(key), "%s|%s|%s|%014llX%04X", ks->se_id, ks->sd_aid,
-	    kv, (unsigned long long)((uint64_t)wall_seconds() * 1000000u +
-	    now_us() % 1000000u), (unsigned)(seq & 0xFFFF));
+	    kv, (unsigned long long)wall_us(), (unsigned)(seq & 0xFFFF));
 	if ((bh = malloc(2 * ks->blob.len + 1)) == NULL || (kcv = json_array())
 	    == NULL)
 		goto out;
