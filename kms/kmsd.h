@@ -107,7 +107,8 @@ struct req {
 	struct rd            body;
 	struct buf          *reply;
 	char                 msg[200];	/* error detail for the client */
-	char                 key[160];	/* key named in the audit record */
+	char                 key[2 * KS_LABEL_MAX + 16]; /* key(s) named in the
+						 * audit record */
 	int                  audited;	/* the handler wrote the record */
 	int                  skip_audit; /* repeat use of an audited handle */
 };

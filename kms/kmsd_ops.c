@@ -193,7 +193,9 @@ first_use_key(struct req *rq, const char *op, const char *key)
 	char tag[200];
 	unsigned i;
 
-	snprintf(tag, sizeof(tag), "%s %s", op, key);
+	/* A tag that does not fit is never remembered: audited each time. */
+	if (snprintf(tag, sizeof(tag), "%s %s", op, key) >= (int)sizeof(tag))
+		return;
 	for (i = 0; i < c->naudited && i < ARRAY_LEN(c->audited); i++) {
 		if (strcmp(c->audited[i], tag) == 0) {
 			rq->skip_audit = 1;
@@ -1304,7 +1306,7 @@ op_keyset_receive(struct req *rq)
 	struct ks_key *k;
 	struct ks_version *v;
 	const uint8_t *m, *mac, *rin;
-	char mkey[sizeof(rq->key)];
+	char mkey[KS_LABEL_MAX + 16];
 	size_t mn, rn;
 	uint8_t out[32];
 	p11_obj o;
@@ -1328,7 +1330,17 @@ op_keyset_receive(struct req *rq)
 		    "peer's MAC key, not the %s key", ks_class_name(k->cls));
 		return ERR_KEYCLASS;
 	}
-	snprintf(mkey, sizeof(mkey), "%s", rq->key);
+	/* The receipt needs the key too: refused before any token work. */
+	if (!ks_state_allows(v->state, KS_USE_PROTECT)) {
+		snprintf(rq->msg, sizeof(rq->msg), "key '%s' v%u is %s: it "
+		    "verifies but makes no receipt", k->label, v->v,
+		    kms_state_name(v->state));
+		return ERR_KEYSTATE;
+	}
+	if ((rc = authorize(rq, "hmac", k->cls, NULL, 0)) != 0)
+		return rc;
+	if (snprintf(mkey, sizeof(mkey), "%s", rq->key) >= (int)sizeof(mkey))
+		return ERR_INTERNAL;	/* "label#version" always fits */
 	TOKEN_OP(rq, k, v, o, rc, p11_hmac_sha256_verify(rq->d->p, o, m, mn,
 	    mac));
 	if (rc == ERR_AUTH) {
@@ -1339,19 +1351,12 @@ op_keyset_receive(struct req *rq)
 	if (rc != 0)
 		return p11_msg(rq, rc, "HMAC verify");
 	rc = import_run(rq, &a);
-	/* the record names both keys: transport KEK, then MAC key */
-	if (strlen(rq->key) + strlen(mkey) + 2 <= sizeof(rq->key))
-		snprintf(rq->key + strlen(rq->key), sizeof(rq->key) -
-		    strlen(rq->key), " %s", mkey);
+	/* The record names both keys: transport KEK, then MAC key (rq->key
+	 * holds two labels of at most KS_LABEL_MAX and a version). */
+	if (snprintf(rq->key + strlen(rq->key), sizeof(rq->key) -
+	    strlen(rq->key), " %s", mkey) < 0)
+		return ERR_INTERNAL;
 	if (rc != 0)
-		return rc;
-	if (!ks_state_allows(v->state, KS_USE_PROTECT)) {
-		snprintf(rq->msg, sizeof(rq->msg), "key '%s' v%u is %s: it "
-		    "verifies but makes no receipt", k->label, v->v,
-		    kms_state_name(v->state));
-		return ERR_KEYSTATE;
-	}
-	if ((rc = authorize(rq, "hmac", k->cls, NULL, 0)) != 0)
 		return rc;
 	TOKEN_OP(rq, k, v, o, rc, p11_hmac_sha256(rq->d->p, o, rin, rn, out));
 	if (rc != 0)

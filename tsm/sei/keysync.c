@@ -546,8 +546,14 @@ sei_keysync_handle(struct http_req *rq, struct http_resp *rs, void *arg)
 		goto out;
 	if ((rc = receive(&j, &sin, claimed, &rin)) != 0) {
 		/* Which step failed is not the peer's to learn before its MAC
-		 * is known good: checked again on its own. */
-		if (http_req_sig_require(rq) != 0) {
+		 * is known good. kmsd checks the MAC before anything else, so
+		 * ERR_AUTH is the MAC and an unwrap or KCV failure comes after
+		 * it verified; any other failure has it checked on its own. */
+		if (rc == ERR_AUTH || rc == ERR_UNWRAP || rc == ERR_KCV)
+			known = http_req_sig_settle(rq, rc == ERR_AUTH ? rc : 0);
+		else
+			known = http_req_sig_require(rq);
+		if (known != 0) {
 			rc = 0;
 			goto out;
 		}
