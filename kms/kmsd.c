@@ -681,10 +681,9 @@ kmsd_flush_dirty(struct kmsd *d)
 		next = c->next_dirty;
 		c->dirty = 0;
 		c->next_dirty = NULL;
-		/* Its record did not reach the file (the error is logged): no
-		 * sync will come for it, so waiting would hang the client. */
-		if (c->hold_gen > d->sync_req)
-			c->hold_gen = 0;
+		/* A durable reply whose record is not written yet (the write
+		 * failed: logged, retried at every loop pass, at least once a
+		 * second) waits for the sync after the write that succeeds. */
 		if (c->hold_gen > done)
 			hold(d, c);
 		else

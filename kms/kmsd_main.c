@@ -314,6 +314,9 @@ main(int argc, char **argv)
 	sigaddset(&mask, SIGHUP);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* A file-size limit makes an audit write fail (EFBIG: the records
+	 * stay queued and durable replies wait), not kill kmsd. */
+	signal(SIGXFSZ, SIG_IGN);
 	d.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	ev.events = EPOLLIN;
 	ev.data.u64 = ROLE_COUNT;

@@ -10,7 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1234,6 +1237,53 @@ test_dead_client(void)
  * event: the connection must not be used after it is freed (it was, and
  * kmsd died of heap corruption under sei_crash_test's kill -9 of tsmd).
  */
+/* The audit log cannot grow (a file-size limit on kmsd, as a full disk
+ * would do): a durable reply waits for its record, and leaves once the
+ * record is written and synced (before, it left at once, unrecorded). */
+static void
+test_audit_full(void)
+{
+	struct rlimit lim, old;
+	struct kms_client *c;
+	struct pollfd pf;
+	struct stat sb;
+	struct buf req;
+	struct rd r;
+	uint32_t id, rid;
+	int status = -1, n0, waited;
+
+	buf_init(&req);
+	if (kms_connect(&c, E.sock, "audit-full") != 0 ||
+	    buf_put_u8(&req, KMS_ALG_AES128) != 0 ||
+	    buf_put_u8(&req, KMS_KCV_GP) != 0 ||
+	    buf_put_u8(&req, KMS_KEYSET_RANDOM) != 0)
+		bail("audit-full setup");
+	n0 = kmsenv_count_lines(E.audit, "\"op\":\"keyset.generate\"");
+	if (stat(E.audit, &sb) != 0 ||
+	    prlimit(E.pid, RLIMIT_FSIZE, NULL, &old) != 0)
+		bail("audit-full limit");
+	lim = old;
+	lim.rlim_cur = (rlim_t)sb.st_size;
+	if (prlimit(E.pid, RLIMIT_FSIZE, &lim, NULL) != 0)
+		bail("prlimit");
+	if (kms_submit(c, KMS_OP_KEYSET_GENERATE, &req, &id) != 0 ||
+	    kms_flush(c) != 0)
+		bail("audit-full submit");
+	pf.fd = kms_fd(c);
+	pf.events = POLLIN;
+	waited = poll(&pf, 1, 2500);
+	ok(waited == 0, "audit log full: the durable reply is held (%s)",
+	    waited == 0 ? "none in 2.5 s" : "a reply came");
+	if (prlimit(E.pid, RLIMIT_FSIZE, &old, NULL) != 0)
+		bail("prlimit back");
+	ok(kms_next(c, &rid, &status, &r) == 0 && rid == id && status == 0,
+	    "room again: the reply comes, ok");
+	ok(kmsenv_count_lines(E.audit, "\"op\":\"keyset.generate\"") ==
+	    n0 + 1, "and its record is in the log");
+	buf_free(&req);
+	kms_close(c);
+}
+
 static void
 test_abandoned_durable(void)
 {
@@ -1455,6 +1505,7 @@ main(void)
 	test_roles();
 	test_dead_client();
 	test_abandoned_durable();
+	test_audit_full();
 	test_out_of_step();
 	test_hup_unread();
 	test_wire();
