@@ -202,6 +202,12 @@ int  kms_keyset_receive(struct kms_client *c, const struct kms_receive *in,
 	    struct buf *blob, struct kms_keyset_kcvs *kcvs,
 	    uint8_t receipt_mac[32]) WUR;
 
+/* A custodian share names its token by serial; "pending" (kmsctl init
+ * writes it before the token has one) goes with any token, and the PIN
+ * check decides. 1 when the share may be offered to this token. */
+#define KMS_SHARE_SERIAL_PENDING "pending"
+int  kms_share_for_token(const char *share_serial, const char *token_serial);
+
 struct kms_keyset {
 	size_t   n;
 	int      alg;

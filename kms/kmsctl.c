@@ -105,7 +105,6 @@ struct share {
 };
 
 /* The serial in a share written before C_InitToken gave the token one. */
-#define SHARE_SERIAL_PENDING "pending"
 
 static void
 share_digest(const struct share *s, uint8_t out[8])
@@ -272,13 +271,13 @@ shares_combine(struct ctl *c, const char *serial, char *pinhex)
 			die_msg("%s", why);
 			goto out;
 		}
-		if (strcmp(sh[i].serial, SHARE_SERIAL_PENDING) == 0) {
+		if (strcmp(sh[i].serial, KMS_SHARE_SERIAL_PENDING) == 0) {
 			/* init wrote it before the token had a serial and could
 			 * not rewrite it; the PIN check still binds it. */
 			fprintf(stderr, "kmsctl: note: %s has token-serial=%s "
 			    "(written during init); the PIN check decides\n",
-			    c->share_files[i], SHARE_SERIAL_PENDING);
-		} else if (strcmp(sh[i].serial, serial) != 0) {
+			    c->share_files[i], KMS_SHARE_SERIAL_PENDING);
+		} else if (!kms_share_for_token(sh[i].serial, serial)) {
 			die_msg("%s is a share of token %s, not of this token (%s)",
 			    c->share_files[i], sh[i].serial, serial);
 			rc = ERR_AUTH;
@@ -761,7 +760,7 @@ cmd_init(struct ctl *c, int argc, char **argv)
 		for (i = 0; i < n; i++) {
 			memset(sh, 0, sizeof(*sh));
 			snprintf(sh->serial, sizeof(sh->serial), "%s", pass == 0 ?
-			    SHARE_SERIAL_PENDING : p11_token_serial(c->p));
+			    KMS_SHARE_SERIAL_PENDING : p11_token_serial(c->p));
 			snprintf(sh->label, sizeof(sh->label), "%s", label);
 			snprintf(sh->custodian, sizeof(sh->custodian), "%s", nm[i]);
 			memcpy(sh->set, set, 8);
@@ -784,7 +783,7 @@ cmd_init(struct ctl *c, int argc, char **argv)
 			 * rebuilds the PINs (unseal accepts it). */
 			fprintf(stderr, "kmsctl: warning: cannot rewrite %s with the "
 			    "token serial (%s); it keeps token-serial=%s and still "
-			    "works\n", path[i], err_str(rc), SHARE_SERIAL_PENDING);
+			    "works\n", path[i], err_str(rc), KMS_SHARE_SERIAL_PENDING);
 			rc = 0;
 		}
 	}

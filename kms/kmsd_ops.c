@@ -1486,7 +1486,7 @@ op_unseal(struct req *rq)
 		snprintf(rq->msg, sizeof(rq->msg), "malformed share");
 		return ERR_INVAL;
 	}
-	if (strcmp(serial, p11_token_serial(d->p)) != 0) {
+	if (!kms_share_for_token(serial, p11_token_serial(d->p))) {
 		snprintf(rq->msg, sizeof(rq->msg), "share is for token %s, kmsd "
 		    "holds token %s", serial, p11_token_serial(d->p));
 		return ERR_AUTH;

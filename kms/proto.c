@@ -207,3 +207,10 @@ kms_get_ref(struct rd *r, struct kms_wref *out)
 	}
 	return ERR_PROTO;
 }
+
+int
+kms_share_for_token(const char *share_serial, const char *token_serial)
+{
+	return strcmp(share_serial, KMS_SHARE_SERIAL_PENDING) == 0 ||
+	    strcmp(share_serial, token_serial) == 0;
+}
