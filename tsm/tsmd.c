@@ -201,6 +201,8 @@ main(int argc, char **argv)
 		log_msg(LOG_ERR, "event=kms_socket_invalid path=%s", cfg->kms_socket);
 		goto out;
 	}
+	/* The first kmsd probe, here: /healthz answers from memory. */
+	(void)tsm_kms_health();
 
 	if ((rc = var_path(path, sizeof(path), cfg, "tsm/store")) != 0 ||
 	    (rc = store_open(&app.store, path, NULL)) != 0) {
@@ -273,6 +275,8 @@ out:
 		http_server_stop(srv, 0);
 	sei_sdstatus_set_hook(NULL);
 	flow_free(app.flow);	/* after the server: no handler runs now */
+	/* The replay cache serves the server and the flows' SEI client. */
+	http_nonce_cleanup();
 	store_close(app.store);
 	tsm_kms_cleanup();
 	http_router_free(router);

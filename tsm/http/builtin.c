@@ -182,8 +182,8 @@ http_builtin_register(struct http_router *r, struct http_apikeys *ak)
 	    (rc = http_route_add(r, "POST", "/api/v1/sei/ping", HTTP_AUTH_SEI_PEER,
 	    h_sei_ping_signed, NULL)) != 0)
 		return rc;
-	/* Probes answer from memory (kmsd's state is cached for a second):
-	 * no hand-off to a worker. */
+	/* Probes answer from memory (kmsd's state is refreshed by a thread
+	 * of its own, tsm_kms_health): no hand-off to a worker. */
 	if ((rc = http_route_extend(r, "GET", "/healthz",
 	    &(struct http_route_ext){ .inline_ok = 1 })) != 0 ||
 	    (rc = http_route_extend(r, "GET", "/metrics",

@@ -1,11 +1,13 @@
 /*
  * kmsconn.c - one kmsd client per tsmd worker thread (thread-local, connected
- * lazily, closed when the thread exits) and the cached kmsd health that
- * /healthz and /metrics report. Runs in tsmd; trusts kmsd.
+ * lazily, closed when the thread exits) and the kmsd health that /healthz
+ * and /metrics report, kept fresh by a thread of its own so that they
+ * answer from memory and never wait on kmsd. Runs in tsmd; trusts kmsd.
  */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tsm/http/http_int.h"
 
@@ -18,8 +20,7 @@ static pthread_once_t tl_once = PTHREAD_ONCE_INIT;
 static __thread struct kms_client *tl_client;
 static __thread uint64_t tl_retry_ms;
 
-static pthread_mutex_t health_lock = PTHREAD_MUTEX_INITIALIZER;
-static uint64_t health_at_ms;	/* 0: never checked */
+static pthread_once_t health_once = PTHREAD_ONCE_INIT;
 static int health_state = ERR_IO;
 
 static void
@@ -102,30 +103,37 @@ health_probe(void)
 	return rc == 0 ? 0 : ERR_IO;
 }
 
+static void *
+health_main(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		usleep(HEALTH_MS * 1000);
+		__atomic_store_n(&health_state, health_probe(), __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+/* The first probe is made by the first caller; then a detached thread
+ * (with its own kmsd connection) probes once a HEALTH_MS. */
+static void
+health_start(void)
+{
+	pthread_attr_t a;
+	pthread_t t;
+
+	__atomic_store_n(&health_state, health_probe(), __ATOMIC_RELAXED);
+	if (pthread_attr_init(&a) != 0)
+		return;
+	(void)pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &a, health_main, NULL) != 0)
+		log_msg(LOG_ERR, "event=kms_health_thread_failed");
+	(void)pthread_attr_destroy(&a);
+}
+
 int
 tsm_kms_health(void)
 {
-	uint64_t now = now_ms();
-	int st;
-
-	if (__atomic_load_n(&health_at_ms, __ATOMIC_ACQUIRE) != 0 &&
-	    now - __atomic_load_n(&health_at_ms, __ATOMIC_ACQUIRE) < HEALTH_MS)
-		return __atomic_load_n(&health_state, __ATOMIC_RELAXED);
-	/* One thread refreshes; the others answer with the last state - or,
-	 * before the first probe finished, wait for it. */
-	if (pthread_mutex_trylock(&health_lock) != 0) {
-		if (__atomic_load_n(&health_at_ms, __ATOMIC_ACQUIRE) != 0)
-			return __atomic_load_n(&health_state, __ATOMIC_RELAXED);
-		pthread_mutex_lock(&health_lock);
-		if (__atomic_load_n(&health_at_ms, __ATOMIC_ACQUIRE) != 0) {
-			st = __atomic_load_n(&health_state, __ATOMIC_RELAXED);
-			pthread_mutex_unlock(&health_lock);
-			return st;
-		}
-	}
-	st = health_probe();
-	__atomic_store_n(&health_state, st, __ATOMIC_RELAXED);
-	__atomic_store_n(&health_at_ms, now_ms(), __ATOMIC_RELEASE);
-	pthread_mutex_unlock(&health_lock);
-	return st;
+	pthread_once(&health_once, health_start);
+	return __atomic_load_n(&health_state, __ATOMIC_RELAXED);
 }
