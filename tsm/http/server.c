@@ -107,6 +107,7 @@ struct http_req {
 	struct buf                 out;		/* the answer's bytes, made once */
 	char                      *sig_hdr;	/* its X-TSM-Signature, if any */
 	int                        out_made;
+	int                        out_broken;	/* no memory for its bytes */
 };
 enum { RQ_NONE = 0, RQ_QUEUED, RQ_DONE };
 
@@ -769,15 +770,19 @@ answer_make(struct http_req *rq)
 			answer(rq, 500, "internal_error", "internal error");
 			dump = json_dumps(rs->json, JSON_COMPACT);
 		}
-		if (dump != NULL && buf_put(&rq->out, dump, strlen(dump)) != 0)
-			buf_reset(&rq->out);
+		if (dump == NULL || buf_put(&rq->out, dump, strlen(dump)) != 0)
+			rq->out_broken = 1;
 		if (dump != NULL) {
 			wipe(dump, strlen(dump));
 			free(dump);
 		}
 	} else if (rs->body.len > 0 &&
 	    buf_put(&rq->out, rs->body.p, rs->body.len) != 0)
-		buf_reset(&rq->out);
+		rq->out_broken = 1;
+	/* An answer that cannot be made whole is not sent at all (the
+	 * connection closes): never a status with a cut or empty body. */
+	if (rq->out_broken)
+		return;
 	for (i = 0; i < rs->nh; i++)
 		presigned |= strcasecmp(rs->hname[i], HTTP_SIG_HEADER) == 0;
 	/* A handler may have signed its answer itself (to overlap the kmsd
@@ -797,8 +802,13 @@ send_answer(struct http_req *rq)
 	enum MHD_Result ret;
 
 	answer_make(rq);
+	if (rq->out_broken)
+		return MHD_NO;
+	/* MHD sends from rq->out itself (no copy of its own, which it would
+	 * free unwiped: answers carry API keys); rq->out lives until
+	 * on_completed, after the last byte went. */
 	r = MHD_create_response_from_buffer(rq->out.len, rq->out.p ?
-	    (void *)rq->out.p : (void *)"", MHD_RESPMEM_MUST_COPY);
+	    (void *)rq->out.p : (void *)"", MHD_RESPMEM_PERSISTENT);
 	if (r == NULL)
 		return MHD_NO;
 	if (rs->ctype[0])
@@ -1270,7 +1280,6 @@ http_server_stop(struct http_server *s, unsigned drain_ms)
 		close(lfd);
 	http_tls_cleanup(&s->tls);
 	http_metrics_cleanup();
-	http_nonce_cleanup();
 	tsm_config_unref(s->cfg);
 	pthread_cond_destroy(&s->pool.cv);
 	pthread_mutex_destroy(&s->pool.mu);

@@ -812,7 +812,7 @@ preextend(struct store *st)
 	if (off > (uint64_t)sb.st_size && fdatasync(fd) != 0)
 		log_msg(LOG_WARN, "event=store_preextend_sync_failed errno=%d",
 		    errno);
-	st->ext_end = off > want ? off : want;
+	st->ext_end = off;	/* what is written; short of want: tried again */
 out:
 	mdb_txn_abort(txn);
 }
