@@ -345,14 +345,18 @@ call(struct kms_client *c, int op, const struct buf *body, struct rd *r)
 			return rc;
 		if ((rc = kms_flush(c)) == 0 &&
 		    (rc = kms_next(c, &gid, &status, r)) == 0) {
-			if (gid == id)
+			if (gid != id)
+				rc = set_err(c, ERR_PROTO, "reply to another "
+				    "request");
+			else if (status != ERR_PROTO)
 				return status;
-			rc = set_err(c, ERR_PROTO, "reply to another request");
+			else
+				rc = status;	/* kmsd closes this connection */
 		}
 		if (rc == ERR_PROTO) {
-			/* Out of step (e.g. a pipelined reply left unread):
-			 * every later call would get the reply before its
-			 * own. The next call starts on a fresh connection. */
+			/* Out of step (e.g. a pipelined reply left unread), or
+			 * kmsd found the stream malformed and hangs up: the
+			 * next call starts on a fresh connection. */
 			close(c->fd);
 			c->fd = -1;
 			return rc;

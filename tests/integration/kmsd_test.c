@@ -1284,6 +1284,28 @@ test_audit_full(void)
 	kms_close(c);
 }
 
+/* kmsd answers a malformed request ERR_PROTO and hangs up: the client
+ * drops that connection at once, so the next call, even one that cannot
+ * be repeated, runs on a fresh one (before: ERR_CLOSED). */
+static void
+test_proto_status(void)
+{
+	struct kms_client *c;
+	struct buf body;
+	uint8_t mac[16];
+
+	buf_init(&body);
+	if (kms_connect(&c, E.sock, "proto-status") != 0 ||
+	    buf_put_u8(&body, 0xEE) != 0)
+		bail("proto-status setup");
+	is_int(kms_call(c, KMS_OP_HMAC, &body, NULL), ERR_PROTO,
+	    "a key reference of an unknown kind: ERR_PROTO from kmsd");
+	is_int(kms_cmac(c, 12345, (const uint8_t *)"x", 1, mac), ERR_HANDLE,
+	    "the next call (cmac, not repeatable) runs on a fresh connection");
+	buf_free(&body);
+	kms_close(c);
+}
+
 static void
 test_abandoned_durable(void)
 {
@@ -1506,6 +1528,7 @@ main(void)
 	test_dead_client();
 	test_abandoned_durable();
 	test_audit_full();
+	test_proto_status();
 	test_out_of_step();
 	test_hup_unread();
 	test_wire();
