@@ -19,6 +19,7 @@
 #define A4    "A000000999200004"	/* wrong KCVs at SL 03 (i = 10) */
 #define A5    "A000000999200005"	/* broken R-MAC at SL 33 */
 #define A6    "A000000999200006"	/* SEI faults */
+#define A7    "A000000999200007"	/* answers too large to record */
 
 static struct ff F;
 static struct vse *card;
@@ -474,6 +475,47 @@ test_sei_faults(void)
 	ok(ff_store_problems(&F) == 0, "store check clean");
 }
 
+/* ---- answers too large to record ------------------------------------------------ */
+
+/* A relayed batch answered with more bytes than a task context holds:
+ * the task ends FAILED through the SSD's own ending (CREATE_FAILED, so a
+ * new create may follow), not left CREATING behind a failed task. */
+static void
+test_huge_answers(void)
+{
+	json_t *o = NULL;
+	struct store_ssd r;
+	char sid[64], *body, *p;
+	size_t n, i, big = 40000;	/* bytes of the first answer */
+	long code;
+
+	queue_create(A7, "0370");
+	code = agent_open("{\"seId\":\"" SEID "\"}", &o);
+	snprintf(sid, sizeof(sid), "%s", js(o, "sessionId"));
+	ok(code == 200 && json_array_size(json_object_get(o, "apduList")) == 1,
+	    "huge answers: the probe");
+	json_decref(o);
+	code = agent_post(sid, "{\"respList\":[\"6A82\"]}", &o);
+	n = json_array_size(json_object_get(o, "apduList"));
+	ok(code == 200 && n > 0, "the SEI-TSM's batch of %zu APDUs follows", n);
+	json_decref(o);
+	if ((body = malloc(2 * big + 16 * n + 64)) == NULL)
+		bail("nomem");
+	p = body + sprintf(body, "{\"respList\":[\"");
+	memset(p, 'A', 2 * big);
+	p += 2 * big;
+	p += sprintf(p, "9000\"");
+	for (i = 1; i < n; i++)
+		p += sprintf(p, ",\"9000\"");
+	sprintf(p, "]}");
+	code = agent_post(sid, body, &o);
+	free(body);
+	json_decref(o);
+	ok(ff_ssd(&F, SEID, A7, &r) == 0 && strcmp(r.state, "CREATE_FAILED") == 0,
+	    "an answer of %zu bytes: the SSD is CREATE_FAILED (%s), not stuck "
+	    "CREATING", big, r.state);
+}
+
 int
 main(void)
 {
@@ -490,6 +532,7 @@ main(void)
 	test_bad_putkey_answer(A4, "0310", "kcv", "wrong KCVs, SL 03");
 	test_bad_putkey_answer(A5, "0370", "rmac", "broken R-MAC, SL 33");
 	test_sei_faults();
+	test_huge_answers();
 
 	vse_free(card);
 	ff_teardown(&F, tap_failed != 0);

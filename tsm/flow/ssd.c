@@ -482,11 +482,20 @@ relay_run(struct flow_step *fs, struct flow_task *t)
 			return ERR_NOMEM;
 		for (i = 0; i < rp->n; i++)
 			json_array_append_new(a, json_string(rp->hex[i]));
-		json_object_set_new(t->ctx, "resp", a);
 		snprintf(note, sizeof(note), "RELAY_CALL: %zu response(s) of %zu "
 		    "recorded, last SW %04X", rp->n, json_array_size(json_object_get(
 		    t->ctx, "out")), rp->sw[rp->n - 1]);
-		if ((rc = step_save(fs, t, RS_RELAY_CALL, note)) != 0)
+		/* The batch is answered: it was kept only to be sent again. */
+		json_object_set_new(t->ctx, "resp", a);
+		json_object_del(t->ctx, "out");
+		rc = step_save(fs, t, RS_RELAY_CALL, note);
+		if (rc == ERR_TOOBIG) {
+			json_object_del(t->ctx, "resp");
+			return finish(fs, t, 0, rc, "RELAY: the card's %zu answers "
+			    "are too large to record (task context at most %d "
+			    "bytes)", rp->n, STORE_CTX_MAX);
+		}
+		if (rc != 0)
 			return rc;
 		return do_instructions(fs, t);
 	case RS_RELAY_CALL:
