@@ -514,6 +514,9 @@ register_app(const char *aid, const char *app)
 	ok(post(path, body, &o) == 201, "application %s of acme registered under "
 	    "%s", app, aid);
 	json_decref(o);
+	ok(post(path, body, &o) == 409 && strstr(js(o, "message"), "already") !=
+	    NULL, "registered again: 409, the record is not overwritten");
+	json_decref(o);
 }
 
 static void

@@ -1024,13 +1024,20 @@ h_app_op(struct http_req *rq, struct http_resp *rs, void *arg)
 	{
 		struct store_batch *b = NULL;
 
+		/* A record already there (an app being deleted, one the
+		 * SSD's end marked GONE) is not overwritten. */
 		if ((rc = store_batch_new(&b)) == 0 &&
+		    (rc = store_batch_require_absent(b, STORE_DB_APP, key,
+		    strlen(key))) == 0 &&
 		    (rc = store_batch_put_doc(b, STORE_DB_APP, key, doc)) == 0)
 			rc = store_batch_commit(f->st, b);
 		store_batch_free(b);
 	}
 	if (rc != 0) {
 		json_decref(doc);
+		if (rc == ERR_EXISTS)
+			return http_resp_error(rs, 409, "conflict", "application %s "
+			    "is already recorded on SE %s", aid, se);
 		return rc;
 	}
 	return http_resp_json(rs, 201, doc);
