@@ -83,6 +83,21 @@ authorize(struct req *rq, const char *op, int cls,
 	return ERR_DENIED;
 }
 
+/* An SCP03 derivation step (scp03.derive, scp03.kdf), decided as its own
+ * request would be: on the key's class, with const and usage. */
+static int
+authorize_step(struct req *rq, const char *op, int cls, uint8_t konst,
+    int usage)
+{
+	struct policy_param pp[2];
+	char cs[4];
+
+	snprintf(cs, sizeof(cs), "%02x", konst);
+	pp[0] = (struct policy_param){ "const", cs };
+	pp[1] = (struct policy_param){ "usage", usage_param(usage) };
+	return authorize(rq, op, cls, pp, 2);
+}
+
 /* A handle of this connection; any other id is refused. */
 static int
 get_handle(struct req *rq, const struct kms_wref *ref, struct handle **out)
@@ -764,7 +779,6 @@ static_key_for(struct req *rq, const struct handle *h, int want, uint8_t konst)
 static int
 op_scp03_derive(struct req *rq)
 {
-	struct policy_param pp[2];
 	struct kms_wref ref;
 	struct handle *base = NULL;
 	const uint8_t *ctx;
@@ -772,7 +786,6 @@ op_scp03_derive(struct req *rq)
 	uint8_t konst;
 	uint16_t lbits;
 	uint32_t id;
-	char cs[4];
 	int want, rc;
 
 	if ((rc = kms_get_ref(&rq->body, &ref)) != 0 ||
@@ -784,10 +797,8 @@ op_scp03_derive(struct req *rq)
 		return rc;
 	if ((rc = get_handle(rq, &ref, &base)) != 0)
 		return rc;
-	snprintf(cs, sizeof(cs), "%02x", konst);
-	pp[0] = (struct policy_param){ "const", cs };
-	pp[1] = (struct policy_param){ "usage", usage_param(base->usage) };
-	if ((rc = authorize(rq, "scp03.derive", base->cls, pp, 2)) != 0)
+	if ((rc = authorize_step(rq, "scp03.derive", base->cls, konst,
+	    base->usage)) != 0)
 		return rc;
 	/* Session keys only, from the right static key (gp-reference §1.3). */
 	switch (konst) {
@@ -860,6 +871,20 @@ op_scp03_open(struct req *rq)
 		    "16- or 32-byte context, L 64 or 128, known flags");
 		return ERR_INVAL;
 	}
+	/* and each step, as the requests it saves would be */
+	if ((rc = authorize_step(rq, "scp03.derive", mac->cls, 0x06,
+	    mac->usage)) != 0 || ((flags & SCP03_OPEN_SRMAC) &&
+	    (rc = authorize_step(rq, "scp03.derive", mac->cls, 0x07,
+	    mac->usage)) != 0) || ((flags & SCP03_OPEN_SENC) &&
+	    (rc = authorize_step(rq, "scp03.derive", enc->cls, 0x04,
+	    enc->usage)) != 0) || (chlen > 0 &&
+	    (rc = authorize_step(rq, "scp03.kdf", enc->cls, 0x02,
+	    enc->usage)) != 0) ||
+	    (rc = authorize_step(rq, "scp03.kdf", KS_SESSION, 0x00,
+	    H_SMAC)) != 0 || ((flags & SCP03_OPEN_HOST) &&
+	    (rc = authorize_step(rq, "scp03.kdf", KS_SESSION, 0x01,
+	    H_SMAC)) != 0))
+		return rc;
 	memset(challenge, 0, sizeof(challenge));
 	memset(crypto, 0, sizeof(crypto));
 	encobj = enc->obj;
@@ -910,14 +935,12 @@ fail:
 static int
 op_scp03_kdf(struct req *rq)
 {
-	struct policy_param pp[2];
 	struct kms_wref ref;
 	struct handle *h = NULL;
 	const uint8_t *ctx;
 	size_t clen;
 	uint8_t konst, out[16];
 	uint16_t lbits;
-	char cs[4];
 	int rc;
 
 	if ((rc = kms_get_ref(&rq->body, &ref)) != 0 ||
@@ -929,10 +952,8 @@ op_scp03_kdf(struct req *rq)
 		return rc;
 	if ((rc = get_handle(rq, &ref, &h)) != 0)
 		return rc;
-	snprintf(cs, sizeof(cs), "%02x", konst);
-	pp[0] = (struct policy_param){ "const", cs };
-	pp[1] = (struct policy_param){ "usage", usage_param(h->usage) };
-	if ((rc = authorize(rq, "scp03.kdf", h->cls, pp, 2)) != 0)
+	if ((rc = authorize_step(rq, "scp03.kdf", h->cls, konst,
+	    h->usage)) != 0)
 		return rc;
 	/* Bytes out only for cryptograms (00, 01 with S-MAC) and the
 	 * pseudo-random card challenge (02 with the static ENC key). */

@@ -1458,6 +1458,47 @@ test_audit(struct p11 *p, struct keystore *ks)
 	    "an untouched copy verifies");
 }
 
+/* scp03.open is decided step by step too: a policy without the host
+ * cryptogram (scp03.kdf const 01) refuses an open that asks for it. */
+static void
+test_policy_steps(void)
+{
+	const char *top = getenv("SPTSM_TOP");
+	char pol[300], src[300], line[400];
+	const char *extra[] = { "--policy", pol, NULL };
+	struct kms_scp03_open o;
+	struct kms_keyset_kcvs kc;
+	struct kms_keyset ks;
+	struct kms_client *c = NULL;
+	uint8_t ctx[16] = { 7 };
+	struct buf blob;
+	FILE *in, *out;
+
+	snprintf(src, sizeof(src), "%.200s/policy/kms.policy", top ? top : ".");
+	snprintf(pol, sizeof(pol), "%.200s/steps.policy", E.dir);
+	if ((in = fopen(src, "r")) == NULL || (out = fopen(pol, "w")) == NULL)
+		bail("policy files");
+	while (fgets(line, sizeof(line), in) != NULL)
+		fputs(strstr(line, "scp03.kdf class=session const=00,01") ?
+		    "allow tsm scp03.kdf class=session const=00 usage=smac\n" :
+		    line, out);
+	fclose(in);
+	fclose(out);
+	buf_init(&blob);
+	if (kmsenv_start(&E, extra) != 0 || kms_connect(&c, E.sock, "steps") != 0 ||
+	    kms_keyset_generate(c, KMS_ALG_AES128, KMS_KCV_GP, &blob, &kc) != 0 ||
+	    kms_keyset_open(c, blob.p, blob.len, 0, &ks) != 0)
+		bail("kmsd with the steps policy");
+	is_int(kms_scp03_open(c, ks.handle[0], ks.handle[1], SCP03_OPEN_HOST,
+	    ctx, 16, 64, NULL, 0, &o), ERR_DENIED, "scp03.open asking for the "
+	    "host cryptogram, which the policy does not allow: denied");
+	is_int(kms_scp03_open(c, ks.handle[0], ks.handle[1], 0, ctx, 16, 64,
+	    NULL, 0, &o), 0, "without it: opened");
+	kms_close(c);
+	buf_free(&blob);
+	(void)kmsenv_stop(&E, 0);
+}
+
 static void
 test_identity(void)
 {
@@ -1551,6 +1592,7 @@ main(void)
 	test_audit(p, &ks);
 	ks_free(&ks);
 	p11_close(p);
+	test_policy_steps();
 	test_identity();
 	kmsenv_cleanup(&E);
 	return done_testing();
