@@ -20,6 +20,7 @@
 #define A5    "A000000999200005"	/* broken R-MAC at SL 33 */
 #define A6    "A000000999200006"	/* SEI faults */
 #define A7    "A000000999200007"	/* answers too large to record */
+#define A8    "A000000999200008"	/* INITIALIZE UPDATE offering less */
 
 static struct ff F;
 static struct vse *card;
@@ -227,7 +228,7 @@ struct corrupt {
 	int apdu;		/* which APDU of it: flip its last byte before */
 	int resp;		/* which answer: change after (-1 none) */
 	const char *how;	/* "kcv": flip a KCV byte; "rmac": flip the last
-				 * MAC byte */
+				 * MAC byte; "i": INITIALIZE UPDATE's i = 10 */
 };
 
 static int
@@ -263,7 +264,10 @@ corrupt_after(void *arg, int batch, json_t *apdus, json_t *resps)
 	snprintf(h, sizeof(h), "%s", json_string_value(json_array_get(resps,
 	    (size_t)c->resp)));
 	n = strlen(h);
-	if (strcmp(c->how, "kcv") == 0 && n >= 6)
+	if (strcmp(c->how, "i") == 0 && n >= 30) {
+		h[24] = '1';				/* key info's i byte */
+		h[25] = '0';
+	} else if (strcmp(c->how, "kcv") == 0 && n >= 6)
 		h[2] = h[2] == '0' ? '1' : '0';		/* KCV1's first nibble */
 	else if (n >= 6)
 		h[n - 5] = h[n - 5] == '0' ? '1' : '0';	/* last MAC byte */
@@ -475,6 +479,44 @@ test_sei_faults(void)
 	ok(ff_store_problems(&F) == 0, "store check clean");
 }
 
+/* ---- an INITIALIZE UPDATE answer offering less than the SSD has ------------------- */
+
+/* The card's i is outside its cryptogram: an answer on the way saying
+ * i = 10 (no R-MAC) for an SSD made with i = 70 must not lower the PUT
+ * KEY session's level; the keys are not replaced in that session. */
+static void
+test_iu_downgrade(void)
+{
+	struct corrupt c = { 1, -1, 1, "i" };
+	struct ff_hooks h = { corrupt_before, corrupt_after, &c };
+	struct ff_sess s;
+	struct store_ssd r;
+	uint8_t which;
+
+	/* What earlier tests left: A6's keys arrive by key sync after its
+	 * create; their replacement runs first. */
+	ok(wait_keys(A6), "i downgrade: A6's keys are in");
+	s = ff_session(&F, card, NULL);
+	ff_sess_clear(&s);
+	queue_create(A8, "0370");
+	s = ff_session(&F, card, NULL);
+	ff_sess_clear(&s);
+	ok(wait_keys(A8), "i downgrade: created, keys received");
+	s = ff_session(&F, card, &h);
+	ok(!outcome(&s, "KEY_REPLACE", "DONE", NULL) && ff_ssd(&F, SEID, A8,
+	    &r) == 0 && r.kvn_active == 0 && ff_count_opening(&F, card, SEID, A8,
+	    &which) == 1 && which == 0x30, "INITIALIZE UPDATE answered with "
+	    "i=10 for an i=70 SSD: no PUT KEY, the card keeps 30");
+	ok(outcome(&s, "KEY_REPLACE", "FAILED", "i=10, the SSD was made with "
+	    "i=70"), "and the task says why");
+	show_tasks(&s);
+	ff_sess_clear(&s);
+	s = ff_session(&F, card, NULL);
+	ok(s.done && outcome(&s, "KEY_REPLACE", "DONE", NULL), "an untouched "
+	    "session then replaces the keys");
+	ff_sess_clear(&s);
+}
+
 /* ---- answers too large to record ------------------------------------------------ */
 
 /* A relayed batch answered with more bytes than a task context holds:
@@ -532,6 +574,7 @@ main(void)
 	test_bad_putkey_answer(A4, "0310", "kcv", "wrong KCVs, SL 03");
 	test_bad_putkey_answer(A5, "0370", "rmac", "broken R-MAC, SL 33");
 	test_sei_faults();
+	test_iu_downgrade();
 	test_huge_answers();
 
 	vse_free(card);

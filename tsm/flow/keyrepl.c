@@ -72,15 +72,28 @@ kvn_hex(uint8_t kvn, char out[3])
 	return out;
 }
 
-/* SCP03 parameters from the SSD's scpConfig ("03" i): S16 from i b1. */
+/* The SSD's SCP03 i parameter from its recorded scpConfig ("03" i): 0,
+ * or ERR_NOTFOUND when none was recorded (an SSD known by key sync). */
 static int
-ssd_s16(const struct store_ssd *r)
+ssd_i(const struct store_ssd *r, uint8_t *i)
 {
 	uint8_t b[2];
 	size_t n;
 
-	return strlen(r->scp_config) == 4 && hex_decode(r->scp_config, 4, b,
-	    sizeof(b), &n) == 0 && b[0] == 0x03 ? (b[1] & 0x01) : 0;
+	if (strlen(r->scp_config) != 4 || hex_decode(r->scp_config, 4, b,
+	    sizeof(b), &n) != 0 || b[0] != 0x03)
+		return ERR_NOTFOUND;
+	*i = b[1];
+	return 0;
+}
+
+/* S16 from i b1. */
+static int
+ssd_s16(const struct store_ssd *r)
+{
+	uint8_t i;
+
+	return ssd_i(r, &i) == 0 ? (i & 0x01) : 0;
 }
 
 static int
@@ -411,7 +424,7 @@ iu_check(struct flow_step *fs, const struct store_ssd *ssd, uint8_t kvn,
 	struct gp_scp03_cfg cfg;
 	struct gp_iu_resp iu;
 	gp_keyref enc, mac;
-	uint8_t aid[GP_AID_MAX], sl;
+	uint8_t aid[GP_AID_MAX], sl, want_i;
 	struct buf tmp;
 	struct gp_err e;
 	size_t an;
@@ -435,6 +448,14 @@ iu_check(struct flow_step *fs, const struct store_ssd *ssd, uint8_t kvn,
 	if (gp_iu_resp_parse(rp->v[1].p, rp->v[1].len - 2, &iu, &e) != 0) {
 		snprintf(why, cap, "INITIALIZE UPDATE KVN %02X: %.180s", kvn,
 		    e.msg);
+		return IU_NOKEY;
+	}
+	/* The card's i is not covered by its cryptogram: when the SSD was
+	 * made with a known scpConfig, an answer offering less (no R-MAC,
+	 * say) is refused rather than followed down. */
+	if (ssd_i(ssd, &want_i) == 0 && iu.i != want_i) {
+		snprintf(why, cap, "INITIALIZE UPDATE KVN %02X: i=%02X, the SSD "
+		    "was made with i=%02X", kvn, iu.i, want_i);
 		return IU_NOKEY;
 	}
 	/* SL 33 where the card offers R-MAC and R-ENC (i b6, b7), else the
