@@ -784,6 +784,32 @@ test_client_certs(void)
 	resp_free(&r);
 }
 
+/* agent.auth clientCert: a device certificate speaks for the SE named by
+ * its subject CN only. */
+static void
+test_agent_cert(void)
+{
+	struct req q = { .method = "POST", .path = "/api/v1/agent/sessions",
+		.ctype = "application/json",
+		.body = "{\"seId\":\"0011223344556677\"}" };
+	struct resp r;
+
+	q.blen = strlen(q.body);
+	is_int(get_code(&q), 401, "agent API (agent.auth clientCert) without a "
+	    "certificate: 401");
+	q.cert = "devx";
+	req1(&q, &r);
+	ok(r.code == 403 && json_integer_value(json_object_get(r.json,
+	    "resultCode")) == 2005, "a device certificate of another SE (CN): "
+	    "403, 2005");
+	resp_free(&r);
+	q.cert = "good";
+	is_int(get_code(&q), 403, "a certificate of the right CA without the "
+	    "seId as CN: 403");
+	q.cert = "dev";
+	is_int(get_code(&q), 200, "the SE's own device certificate: 200");
+}
+
 static void
 test_metrics(void)
 {
@@ -818,6 +844,7 @@ write_config(unsigned max_body)
 	char doc[1024];
 
 	snprintf(doc, sizeof(doc), "{\"tls\": {\"clientCa\": \"%s/ca1.pem\"},\n"
+	    " \"agent\": {\"auth\": \"clientCert\"},\n"
 	    " \"limits\": {\"maxBodyBytes\": %u, \"maxJsonDepth\": 8,"
 	    " \"requestTimeoutMs\": 10000, \"drainTimeoutMs\": 10000, \"workers\": 4}}\n",
 	    dir, max_body);
@@ -993,7 +1020,7 @@ int
 main(void)
 {
 	const char *extra[] = { "--config", cfgf, NULL };
-	struct cred ca1, ca2, good, other, expired, notyet;
+	struct cred ca1, ca2, good, other, expired, notyet, dev, devx;
 	char ap[200];
 
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -1010,11 +1037,15 @@ main(void)
 	other = make_cert(&ca2, "sei-client", -1, 30);
 	expired = make_cert(&ca1, "sei-client", -10, -1);
 	notyet = make_cert(&ca1, "sei-client", 2, 30);
+	dev = make_cert(&ca1, "0011223344556677", -1, 30);
+	devx = make_cert(&ca1, "00112233445566AA", -1, 30);
 	write_cred(&ca1, "ca1");
 	write_cred(&good, "good");
 	write_cred(&other, "other");
 	write_cred(&expired, "expired");
 	write_cred(&notyet, "notyet");
+	write_cred(&dev, "dev");
+	write_cred(&devx, "devx");
 	write_config(4096);
 
 	tsmd_pid = start_tsmd(var, extra, addr);
@@ -1026,6 +1057,7 @@ main(void)
 	test_bearer();
 	test_limits();
 	test_client_certs();
+	test_agent_cert();
 	test_metrics();
 	test_reload();
 	test_reload_burst();

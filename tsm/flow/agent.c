@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 
 #include "tsm/flow/flow_int.h"
@@ -162,6 +163,22 @@ sess_answer(struct http_req *rq, struct http_resp *rs, struct flow *f,
 	return http_resp_json(rs, rc == ERR_INTERNAL ? 500 : 503, body);
 }
 
+/*
+ * With agent.auth clientCert, a device speaks only for its own SE: the
+ * certificate's subject commonName must be the seId (hex, any case).
+ * Without it (the default, loopback and the demo) the session id is the
+ * capability.
+ */
+static int
+cert_for_se(struct flow *f, struct http_req *rq, const char *se)
+{
+	const struct http_client_cert *c = http_req_cert(rq);
+
+	if (f->cfg->flows.agent_auth != TSM_AGENT_AUTH_CLIENT_CERT)
+		return 1;
+	return c != NULL && strcasecmp(c->cn, se) == 0;
+}
+
 /* POST /api/v1/agent/sessions {"seId"} */
 static int
 h_open(struct http_req *rq, struct http_resp *rs, void *arg)
@@ -177,6 +194,10 @@ h_open(struct http_req *rq, struct http_resp *rs, void *arg)
 	if (flow_open_parse(http_req_json(rq), se, sizeof(se), msg,
 	    sizeof(msg)) != FLOW_AGENT_OK)
 		return agent_error(rs, 400, FLOW_AGENT_BAD_REQUEST, "%s", msg);
+	if (!cert_for_se(f, rq, se))
+		return agent_error(rs, 403, FLOW_AGENT_FORBIDDEN, "this device "
+		    "certificate is not SE %s's (its subject CN must be the seId)",
+		    se);
 	flow_sessions_reap(f, cfg->flows.session_timeout_s);
 	if ((s = calloc(1, sizeof(*s))) == NULL ||
 	    (s->outcomes = json_array()) == NULL ||
@@ -195,6 +216,14 @@ h_open(struct http_req *rq, struct http_resp *rs, void *arg)
 	for (o = f->sessions; o != NULL; o = o->next)
 		if (strcmp(o->se_id, se) == 0)
 			break;
+	if (o == NULL && f->nsess >= FLOW_SESSIONS_MAX) {
+		pthread_mutex_unlock(&f->mu);
+		flow_sess_free(f, s);
+		log_msg(LOG_WARN, "event=agent_sessions_full max=%d",
+		    FLOW_SESSIONS_MAX);
+		return agent_error(rs, 503, FLOW_AGENT_UNAVAILABLE, "%d agent "
+		    "sessions are open: retry later", FLOW_SESSIONS_MAX);
+	}
 	if (o != NULL) {
 		uint64_t age = (now - o->started_ms) / 1000u;
 		uint64_t idle = (now - o->last_ms) / 1000u;
@@ -238,6 +267,11 @@ h_resp(struct http_req *rq, struct http_resp *rs, void *arg)
 	for (s = f->sessions; s != NULL; s = s->next)
 		if (ct_equal(s->id, id, 32))
 			break;
+	if (s != NULL && !cert_for_se(f, rq, s->se_id)) {
+		pthread_mutex_unlock(&f->mu);
+		return agent_error(rs, 403, FLOW_AGENT_FORBIDDEN, "this device "
+		    "certificate is not the session's SE's");
+	}
 	if (s != NULL && !s->busy && now - s->last_ms >
 	    (uint64_t)cfg->flows.session_timeout_s * 1000u) {
 		sess_unlink(f, s);

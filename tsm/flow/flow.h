@@ -51,10 +51,13 @@ enum flow_agent_code {
 	FLOW_AGENT_NO_SESSION  = 2002,	/* 404: unknown, ended or expired */
 	FLOW_AGENT_BAD_RESP    = 2003,	/* 400: respList refused; session ended */
 	FLOW_AGENT_UNAVAILABLE = 2004,	/* 503: kmsd / SEI-TSM / store; retry */
+	FLOW_AGENT_FORBIDDEN   = 2005,	/* 403: the device certificate is not
+					 * this SE's */
 	FLOW_AGENT_INTERNAL    = 9999,
 };
 
 #define FLOW_BATCH_MAX   64		/* APDUs in one batch */
+#define FLOW_SESSIONS_MAX 4096		/* agent sessions open at once */
 #define FLOW_RESP_MAX    65538		/* bytes of one response (data || SW) */
 #define FLOW_SEID_MIN    4		/* bytes */
 #define FLOW_SEID_MAX    64

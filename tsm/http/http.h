@@ -58,6 +58,8 @@ struct http_identity {
  * validity period, TLS client purpose). */
 struct http_client_cert {
 	char    subject[256];	/* RFC 2253 */
+	char    cn[129];	/* the subject's one commonName, printable
+				 * ASCII; "" when absent, repeated or not */
 	char    issuer[256];
 	char    sha256[65];	/* lowercase hex of SHA-256(DER of the leaf) */
 	int64_t not_after;	/* unix seconds */

@@ -296,6 +296,31 @@ http_tls_cleanup(struct http_tls *t)
 
 /* ---- client certificate verification ---- */
 
+/* The subject's commonName when there is exactly one, of printable ASCII
+ * that fits; else "". */
+static void
+subject_cn(const X509_NAME *nm, char *out, size_t cap)
+{
+	const ASN1_STRING *v;
+	const unsigned char *p;
+	int i, n;
+
+	out[0] = '\0';
+	if ((i = X509_NAME_get_index_by_NID(nm, NID_commonName, -1)) < 0 ||
+	    X509_NAME_get_index_by_NID(nm, NID_commonName, i) >= 0 ||
+	    (v = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(nm, i))) == NULL)
+		return;
+	n = ASN1_STRING_length(v);
+	p = ASN1_STRING_get0_data(v);
+	if (n <= 0 || (size_t)n >= cap)
+		return;
+	for (i = 0; i < n; i++)
+		if (p[i] < 0x21 || p[i] > 0x7e)
+			return;
+	memcpy(out, p, (size_t)n);
+	out[n] = '\0';
+}
+
 static void
 name_str(const X509_NAME *nm, char *out, size_t cap)
 {
@@ -375,6 +400,7 @@ http_tls_verify_chain(X509_STORE *store, const uint8_t *const *der,
 		goto out;
 	}
 	name_str(X509_get_subject_name(leaf), out->subject, sizeof(out->subject));
+	subject_cn(X509_get_subject_name(leaf), out->cn, sizeof(out->cn));
 	name_str(X509_get_issuer_name(leaf), out->issuer, sizeof(out->issuer));
 	if (EVP_Digest(der[0], len[0], md, &mdl, EVP_sha256(), NULL) != 1) {
 		rc = ERR_CRYPTO;
