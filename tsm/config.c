@@ -176,10 +176,10 @@ printable(const char *s)
 }
 
 /* Identifiers and kmsd labels: [A-Za-z0-9._:/-]{1,max}. */
-static int
-ident_ok(const char *s, size_t max, int slash)
+int
+tsm_ident_ok(const char *s, size_t n, size_t max, int slash)
 {
-	size_t n = strlen(s), i;
+	size_t i;
 
 	if (n == 0 || n > max)
 		return 0;
@@ -192,6 +192,12 @@ ident_ok(const char *s, size_t max, int slash)
 			return 0;
 	}
 	return 1;
+}
+
+static int
+ident_ok(const char *s, size_t max, int slash)
+{
+	return tsm_ident_ok(s, strlen(s), max, slash);
 }
 
 /* The object's members must all be in `known` (or start with '_', which
@@ -403,6 +409,7 @@ parse_limits(struct cerr *e, struct tsm_config *c, json_t *l)
 	return 0;
 }
 
+/* The host of an http:// URL ("[::1]" unbracketed) is a loopback one. */
 static int
 url_host_is_loopback(const char *url)
 {
@@ -423,6 +430,16 @@ url_host_is_loopback(const char *url)
 	memcpy(host, h, n);
 	host[n] = '\0';
 	return tsm_host_is_loopback(host);
+}
+
+int
+tsm_url_ok(const char *url)
+{
+	if (strpbrk(url, " \t\"'<>\\") != NULL)
+		return 0;
+	if (strncmp(url, "https://", 8) == 0)
+		return strlen(url) > 8;
+	return strncmp(url, "http://", 7) == 0 && url_host_is_loopback(url);
 }
 
 static int
@@ -490,15 +507,10 @@ parse_peer(struct cerr *e, struct tsm_config *c, json_t *o, size_t idx,
 		fail(e, rc, FIELD("macKey"), "not a kmsd key label");
 		goto out;
 	}
-	if (strncmp(p->base_url, "https://", 8) != 0 &&
-	    !(strncmp(p->base_url, "http://", 7) == 0 &&
-	    url_host_is_loopback(p->base_url))) {
+	if (!tsm_url_ok(p->base_url)) {
 		fail(e, rc, FIELD("baseUrl"), "must be https:// (plain http:// "
-		    "only to a loopback address, for tests)");
-		goto out;
-	}
-	if (strpbrk(p->base_url, " \t\"'<>\\") != NULL) {
-		fail(e, rc, FIELD("baseUrl"), "contains invalid characters");
+		    "only to a loopback address, for tests), without blanks, "
+		    "quotes or angle brackets");
 		goto out;
 	}
 	n = strlen(p->base_url);

@@ -125,5 +125,11 @@ const struct tsm_ssd_keys *tsm_config_ssd_keys(const struct tsm_config *c,
 int  tsm_log_level_parse(const char *s);
 /* 1 when host is 127.0.0.0/8, ::1 or localhost. */
 int  tsm_host_is_loopback(const char *host);
+/* A URL tsmd may call: https://, or plain http:// to a loopback host
+ * (tests, the demo), without blanks, quotes or angle brackets. */
+int  tsm_url_ok(const char *url);
+/* An identifier (peer ids, keyIds, provider ids, kmsd labels with slash):
+ * 1..max of [A-Za-z0-9._:-], and '/' when slash. s need not end in NUL. */
+int  tsm_ident_ok(const char *s, size_t n, size_t max, int slash);
 
 #endif

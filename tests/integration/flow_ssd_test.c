@@ -496,6 +496,11 @@ test_provider(void)
 	    "\"contact\":\"c\",\"webhookUrl\":\"http://example.com/h\"}", &o) == 400,
 	    "plain http to a non-loopback webhook: 400");
 	json_decref(o);
+	ok(post("/api/v1/providers", "{\"id\":\"beta:eu\",\"name\":\"Beta\","
+	    "\"orgCode\":\"o\",\"contact\":\"c\",\"webhookUrl\":"
+	    "\"http://[::1]:9/h\"}", &o) == 201, "a provider id with ':' (as API "
+	    "keys allow) and a webhook on [::1]: 201");
+	json_decref(o);
 	ok(post("/api/v1/apikeys", "{\"role\":\"provider\",\"providerId\":"
 	    "\"acme\"}", &o) / 100 == 2, "a provider key for acme");
 	snprintf(prov_key, sizeof(prov_key), "%s", js(o, "key"));

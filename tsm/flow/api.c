@@ -166,19 +166,12 @@ opt_text(json_t *o, const char *key, size_t max, const char **out)
 	return 0;
 }
 
+/* Provider and organisation ids: the identifiers of tsm/config.c, as the
+ * API keys' provider ids are. */
 static int
 ident_ok(const char *s, size_t max)
 {
-	size_t n = strlen(s), i;
-
-	if (n == 0 || n > max)
-		return 0;
-	for (i = 0; i < n; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-		    (s[i] >= '0' && s[i] <= '9') || s[i] == '.' || s[i] == '_' ||
-		    s[i] == '-'))
-			return 0;
-	return 1;
+	return tsm_ident_ok(s, strlen(s), max, 0);
 }
 
 static int
@@ -1045,28 +1038,6 @@ h_app_op(struct http_req *rq, struct http_resp *rs, void *arg)
 
 /* ---- providers ------------------------------------------------------------------- */
 
-static int
-url_ok(const char *u)
-{
-	const char *h;
-	char host[256];
-	size_t n;
-
-	if (strpbrk(u, " \t\"'<>\\") != NULL)
-		return 0;
-	if (strncmp(u, "https://", 8) == 0)
-		return strlen(u) > 8;
-	if (strncmp(u, "http://", 7) != 0)
-		return 0;
-	h = u + 7;
-	n = strcspn(h, ":/");
-	if (n == 0 || n >= sizeof(host))
-		return 0;
-	memcpy(host, h, n);
-	host[n] = '\0';
-	return tsm_host_is_loopback(host);	/* plain http: tests, demo */
-}
-
 /* POST /api/v1/providers {id?, name, orgCode, contact, webhookUrl?} */
 static int
 h_provider_create(struct http_req *rq, struct http_resp *rs, void *arg)
@@ -1097,7 +1068,7 @@ h_provider_create(struct http_req *rq, struct http_resp *rs, void *arg)
 		return http_resp_error(rs, 400, "bad_request", "contact: required "
 		    "text");
 	if (opt_text(j, "webhookUrl", 512, &url) != 0 || (url != NULL &&
-	    !url_ok(url)))
+	    !tsm_url_ok(url)))
 		return http_resp_error(rs, 400, "bad_request", "webhookUrl: https:// "
 		    "(plain http:// only to a loopback address)");
 	if (opt_text(j, "id", 64, &id) != 0 || (id != NULL && !ident_ok(id, 64)))

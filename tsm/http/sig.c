@@ -31,18 +31,8 @@ is_hex(const char *s, size_t n)
 int
 http_ident_ok(const char *s, size_t n)
 {
-	size_t i;
-
-	if (n == 0 || n > HTTP_IDENT_MAX)
-		return 0;
-	for (i = 0; i < n; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-		    (s[i] >= '0' && s[i] <= '9') || s[i] == '.' || s[i] == '_' ||
-		    s[i] == ':' || s[i] == '-'))
-			return 0;
-	return 1;
+	return tsm_ident_ok(s, n, HTTP_IDENT_MAX, 0);
 }
-
 int
 http_sig_parse(const char *hdr, struct http_sig *out)
 {
