@@ -177,6 +177,18 @@ wrap_blob(struct kmsd *d, int alg, const struct member *m, size_t n,
 	return 0;
 }
 
+/* A member's usage: ENC, MAC or DEK, each at most once in a set (seen
+ * holds the ones met so far). */
+static int
+member_usage_ok(int usage, unsigned *seen)
+{
+	if (usage < KMS_USE_ENC || usage > KMS_USE_DEK ||
+	    (*seen & (1u << usage)))
+		return 0;
+	*seen |= 1u << usage;
+	return 1;
+}
+
 static const int set_usages[3] = { KMS_USE_ENC, KMS_USE_MAC, KMS_USE_DEK };
 
 static void
@@ -275,7 +287,8 @@ keyset_import(struct kmsd *d, const char *kek, int mech, int alg,
 	struct ks_key *kk;
 	p11_obj ko;
 	size_t len = kms_alg_keylen(alg), i;
-	int cls, rc, seen = 0;
+	unsigned seen = 0;
+	int cls, rc;
 
 	memset(out, 0, n * sizeof(*out));
 	buf_reset(blob);
@@ -315,13 +328,11 @@ keyset_import(struct kmsd *d, const char *kek, int mech, int alg,
 		size_t want = kcv_method == KMS_KCV_GP ? 3 : 5;
 
 		out[i].usage = in[i].usage;
-		if (in[i].usage < KMS_USE_ENC || in[i].usage > KMS_USE_DEK ||
-		    (seen & (1 << in[i].usage))) {
+		if (!member_usage_ok(in[i].usage, &seen)) {
 			snprintf(msg, cap, "key %zu: bad or repeated usage", i);
 			rc = ERR_INVAL;
 			goto out;
 		}
-		seen |= 1 << in[i].usage;
 		if ((rc = p11_unwrap(d->p, mech, ko, in[i].w, in[i].wlen, CKK_AES,
 		    len, &s, &out[i].obj)) != 0) {
 			snprintf(msg, cap, "encryptedKey[%zu] does not unwrap under "
@@ -401,7 +412,8 @@ keyset_open(struct kmsd *d, const uint8_t *blob, size_t n, unsigned flags,
 	p11_obj kek = 0, mo;
 	char lab[KS_LABEL_MAX];
 	uint32_t mver;
-	int rc, seen = 0;
+	unsigned seen = 0;
+	int rc;
 
 	*nout = 0;
 	memset(out, 0, KMS_KEYSET_MAX * sizeof(*out));
@@ -429,12 +441,10 @@ keyset_open(struct kmsd *d, const uint8_t *blob, size_t n, unsigned flags,
 			return ERR_BLOB;
 	}
 	for (i = 0; i < h.n; i++) {
-		if (rd_u8(&r, &usage) != 0 || usage < KMS_USE_ENC ||
-		    usage > KMS_USE_DEK || (seen & (1 << usage))) {
+		if (rd_u8(&r, &usage) != 0 || !member_usage_ok(usage, &seen)) {
 			rc = ERR_BLOB;
 			goto fail;
 		}
-		seen |= 1 << usage;
 		out[i].usage = usage;
 		keyset_member_spec(usage, flags, &s);
 		if (h.type == BLOB_WRAPPED) {
@@ -537,14 +547,12 @@ keyset_rewrap(struct kmsd *d, const uint8_t *blob, size_t n, struct buf *out,
 	for (i = 0; i < h.n; i++) {
 		/* The same member checks as keyset_open: a usage out of range
 		 * or given twice is never carried into a new blob. */
-		if (rd_u8(&r, &usage) != 0 || usage < KMS_USE_ENC ||
-		    usage > KMS_USE_DEK || (seen & (1u << usage)) ||
+		if (rd_u8(&r, &usage) != 0 || !member_usage_ok(usage, &seen) ||
 		    rd_lv16(&r, &w, &wl) != 0) {
 			snprintf(msg, cap, "member %zu: bad usage or length", i);
 			rc = ERR_BLOB;
 			goto out;
 		}
-		seen |= 1u << usage;
 		m[i].usage = usage;
 		if ((rc = p11_unwrap(d->p, P11_WRAP_AES_KW, kek, w, wl, CKK_AES,
 		    kms_alg_keylen(h.alg), &s, &m[i].obj)) != 0) {
