@@ -201,21 +201,21 @@ static int
 nonce_op(const char *key_id, const char *nonce, int64_t ts, int64_t now,
     int record)
 {
-	uint8_t md[32];
+	/* keyId NUL nonce: at most the sizes of struct http_sig's fields */
+	uint8_t in[sizeof(((struct http_sig *)0)->key_id) +
+	    sizeof(((struct http_sig *)0)->nonce)], md[32];
+	size_t kl = strlen(key_id), nl = strlen(nonce), i, idx,
+	    freeslot = (size_t)-1;
 	unsigned int ml = 0;
 	uint64_t h[2];
-	struct buf in;
-	size_t i, idx, freeslot = (size_t)-1;
 	int rc;
 
-	buf_init(&in);
-	if ((rc = buf_put(&in, key_id, strlen(key_id) + 1)) != 0 ||
-	    (rc = buf_put(&in, nonce, strlen(nonce))) != 0)
-		goto done;
-	if (EVP_Digest(in.p, in.len, md, &ml, EVP_sha256(), NULL) != 1) {
-		rc = ERR_CRYPTO;
-		goto done;
-	}
+	if (kl + 1 + nl > sizeof(in))
+		return ERR_INVAL;
+	memcpy(in, key_id, kl + 1);
+	memcpy(in + kl + 1, nonce, nl);
+	if (EVP_Digest(in, kl + 1 + nl, md, &ml, EVP_sha256(), NULL) != 1)
+		return ERR_CRYPTO;
 	memcpy(h, md, sizeof(h));
 	pthread_mutex_lock(&nonce_lock);
 	if (nonces == NULL &&
@@ -253,8 +253,6 @@ nonce_op(const char *key_id, const char *nonce, int64_t ts, int64_t now,
 	rc = 0;
 unlock:
 	pthread_mutex_unlock(&nonce_lock);
-done:
-	buf_free(&in);
 	return rc;
 }
 
