@@ -848,8 +848,7 @@ pool_main(void *arg)
 			q->tail = NULL;
 		pthread_mutex_unlock(&q->mu);
 
-		if (rq->rs.status == 0)
-			req_finish(rq);
+		req_finish(rq);	/* queued only without an answer yet */
 		answer_make(rq);
 		pthread_mutex_lock(&q->mu);
 		rq->job = RQ_DONE;
