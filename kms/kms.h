@@ -15,7 +15,7 @@
 
 /* ---- wire constants (kms/PROTOCOL.md) ---------------------------------- */
 
-#define KMS_PROTO_VERSION   1
+#define KMS_PROTO_VERSION   2
 #define KMS_HDR_LEN         16
 #define KMS_MAX_FRAME       (256u * 1024u)	/* body bytes */
 #define KMS_FLAG_REPLY      0x0001

@@ -62,9 +62,10 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 static void
 put_hello(struct buf *b)
 {
+	/* versions 1..KMS_PROTO_VERSION, client "fuz" */
 	static const uint8_t hello[] = {
 		0, 0, 0, 9, 0x00, 0x01, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0,
-		0, 1, 0, 1, 0, 3, 'f', 'u', 'z' };
+		0, 1, 0, KMS_PROTO_VERSION, 0, 3, 'f', 'u', 'z' };
 
 	if (buf_put(b, hello, sizeof(hello)) != 0)
 		abort();

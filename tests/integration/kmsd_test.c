@@ -1004,7 +1004,8 @@ raw_hello(int fd)
 	struct buf b;
 
 	buf_init(&b);
-	if (buf_put_u16(&b, 1) || buf_put_u16(&b, 1) || buf_put_str(&b, "raw"))
+	if (buf_put_u16(&b, KMS_PROTO_VERSION) ||
+	    buf_put_u16(&b, KMS_PROTO_VERSION) || buf_put_str(&b, "raw"))
 		bail("buf");
 	raw_send(fd, KMS_OP_HELLO, 0, (uint32_t)b.len, b.p, b.len);
 	if (raw_reply(fd) != 0)
@@ -1079,6 +1080,15 @@ test_wire(void)
 	raw_send(fd, KMS_OP_HELLO, 0, (uint32_t)b.len, b.p, b.len);
 	ok(raw_reply(fd) == ERR_VERSION && peer_closed(fd),
 	    "hello with versions 7-9 only: ERR_VERSION, closed");
+	close(fd);
+	fd = raw_connect(E.sock);
+	buf_reset(&b);
+	if (buf_put_u16(&b, 1) || buf_put_u16(&b, 1) || buf_put_str(&b, "v1"))
+		bail("buf");
+	raw_send(fd, KMS_OP_HELLO, 0, (uint32_t)b.len, b.p, b.len);
+	ok(raw_reply(fd) == ERR_VERSION && peer_closed(fd),
+	    "a version-1 client (before scp03.open, keyset.receive): "
+	    "ERR_VERSION, closed");
 	close(fd);
 
 	fd = raw_connect(E.sock);
