@@ -1095,6 +1095,8 @@ main(void)
 	free_cred(&other);
 	free_cred(&expired);
 	free_cred(&notyet);
+	free_cred(&dev);
+	free_cred(&devx);
 	curl_global_cleanup();
 	if (tap_failed == 0)
 		testenv_cleanup(dir);
