@@ -846,8 +846,9 @@ store_writer_main(void *arg)
 			st->stats.batches++;
 			st->stats.failed += one->result != 0;
 			st->stats.commits += commits;
-			one->done = 1;
-			pthread_cond_signal(&one->cv);
+			pthread_mutex_unlock(&st->mu);
+			sem_post(&one->done);
+			pthread_mutex_lock(&st->mu);
 			continue;
 		}
 		while (st->head != NULL && n < st->max_group) {
@@ -861,21 +862,20 @@ store_writer_main(void *arg)
 		commits = 0;
 		group_apply(st, grp, n, &commits);
 
-		pthread_mutex_lock(&st->mu);
-		/* Only the finished callers wake, each on its own condition
-		 * (a broadcast woke every waiter for every group); grp[i]
-		 * may vanish once the lock is released. */
-		for (i = failed = 0; i < n; i++) {
+		for (i = failed = 0; i < n; i++)
 			failed += grp[i]->result != 0;
-			grp[i]->done = 1;
-			pthread_cond_signal(&grp[i]->cv);
-		}
+		pthread_mutex_lock(&st->mu);
 		st->stats.batches += n;
 		st->stats.failed += failed;
 		st->stats.commits += commits;
 		if (n > st->stats.max_group)
 			st->stats.max_group = n;
 		pthread_mutex_unlock(&st->mu);
+		/* Each finished caller wakes on its own semaphore, outside the
+		 * lock (a woken caller no longer queues for it behind the
+		 * writer and the submitters); grp[i] may vanish once posted. */
+		for (i = 0; i < n; i++)
+			sem_post(&grp[i]->done);
 		preextend(st);
 		pthread_mutex_lock(&st->mu);
 	}
@@ -898,12 +898,12 @@ submit(struct store *st, const struct store_batch *b, uint32_t *purged)
 		return 0;
 	memset(&r, 0, sizeof(r));
 	r.b = b;
-	if (pthread_cond_init(&r.cv, NULL) != 0)
+	if (sem_init(&r.done, 0, 0) != 0)
 		return ERR_NOMEM;
 	pthread_mutex_lock(&st->mu);
 	if (st->stop) {
 		pthread_mutex_unlock(&st->mu);
-		pthread_cond_destroy(&r.cv);
+		sem_destroy(&r.done);
 		return ERR_CLOSED;
 	}
 	if (st->tail != NULL)
@@ -912,10 +912,12 @@ submit(struct store *st, const struct store_batch *b, uint32_t *purged)
 		st->head = &r;
 	st->tail = &r;
 	pthread_cond_signal(&st->wake);
-	while (!r.done)
-		pthread_cond_wait(&r.cv, &st->mu);
 	pthread_mutex_unlock(&st->mu);
-	pthread_cond_destroy(&r.cv);
+	/* Only EINTR can fail it (r.done is valid); r stays queued until
+	 * the writer posts, so there is no leaving before. */
+	while (sem_wait(&r.done) != 0)
+		continue;
+	sem_destroy(&r.done);
 	if (purged != NULL)
 		*purged = r.purged;
 	return r.result;

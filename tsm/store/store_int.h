@@ -7,6 +7,7 @@
 #define SPTSM_STORE_INT_H
 
 #include <pthread.h>
+#include <semaphore.h>
 
 #include <lmdb.h>
 
@@ -50,8 +51,8 @@ struct store_batch {
 struct store_req {
 	const struct store_batch *b;
 	int      result;
-	int      done;
-	pthread_cond_t cv;	/* the caller sleeps here until done */
+	sem_t    done;		/* the caller sleeps here: posted once, after
+				 * the writer's last touch of this request */
 	uint32_t purged;
 	struct store_req *next;
 };
