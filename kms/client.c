@@ -612,35 +612,49 @@ receive_body(struct buf *b, const struct kms_receive *in)
 	    (rc = buf_put_lv32(b, in->msg, in->msglen)) != 0 ||
 	    (rc = buf_put(b, in->mac, 32)) != 0 ||
 	    (rc = put_import(b, in->kek, in->mech, in->alg, in->kcv_method,
-	    in->keys, in->n)) != 0)
+	    in->keys, in->n)) != 0 ||
+	    (rc = buf_put_lv32(b, in->receipt, in->rlen)) != 0 ||
+	    (rc = buf_put_u8(b, in->ans_head != NULL)) != 0 ||
+	    in->ans_head == NULL)
 		return rc;
-	return buf_put_lv32(b, in->receipt, in->rlen);
+	if ((rc = buf_put_lv32(b, in->ans_head, in->ans_hlen)) != 0 ||
+	    (rc = buf_put_lv32(b, in->ans_pre, in->ans_plen)) != 0)
+		return rc;
+	return buf_put_lv32(b, in->ans_suf, in->ans_slen);
 }
 
 static int
 receive_reply(struct kms_client *c, struct rd *r, struct buf *blob,
-    struct kms_keyset_kcvs *kcvs, uint8_t receipt_mac[32])
+    struct kms_keyset_kcvs *kcvs, uint8_t receipt_mac[32],
+    uint8_t answer_mac[32])
 {
-	const uint8_t *p;
+	const uint8_t *p, *a = NULL;
 	int rc;
 
 	if ((rc = get_blob_kcvs_part(c, r, blob, kcvs)) != 0)
 		return rc;
-	if (rd_bytes(r, 32, &p) != 0 || rd_end(r) != 0)
+	if (rd_bytes(r, 32, &p) != 0 || (answer_mac != NULL &&
+	    rd_bytes(r, 32, &a) != 0) || rd_end(r) != 0)
 		return BAD_REPLY();
 	memcpy(receipt_mac, p, 32);
+	if (answer_mac != NULL)
+		memcpy(answer_mac, a, 32);
 	return 0;
 }
 
 int
 kms_keyset_receive(struct kms_client *c, const struct kms_receive *in,
-    struct buf *blob, struct kms_keyset_kcvs *kcvs, uint8_t receipt_mac[32])
+    struct buf *blob, struct kms_keyset_kcvs *kcvs, uint8_t receipt_mac[32],
+    uint8_t answer_mac[32])
 {
 	BODY_BEGIN;
 
-	rc = receive_body(&b, in);
+	if ((in->ans_head != NULL) != (answer_mac != NULL))
+		rc = ERR_INVAL;
+	else
+		rc = receive_body(&b, in);
 	SEND(KMS_OP_KEYSET_RECEIVE);
-	return receive_reply(c, &r, blob, kcvs, receipt_mac);
+	return receive_reply(c, &r, blob, kcvs, receipt_mac, answer_mac);
 }
 
 int

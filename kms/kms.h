@@ -15,7 +15,7 @@
 
 /* ---- wire constants (kms/PROTOCOL.md) ---------------------------------- */
 
-#define KMS_PROTO_VERSION   2
+#define KMS_PROTO_VERSION   3
 #define KMS_HDR_LEN         16
 #define KMS_MAX_FRAME       (256u * 1024u)	/* body bytes */
 #define KMS_FLAG_REPLY      0x0001
@@ -184,7 +184,10 @@ int  kms_keyset_import(struct kms_client *c, const char *kek, int mech,
  * A key set a peer sent (keyset.receive), in one durable kmsd request:
  * kmsd verifies the peer's `mac` (32 bytes) over `msg` under the token MAC
  * key `mac_key` first (ERR_AUTH: nothing is unwrapped), imports the keys
- * as kms_keyset_import does, then MACs `receipt` with the same key.
+ * as kms_keyset_import does, then MACs `receipt` with the same key. With
+ * `ans_head` set it also MACs the answer that carries the receipt MAC:
+ * HMAC(ans_head || hex(SHA-256(ans_pre || hex(receipt_mac) || ans_suf)))
+ * into answer_mac (lowercase hex; tsmd's X-TSM-Signature input).
  */
 struct kms_receive {
 	const char               *mac_key;
@@ -197,10 +200,12 @@ struct kms_receive {
 	size_t                    n;
 	const uint8_t            *receipt;
 	size_t                    rlen;
+	const uint8_t            *ans_head, *ans_pre, *ans_suf;	/* or NULL */
+	size_t                    ans_hlen, ans_plen, ans_slen;
 };
 int  kms_keyset_receive(struct kms_client *c, const struct kms_receive *in,
 	    struct buf *blob, struct kms_keyset_kcvs *kcvs,
-	    uint8_t receipt_mac[32]) WUR;
+	    uint8_t receipt_mac[32], uint8_t answer_mac[32]) WUR;
 
 /* A custodian share names its token by serial; "pending" (kmsctl init
  * writes it before the token has one) goes with any token, and the PIN

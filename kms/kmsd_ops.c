@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "kms/kdf.h"
 #include "kms/kmsd.h"
 #include "kms/shamir.h"
@@ -1311,25 +1313,86 @@ hmac_op(struct req *rq, int verify)
 static int op_hmac(struct req *rq) { return hmac_op(rq, 0); }
 static int op_hmac_verify(struct req *rq) { return hmac_op(rq, 1); }
 
+/* keyset.receive's answer: head, then body prefix and suffix around the
+ * receipt MAC's lowercase hex (see answer_input). */
+struct receive_answer {
+	int            on;
+	const uint8_t *head, *pre, *suf;
+	size_t         hn, pn, sn;
+};
+
+/*
+ * The string the answer's MAC covers: head || hex(SHA-256(pre ||
+ * hex(receipt MAC) || suf)), lowercase hex both times - tsmd's
+ * X-TSM-Signature input (ARCHITECTURE.md) for an answer whose body holds
+ * the receipt MAC, which is known only here.
+ */
+static int
+answer_input(const struct receive_answer *an, const uint8_t mac[32],
+    struct buf *out)
+{
+	char mhx[65], dhx[65];
+	uint8_t md[32];
+	EVP_MD_CTX *x;
+	int ok;
+
+	hex_encode(mac, 32, mhx);
+	if ((x = EVP_MD_CTX_new()) == NULL)
+		return ERR_NOMEM;
+	ok = EVP_DigestInit_ex(x, EVP_sha256(), NULL) == 1 &&
+	    EVP_DigestUpdate(x, an->pre, an->pn) == 1 &&
+	    EVP_DigestUpdate(x, mhx, 64) == 1 &&
+	    EVP_DigestUpdate(x, an->suf, an->sn) == 1 &&
+	    EVP_DigestFinal_ex(x, md, NULL) == 1;
+	EVP_MD_CTX_free(x);
+	if (!ok)
+		return ERR_CRYPTO;
+	hex_encode(md, 32, dhx);
+	if (buf_put(out, an->head, an->hn) != 0 || buf_put(out, dhx, 64) != 0)
+		return ERR_NOMEM;
+	return 0;
+}
+
+static int
+read_answer(struct req *rq, struct receive_answer *an)
+{
+	uint8_t on;
+	int rc;
+
+	memset(an, 0, sizeof(*an));
+	if ((rc = rd_u8(&rq->body, &on)) != 0 || on > 1)
+		return bad_request(rq, rc != 0 ? rc : ERR_INVAL, "answer flag");
+	an->on = on;
+	if (on && ((rc = rd_lv32(&rq->body, KMS_MAX_FRAME, &an->head,
+	    &an->hn)) != 0 || (rc = rd_lv32(&rq->body, KMS_MAX_FRAME, &an->pre,
+	    &an->pn)) != 0 || (rc = rd_lv32(&rq->body, KMS_MAX_FRAME, &an->suf,
+	    &an->sn)) != 0))
+		return bad_request(rq, rc, "answer head, prefix and suffix");
+	return 0;
+}
+
 /*
  * keyset.receive: a key set a peer sent, in one durable step. The peer's
  * MAC over its message is verified first (nothing is unwrapped when it
  * does not verify), then the keys are imported exactly as keyset.import
- * does, then the receipt is MACed with the same key. The policy decides
- * as for the three separate requests: hmac.verify and hmac on the MAC
- * key, keyset.import on the transport key.
+ * does, then the receipt is MACed with the same key, and, when asked, the
+ * answer that carries it. The policy decides as for the separate
+ * requests: hmac.verify and hmac on the MAC key, keyset.import on the
+ * transport key.
  */
 static int
 op_keyset_receive(struct req *rq)
 {
 	struct import_args a;
+	struct receive_answer an;
 	struct kms_wref ref;
 	struct ks_key *k;
 	struct ks_version *v;
 	const uint8_t *m, *mac, *rin;
 	char mkey[KS_LABEL_MAX + 16];
 	size_t mn, rn;
-	uint8_t out[32];
+	uint8_t out[32], aout[32];
+	struct buf ain;
 	p11_obj o;
 	int rc;
 
@@ -1341,7 +1404,7 @@ op_keyset_receive(struct req *rq)
 		return rc;
 	if ((rc = rd_lv32(&rq->body, KMS_MAX_FRAME, &rin, &rn)) != 0)
 		return bad_request(rq, rc, "receipt");
-	if ((rc = end_of_body(rq)) != 0)
+	if ((rc = read_answer(rq, &an)) != 0 || (rc = end_of_body(rq)) != 0)
 		return rc;
 	if ((rc = mac_key(rq, &ref, "hmac.verify", KS_USE_PROCESS, &k, &v,
 	    &o)) != 0)
@@ -1382,7 +1445,21 @@ op_keyset_receive(struct req *rq)
 	TOKEN_OP(rq, k, v, o, rc, p11_hmac_sha256(rq->d->p, o, rin, rn, out));
 	if (rc != 0)
 		return p11_msg(rq, rc, "receipt HMAC");
-	return buf_put(rq->reply, out, 32);
+	if (!an.on)
+		return buf_put(rq->reply, out, 32);
+	buf_init(&ain);
+	if ((rc = answer_input(&an, out, &ain)) == 0) {
+		TOKEN_OP(rq, k, v, o, rc, p11_hmac_sha256(rq->d->p, o, ain.p,
+		    ain.len, aout));
+		if (rc != 0)
+			rc = p11_msg(rq, rc, "answer HMAC");
+	}
+	buf_free(&ain);
+	if (rc != 0)
+		return rc;
+	if ((rc = buf_put(rq->reply, out, 32)) != 0)
+		return rc;
+	return buf_put(rq->reply, aout, 32);
 }
 
 /* ---- custodian/auditor views ---- */

@@ -6,6 +6,7 @@
 #ifndef SPTSM_TESTENV_H
 #define SPTSM_TESTENV_H
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +88,39 @@ testenv_cpu_ms(pid_t pid)
 	    &ut, &st) != 2)
 		return -1;
 	return (double)(ut + st) * 1000.0 / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* Voluntary context switches (a thread blocked) summed over the live
+ * threads of a process; -1 if /proc cannot say. */
+static double __attribute__((unused))
+testenv_switches(pid_t pid)
+{
+	char path[96], line[128];
+	unsigned long v, sum = 0;
+	struct dirent *e;
+	FILE *f;
+	DIR *d;
+	int any = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	if ((d = opendir(path)) == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%.20s/status",
+		    (int)pid, e->d_name);
+		if ((f = fopen(path, "r")) == NULL)
+			continue;	/* the thread ended */
+		while (fgets(line, sizeof(line), f) != NULL)
+			if (sscanf(line, "voluntary_ctxt_switches: %lu", &v) == 1) {
+				sum += v;
+				any = 1;
+			}
+		fclose(f);
+	}
+	closedir(d);
+	return any ? (double)sum : -1;
 }
 
 /* A positive integer from the environment, else def (benchmark knobs). */

@@ -46,10 +46,9 @@ struct kworker {
 	double    el;
 };
 
-static struct buf import_req, receive_req, hmac_req;
+static struct buf import_req, receive_req;
 static int kms_mix;	/* 1: per set, a key sync's kmsd work: keyset.receive
-			 * (MAC check, import, receipt MAC) and the answer's
-			 * HMAC */
+			 * (MAC check, import, receipt and answer MACs) */
 
 static void *
 kms_run(void *arg)
@@ -69,14 +68,11 @@ kms_run(void *arg)
 		int more = now_us() < end;
 
 		while (more && inflight < depth) {
-			if (!kms_mix && kms_submit(c, KMS_OP_KEYSET_IMPORT,
+			if (kms_submit(c, kms_mix ? KMS_OP_KEYSET_RECEIVE :
+			    KMS_OP_KEYSET_IMPORT, kms_mix ? &receive_req :
 			    &import_req, &id) != 0)
 				die("submit");
-			if (kms_mix && (kms_submit(c, KMS_OP_KEYSET_RECEIVE,
-			    &receive_req, &id) != 0 || kms_submit(c, KMS_OP_HMAC,
-			    &hmac_req, &id) != 0))
-				die("submit");
-			inflight += kms_mix ? 2 : 1;
+			inflight++;
 		}
 		if (kms_flush(c) != 0)
 			die("flush");
@@ -87,8 +83,6 @@ kms_run(void *arg)
 		inflight--;
 		w->done++;
 	}
-	if (kms_mix)
-		w->done /= 2;	/* sets, not operations */
 	w->el = (double)(now_us() - t0) / 1e6;
 	kms_close(c);
 	return NULL;
@@ -100,6 +94,15 @@ kms_import_rate(int mix)
 	struct sp_keyset ks;
 	struct kworker w[4];
 	uint8_t b[40], k[5], mac[32];
+	static const uint8_t bench_receipt[120];
+	static const char bench_msg[] = "POST\n/api/v1/sei/key-sync\n"
+	    "1700000000\n00112233445566778899aabbccddeeff\n"
+	    "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+	static const char bench_head[] = "POST\n/api/v1/sei/key-sync\n"
+	    "1700000000\nffeeddccbbaa99887766554433221100\n";
+	static const char bench_pre[] = "{\"resultCode\":0,\"resultMessage\":"
+	    "\"key set received\",\"receipt\":[\"0A1B2C\",\"0A1B2C\","
+	    "\"0A1B2C\",\"";
 	double rate = 0;
 	size_t n, i;
 	int t;
@@ -121,21 +124,21 @@ kms_import_rate(int mix)
 		    buf_put_lv16(&import_req, b, 24) != 0 ||
 		    buf_put_lv16(&import_req, k, 3) != 0)
 			die("body");
-	/* an HMAC input the size of a signed string or receipt */
-	buf_init(&hmac_req);
-	memset(b, 0x5a, sizeof(b));
-	if (kms_put_ref(&hmac_req, KMS_LABEL("peer/test/mac")) != 0 ||
-	    buf_put_lv32(&hmac_req, b, sizeof(b)) != 0)
-		die("body");
-	/* keyset.receive: that input as the peer's message, MACed with the
-	 * test MAC key, then the import, then the receipt */
+	/* keyset.receive: a signed string as the peer's message, MACed with
+	 * the test MAC key, then the import, then a receipt input, then the
+	 * answer's head, prefix and suffix, as a key sync sends them */
 	buf_init(&receive_req);
-	if (HMAC(EVP_sha256(), kmsenv_mac, 32, b, sizeof(b), mac, NULL) == NULL ||
+	if (HMAC(EVP_sha256(), kmsenv_mac, 32, (const uint8_t *)bench_msg,
+	    strlen(bench_msg), mac, NULL) == NULL ||
 	    kms_put_ref(&receive_req, KMS_LABEL("peer/test/mac")) != 0 ||
-	    buf_put_lv32(&receive_req, b, sizeof(b)) != 0 ||
+	    buf_put_lv32(&receive_req, bench_msg, strlen(bench_msg)) != 0 ||
 	    buf_put(&receive_req, mac, 32) != 0 ||
 	    buf_put(&receive_req, import_req.p, import_req.len) != 0 ||
-	    buf_put_lv32(&receive_req, b, sizeof(b)) != 0)
+	    buf_put_lv32(&receive_req, bench_receipt, sizeof(bench_receipt)) != 0 ||
+	    buf_put_u8(&receive_req, 1) != 0 ||
+	    buf_put_lv32(&receive_req, bench_head, strlen(bench_head)) != 0 ||
+	    buf_put_lv32(&receive_req, bench_pre, strlen(bench_pre)) != 0 ||
+	    buf_put_lv32(&receive_req, "\"]}", 3) != 0)
 		die("body");
 	kms_mix = mix;
 	memset(w, 0, sizeof(w));
@@ -147,7 +150,6 @@ kms_import_rate(int mix)
 	}
 	buf_free(&import_req);
 	buf_free(&receive_req);
-	buf_free(&hmac_req);
 	return rate;
 }
 
@@ -176,10 +178,11 @@ struct conn {
 	int               busy;
 };
 
-/* CPU (ms) of kmsd, tsmd and the clients at the start and end of the
+/* CPU (ms) of kmsd, tsmd and the clients, then the times kmsd and tsmd
+ * blocked (voluntary context switches), at the start and end of the
  * counted key syncs */
-enum { CPU_KMSD, CPU_TSMD, CPU_CLIENTS };
-static double cpu0[3], cpu1[3];
+enum { CPU_KMSD, CPU_TSMD, CPU_CLIENTS, SW_KMSD, SW_TSMD, N_SAMPLE };
+static double cpu0[N_SAMPLE], cpu1[N_SAMPLE];
 static pid_t tsmd_pid;
 
 static void
@@ -188,6 +191,8 @@ cpu_sample(double *out)
 	out[CPU_KMSD] = testenv_cpu_ms(E.pid);
 	out[CPU_TSMD] = testenv_cpu_ms(tsmd_pid);
 	out[CPU_CLIENTS] = testenv_cpu_ms(0);
+	out[SW_KMSD] = testenv_switches(E.pid);
+	out[SW_TSMD] = testenv_switches(tsmd_pid);
 }
 
 static struct prepared *pool;
@@ -449,7 +454,7 @@ main(void)
 	const char *s = getenv("BENCH_SECONDS");
 	int clients = testenv_env_int("KEYSYNC_BENCH_CLIENTS", 128);
 	int workers = testenv_env_int("KEYSYNC_BENCH_WORKERS", 64);
-	double kmsr, mixr, ksr, hzr, nks, cpu[3];
+	double kmsr, mixr, ksr, hzr, nks, cpu[N_SAMPLE];
 	long kfail, hfail;
 	pid_t pid;
 	int st, i;
@@ -473,9 +478,10 @@ main(void)
 	snprintf(base, sizeof(base), "https://%s", addr);
 	ksr = http_rate(clients, 0, &kfail);
 	nks = ksr * secs;
-	for (i = 0; i < 3; i++)
+	for (i = 0; i < N_SAMPLE; i++)
 		cpu[i] = nks > 0 && cpu0[i] >= 0 && cpu1[i] >= 0 ?
-		    (cpu1[i] - cpu0[i]) * 1000.0 / nks : -1;
+		    (cpu1[i] - cpu0[i]) * (i < SW_KMSD ? 1000.0 : 1.0) / nks :
+		    -1;
 	hzr = http_rate(4, 1, &hfail);
 	if (getenv("KEYSYNC_BENCH_METRICS") != NULL) {
 		/* where the time went: tsmd's own histograms */
@@ -512,6 +518,8 @@ main(void)
 	printf("  CPU per key sync: kmsd %.0f us, tsmd %.0f us, clients %.0f us "
 	    "(kmsd import alone: %.0f us of one core)\n", cpu[CPU_KMSD],
 	    cpu[CPU_TSMD], cpu[CPU_CLIENTS], 1e6 / kmsr);
+	printf("  threads blocking per key sync: kmsd %.2f, tsmd %.2f\n",
+	    cpu[SW_KMSD], cpu[SW_TSMD]);
 	printf("RESULT keysync_per_s=%.0f kmsd_import_per_s=%.0f ratio=%.3f "
 	    "healthz_per_s=%.0f kmsd_keysync_work_per_s=%.0f kmsd_us=%.0f "
 	    "tsmd_us=%.0f clients_us=%.0f\n", ksr, kmsr, ksr / kmsr, hzr, mixr,

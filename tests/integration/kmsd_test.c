@@ -26,6 +26,7 @@
 #include <openssl/hmac.h>
 #include <openssl/param_build.h>
 #include <openssl/rsa.h>
+#include <openssl/sha.h>
 
 #include "kms/audit.h"
 #include "kms/kms.h"
@@ -741,6 +742,50 @@ test_rsa_transport(struct p11 *p, struct keystore *ks)
 }
 
 /*
+ * keyset.receive with the answer: its MAC is OpenSSL's HMAC-SHA256 over
+ * head || hex(SHA-256(prefix || hex(receipt MAC) || suffix)), lowercase.
+ */
+static void
+test_receive_answer(struct kms_receive *in)
+{
+	static const char head[] = "POST\n/api/v1/sei/key-sync\n1700000001\n"
+	    "ffeeddccbbaa99887766554433221100\n";
+	static const char pre[] = "{\"resultCode\":0,\"receipt\":[\"";
+	static const char suf[] = "\"]}";
+	uint8_t rmac[32], amac[32], md[32], exp[32];
+	char rhx[65], dhx[65], body[200], sin[300];
+	struct kms_keyset_kcvs kc;
+	struct buf blob;
+	int rc, n;
+
+	buf_init(&blob);
+	in->ans_head = (const uint8_t *)head;
+	in->ans_hlen = strlen(head);
+	in->ans_pre = (const uint8_t *)pre;
+	in->ans_plen = strlen(pre);
+	in->ans_suf = (const uint8_t *)suf;
+	in->ans_slen = strlen(suf);
+	memset(amac, 0, sizeof(amac));
+	rc = kms_keyset_receive(C, in, &blob, &kc, rmac, amac);
+	ok(rc == 0 && blob.len > 0, "keyset.receive with the answer (%s)",
+	    rc ? kms_last_error(C) : "ok");
+	hex_encode(rmac, 32, rhx);
+	n = snprintf(body, sizeof(body), "%s%s%s", pre, rhx, suf);
+	SHA256((const uint8_t *)body, (size_t)n, md);
+	hex_encode(md, 32, dhx);
+	n = snprintf(sin, sizeof(sin), "%s%s", head, dhx);
+	HMAC(EVP_sha256(), kmsenv_mac, 32, (const uint8_t *)sin, (size_t)n, exp,
+	    NULL);
+	ok(rc == 0 && memcmp(amac, exp, 32) == 0, "the answer MAC is OpenSSL's "
+	    "over the signed string of the completed body");
+	ok(kms_keyset_receive(C, in, &blob, &kc, rmac, NULL) == ERR_INVAL,
+	    "an answer asked for with nowhere to put its MAC: ERR_INVAL");
+	in->ans_head = in->ans_pre = in->ans_suf = NULL;
+	in->ans_hlen = in->ans_plen = in->ans_slen = 0;
+	buf_free(&blob);
+}
+
+/*
  * keyset.receive: the peer's MAC is checked before anything is unwrapped,
  * the import is keyset.import's, and the receipt MAC is OpenSSL's
  * HMAC-SHA256 under the test MAC key.
@@ -768,7 +813,7 @@ test_receive(void)
 	    .mech = KMS_WRAP_AES_KW, .alg = KMS_ALG_AES128,
 	    .kcv_method = KMS_KCV_GP, .keys = wr, .n = 3, .receipt = rin,
 	    .rlen = sizeof(rin) - 1 };
-	rc = kms_keyset_receive(C, &in, &blob, &kc, rmac);
+	rc = kms_keyset_receive(C, &in, &blob, &kc, rmac, NULL);
 	ok(rc == 0 && kc.n == 3 && kc.kcvlen == 3 &&
 	    memcmp(kc.kcv[2], kcv[2], 3) == 0, "keyset.receive imports the set "
 	    "(%s)", rc ? kms_last_error(C) : "ok");
@@ -783,38 +828,39 @@ test_receive(void)
 
 	mac[0] ^= 1;
 	buf_reset(&blob);
-	rc = kms_keyset_receive(C, &in, &blob, &kc, rmac);
+	rc = kms_keyset_receive(C, &in, &blob, &kc, rmac, NULL);
 	ok(rc == ERR_AUTH && blob.len == 0 &&
 	    strstr(kms_last_error(C), "does not verify") != NULL,
 	    "a wrong peer MAC: ERR_AUTH, no blob (%s)", kms_last_error(C));
 	kcv[0][0] ^= 1;
-	rc = kms_keyset_receive(C, &in, &blob, &kc, rmac);
+	rc = kms_keyset_receive(C, &in, &blob, &kc, rmac, NULL);
 	ok(rc == ERR_AUTH, "the MAC is checked first: a wrong MAC and a wrong "
 	    "KCV is ERR_AUTH");
 	mac[0] ^= 1;
-	rc = kms_keyset_receive(C, &in, &blob, &kc, rmac);
+	rc = kms_keyset_receive(C, &in, &blob, &kc, rmac, NULL);
 	ok(rc == ERR_KCV && blob.len == 0, "a good MAC and a wrong KCV: ERR_KCV "
 	    "(%s)", kms_last_error(C));
 	kcv[0][0] ^= 1;
 	in.msglen--;
-	ok(kms_keyset_receive(C, &in, &blob, &kc, rmac) == ERR_AUTH,
+	ok(kms_keyset_receive(C, &in, &blob, &kc, rmac, NULL) == ERR_AUTH,
 	    "a message one byte short: ERR_AUTH");
 	in.msglen++;
 	in.mac_key = "peer/test/kek";
-	ok(kms_keyset_receive(C, &in, &blob, &kc, rmac) == ERR_DENIED,
+	ok(kms_keyset_receive(C, &in, &blob, &kc, rmac, NULL) == ERR_DENIED,
 	    "a transport KEK as the MAC key: denied");
 	in.mac_key = "audit";
-	ok(kms_keyset_receive(C, &in, &blob, &kc, rmac) == ERR_DENIED,
+	ok(kms_keyset_receive(C, &in, &blob, &kc, rmac, NULL) == ERR_DENIED,
 	    "the audit key as the MAC key: denied");
 	in.mac_key = "peer/test/mac";
 	in.kek = "peer/test/mac";
-	ok(kms_keyset_receive(C, &in, &blob, &kc, rmac) == ERR_DENIED,
+	ok(kms_keyset_receive(C, &in, &blob, &kc, rmac, NULL) == ERR_DENIED,
 	    "the MAC key as the transport KEK: denied");
 	in.kek = "peer/test/kek";
 	buf_reset(&blob);
-	ok(kms_keyset_receive(C, &in, &blob, &kc, rmac) == 0 && blob.len > 0,
+	ok(kms_keyset_receive(C, &in, &blob, &kc, rmac, NULL) == 0 && blob.len > 0,
 	    "the same set again: imported again");
 	buf_free(&blob);
+	test_receive_answer(&in);
 }
 
 static void

@@ -297,7 +297,11 @@ struct http_sig {
  * once, any order). ERR_PARSE on anything else. Pure; fuzzed. */
 int  http_sig_parse(const char *hdr, struct http_sig *out) WUR;
 /* The signed string METHOD "\n" PATH "\n" ts "\n" nonce "\n"
- * hex(SHA-256(body)), appended to out. */
+ * hex(SHA-256(body)), appended to out; http_sig_head appends all but the
+ * body's hash (for kmsd's keyset.receive, which signs an answer whose body
+ * it completes). */
+int  http_sig_head(struct buf *out, const char *method, const char *path,
+	    int64_t ts, const char *nonce) WUR;
 int  http_sig_input(struct buf *out, const char *method, const char *path,
 	    int64_t ts, const char *nonce, const uint8_t *body, size_t n) WUR;
 /* Signs with kmsd key `key_label` (fresh ts and nonce) and writes the

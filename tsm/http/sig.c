@@ -96,18 +96,12 @@ http_sig_parse(const char *hdr, struct http_sig *out)
 }
 
 int
-http_sig_input(struct buf *out, const char *method, const char *path,
-    int64_t ts, const char *nonce, const uint8_t *body, size_t n)
+http_sig_head(struct buf *out, const char *method, const char *path,
+    int64_t ts, const char *nonce)
 {
-	uint8_t md[32];
-	unsigned int ml = 0;
-	char hx[65], tss[24];
+	char tss[24];
 	int rc;
 
-	if (EVP_Digest(body != NULL ? body : (const uint8_t *)"", n, md, &ml,
-	    EVP_sha256(), NULL) != 1)
-		return ERR_CRYPTO;
-	hex_encode(md, 32, hx);
 	snprintf(tss, sizeof(tss), "%lld", (long long)ts);
 	if ((rc = buf_put(out, method, strlen(method))) != 0 ||
 	    (rc = buf_put(out, "\n", 1)) != 0 ||
@@ -115,11 +109,27 @@ http_sig_input(struct buf *out, const char *method, const char *path,
 	    (rc = buf_put(out, "\n", 1)) != 0 ||
 	    (rc = buf_put(out, tss, strlen(tss))) != 0 ||
 	    (rc = buf_put(out, "\n", 1)) != 0 ||
-	    (rc = buf_put(out, nonce, strlen(nonce))) != 0 ||
-	    (rc = buf_put(out, "\n", 1)) != 0 ||
-	    (rc = buf_put(out, hx, 64)) != 0)
+	    (rc = buf_put(out, nonce, strlen(nonce))) != 0)
 		return rc;
-	return 0;
+	return buf_put(out, "\n", 1);
+}
+
+int
+http_sig_input(struct buf *out, const char *method, const char *path,
+    int64_t ts, const char *nonce, const uint8_t *body, size_t n)
+{
+	uint8_t md[32];
+	unsigned int ml = 0;
+	char hx[65];
+	int rc;
+
+	if (EVP_Digest(body != NULL ? body : (const uint8_t *)"", n, md, &ml,
+	    EVP_sha256(), NULL) != 1)
+		return ERR_CRYPTO;
+	hex_encode(md, 32, hx);
+	if ((rc = http_sig_head(out, method, path, ts, nonce)) != 0)
+		return rc;
+	return buf_put(out, hx, 64);
 }
 
 int

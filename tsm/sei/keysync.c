@@ -2,10 +2,11 @@
  * keysync.c - POST /api/v1/sei/key-sync (§9.4): validates the body, then
  * one kmsd request (keyset.receive) verifies the peer's MAC, unwraps the
  * keys under the peer's transport KEK, checks their KCVs, rewraps them and
- * MACs the receipt; then blob, SE/SSD records, nonce claim and the answer
- * go into one durable batch. The route checks the MAC itself
- * (mac_in_handler): any other answer waits for the usual check. Runs in
- * tsmd's workers; holds no key bytes (kmsd does).
+ * MACs the receipt and the answer that carries it; then blob, SE/SSD
+ * records, nonce claim and the answer go into one durable batch. The
+ * route checks the MAC itself (mac_in_handler): any other answer waits
+ * for the usual check. Runs in tsmd's workers; holds no key bytes (kmsd
+ * does).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,8 +34,11 @@ struct ks_job {
 	struct kms_keyset_kcvs kcvs;		/* as computed in the token */
 	uint8_t                mac[32];		/* receipt MAC */
 	struct buf             body;		/* the answer, as sent */
-	uint32_t               sign_id;		/* presigning request in kmsd */
-	char                   sign_hdr[200];	/* X-TSM-Signature but sig= */
+	size_t                 mac_at;		/* receipt MAC hex in body */
+	struct buf             head;		/* its signed string's head */
+	char                   sign_hdr[200];	/* X-TSM-Signature but sig=;
+						 * "" when the framework signs */
+	uint8_t                ans_mac[32];	/* the answer's, from kmsd */
 };
 
 /* ---- kmsd: the peer's MAC, the import and the receipt MAC at once ---- */
@@ -60,78 +64,19 @@ receive(struct ks_job *j, const struct buf *sin, const struct http_sig *claimed,
 	    .kek = j->peer->transport_kek, .mech = j->peer->wrap,
 	    .alg = j->ks.alg, .kcv_method = j->peer->kcv_method, .keys = w,
 	    .n = j->ks.n, .receipt = rin->p, .rlen = rin->len };
-	rc = kms_keyset_receive(c, &in, &j->blob, &j->kcvs, j->mac);
+	if (j->sign_hdr[0] != '\0') {
+		in.ans_head = j->head.p;
+		in.ans_hlen = j->head.len;
+		in.ans_pre = j->body.p;
+		in.ans_plen = j->mac_at;
+		in.ans_suf = j->body.p + j->mac_at + 64;
+		in.ans_slen = j->body.len - j->mac_at - 64;
+	}
+	rc = kms_keyset_receive(c, &in, &j->blob, &j->kcvs, j->mac,
+	    j->sign_hdr[0] != '\0' ? j->ans_mac : NULL);
 	tsm_kms_observe(KMS_OP_KEYSET_RECEIVE, (double)(now_us() - t0) / 1e6,
 	    rc);
 	return rc;
-}
-
-/*
- * The answer's X-TSM-Signature, computed while the store commits: the
- * HMAC request goes to kmsd first, sign_finish() collects it afterwards
- * (no other kmsd call in between). Same string and key as the framework
- * would use (tsm/http sig.c), over exactly j->body.
- */
-static int
-sign_start(struct ks_job *j, struct kms_client *c)
-{
-	uint8_t nb[16];
-	char nonce[33];
-	int64_t ts = wall_seconds();
-	struct buf in, req;
-	int rc;
-
-	if (RAND_bytes(nb, sizeof(nb)) != 1)
-		return ERR_CRYPTO;
-	hex_encode(nb, sizeof(nb), nonce);
-	buf_init(&in);
-	buf_init(&req);
-	if ((rc = http_sig_input(&in, http_req_method(j->rq), http_req_path(j->rq),
-	    ts, nonce, j->body.p, j->body.len)) != 0 ||
-	    (rc = kms_put_ref(&req, KMS_LABEL(j->peer->mac_key))) != 0 ||
-	    (rc = buf_put_lv32(&req, in.p, in.len)) != 0 ||
-	    (rc = kms_submit(c, KMS_OP_HMAC, &req, &j->sign_id)) != 0 ||
-	    (rc = kms_flush(c)) != 0)
-		goto out;
-	/* From here the reply must be read (sign_finish), so rc stays 0; a
-	 * header that does not fit is left to the framework. */
-	if (snprintf(j->sign_hdr, sizeof(j->sign_hdr), "keyId=%s,ts=%lld,nonce=%s",
-	    j->peer->mac_key_id, (long long)ts, nonce) >= (int)sizeof(j->sign_hdr))
-		j->sign_hdr[0] = '\0';
-out:
-	buf_free(&in);
-	buf_free(&req);
-	return rc;
-}
-
-/* Reads the presigning reply; sets the header when `use` (the answer is
- * j->body) and all went well, else the framework signs as usual. */
-static void
-sign_finish(struct ks_job *j, struct kms_client *c, struct http_resp *rs,
-    int use, uint64_t t0)
-{
-	char hdr[300], mhx[65];
-	const uint8_t *p;
-	uint32_t id;
-	int status = 0, rc;
-	struct rd r;
-
-	rc = kms_next(c, &id, &status, &r);
-	if (rc == 0 && (id != j->sign_id || (status == 0 &&
-	    (rd_bytes(&r, 32, &p) != 0 || rd_end(&r) != 0))))
-		rc = ERR_PROTO;
-	if (rc == ERR_PROTO)
-		tsm_kms_cleanup();	/* out of step with kmsd: start afresh */
-	if (rc == 0)
-		rc = status;
-	tsm_kms_observe(KMS_OP_HMAC, (double)(now_us() - t0) / 1e6, rc);
-	if (rc != 0 || !use || j->sign_hdr[0] == '\0')
-		return;
-	hex_encode(p, 32, mhx);
-	snprintf(hdr, sizeof(hdr), "%s,sig=%s", j->sign_hdr, mhx);
-	if (http_resp_header(rs, HTTP_SIG_HEADER, hdr) != 0)
-		log_msg(LOG_WARN, "event=sei_presign_unused rid=%s",
-		    http_req_id(j->rq));
 }
 
 /* ---- records ---- */
@@ -305,13 +250,25 @@ out:
 
 /* ---- answers ---- */
 
+#define MAC_SLOT "00000000000000000000000000000000" \
+		 "00000000000000000000000000000000"
+
+/*
+ * The answer, made before kmsd is asked: KCVs as sent (kmsd refuses a set
+ * whose KCVs differ from the token's), a placeholder for the receipt
+ * MAC's hex at mac_at, and the head of the string its signature covers,
+ * so that keyset.receive MACs receipt and answer in the same request.
+ */
 static int
 build_answer(struct ks_job *j)
 {
 	json_t *o, *a;
-	char hx[65];
+	char hx[11], nonce[33];
+	uint8_t nb[16];
+	const char *slot;
 	char *s;
 	size_t i;
+	int64_t ts;
 	int rc = ERR_NOMEM;
 
 	o = json_pack("{s:i, s:s}", "resultCode", SEI_OK, "resultMessage",
@@ -319,23 +276,66 @@ build_answer(struct ks_job *j)
 	a = json_array();
 	if (o == NULL || a == NULL || json_object_set(o, "receipt", a) != 0)
 		goto out;
-	for (i = 0; i < j->kcvs.n; i++) {
-		hex_encode_upper(j->kcvs.kcv[i], j->kcvs.kcvlen, hx);
+	for (i = 0; i < j->ks.n; i++) {
+		hex_encode_upper(j->ks.kcv[i], j->ks.kcvlen, hx);
 		if (json_array_append_new(a, json_string(hx)) != 0)
 			goto out;
 	}
-	hex_encode(j->mac, 32, hx);
-	if (json_array_append_new(a, json_string(hx)) != 0)
+	if (json_array_append_new(a, json_string(MAC_SLOT)) != 0)
 		goto out;
 	if ((s = json_dumps(o, JSON_COMPACT)) == NULL)
 		goto out;
+	/* KCVs are at most 10 hex digits: the only run of 64 is the slot */
+	slot = strstr(s, MAC_SLOT);
+	j->mac_at = slot != NULL ? (size_t)(slot - s) : 0;
 	buf_reset(&j->body);
-	rc = buf_put(&j->body, s, strlen(s));
+	rc = slot != NULL ? buf_put(&j->body, s, strlen(s)) : ERR_INTERNAL;
 	free(s);
+	if (rc != 0)
+		goto out;
+	ts = wall_seconds();
+	if (RAND_bytes(nb, sizeof(nb)) != 1) {
+		rc = ERR_CRYPTO;
+		goto out;
+	}
+	hex_encode(nb, sizeof(nb), nonce);
+	buf_reset(&j->head);
+	if ((rc = http_sig_head(&j->head, http_req_method(j->rq),
+	    http_req_path(j->rq), ts, nonce)) != 0)
+		goto out;
+	/* a header that does not fit is left to the framework */
+	if (snprintf(j->sign_hdr, sizeof(j->sign_hdr), "keyId=%s,ts=%lld,"
+	    "nonce=%s", j->peer->mac_key_id, (long long)ts, nonce) >=
+	    (int)sizeof(j->sign_hdr))
+		j->sign_hdr[0] = '\0';
 out:
 	json_decref(a);
 	json_decref(o);
 	return rc;
+}
+
+/* The receipt MAC into its slot; the answer's signature header. */
+static void
+complete_answer(struct ks_job *j)
+{
+	char mhx[65];
+
+	hex_encode(j->mac, 32, mhx);
+	memcpy(j->body.p + j->mac_at, mhx, 64);
+}
+
+static void
+sign_answer(struct ks_job *j, struct http_resp *rs)
+{
+	char hdr[300], mhx[65];
+
+	if (j->sign_hdr[0] == '\0')
+		return;
+	hex_encode(j->ans_mac, 32, mhx);
+	snprintf(hdr, sizeof(hdr), "%s,sig=%s", j->sign_hdr, mhx);
+	if (http_resp_header(rs, HTTP_SIG_HEADER, hdr) != 0)
+		log_msg(LOG_WARN, "event=sei_presign_unused rid=%s",
+		    http_req_id(j->rq));
 }
 
 /*
@@ -387,12 +387,8 @@ static int
 store_new_set(struct ks_job *j, struct http_resp *rs)
 {
 	struct store_batch *b = NULL;
-	struct kms_client *c = tsm_kms();
-	uint64_t t0 = now_us();
-	int rc, tries, seen, presigned, stored = 0;
+	int rc, tries, seen;
 
-	/* The answer's signature is computed in kmsd during the commit. */
-	presigned = c != NULL && sign_start(j, c) == 0;
 	if ((rc = store_batch_new(&b)) != 0) {
 		rc = sei_store_failure(j->rq, rs, rc);
 		goto out;
@@ -436,15 +432,14 @@ store_new_set(struct ks_job *j, struct http_resp *rs)
 		log_result(j, SEI_OK, "stored");
 		rc = http_resp_body(rs, 200, "application/json", j->body.p,
 		    j->body.len);
-		stored = rc == 0;
+		if (rc == 0)
+			sign_answer(j, rs);
 	} else {
 		if (rc == ERR_EXISTS || rc == ERR_WRONGSTATE)
 			log_result(j, SEI_UNAVAILABLE, "contention");
 		rc = sei_store_failure(j->rq, rs, rc);
 	}
 out:
-	if (presigned)
-		sign_finish(j, c, rs, stored, t0);
 	store_batch_free(b);
 	return rc;
 }
@@ -490,6 +485,7 @@ sei_keysync_handle(struct http_req *rq, struct http_resp *rs, void *arg)
 	memset(&j, 0, sizeof(j));
 	buf_init(&j.blob);
 	buf_init(&j.body);
+	buf_init(&j.head);
 	buf_init(&rin);
 	buf_init(&sin);
 	j.rq = rq;
@@ -542,7 +538,7 @@ sei_keysync_handle(struct http_req *rq, struct http_resp *rs, void *arg)
 	if ((rc = idem_key(&j)) != 0 ||
 	    (rc = sei_receipt_input(&rin, j.ks.sei_tsm_id, j.ks.sd_aid,
 	    j.ks.se_id, j.ks.kvn, (const uint8_t (*)[5])j.ks.kcv, j.ks.n,
-	    j.ks.kcvlen)) != 0)
+	    j.ks.kcvlen)) != 0 || (rc = build_answer(&j)) != 0)
 		goto out;
 	if ((rc = receive(&j, &sin, claimed, &rin)) != 0) {
 		/* Which step failed is not the peer's to learn before its MAC
@@ -580,8 +576,7 @@ sei_keysync_handle(struct http_req *rq, struct http_resp *rs, void *arg)
 			rc = ERR_PROTO;
 			goto out;
 		}
-	if ((rc = build_answer(&j)) != 0)
-		goto out;
+	complete_answer(&j);
 	if (known == 1) {
 		struct store_batch *b = NULL;
 
@@ -599,6 +594,7 @@ out:
 	buf_free(&sin);
 	buf_free(&j.blob);
 	buf_free(&j.body);
+	buf_free(&j.head);
 	wipe(&j.ks, sizeof(j.ks));
 	return rc;
 }
