@@ -150,6 +150,52 @@ healthz(void)
 	return (int)c;
 }
 
+/*
+ * kmsd hangs (SIGSTOP: it accepts, and nothing answers): /healthz keeps
+ * answering at once, turns 503 "unresponsive" once the probe has waited
+ * over 3 s (not after the 30 s call timeout), and 200 again when kmsd
+ * goes on.
+ */
+static void
+test_hung_kmsd(void)
+{
+	uint64_t t0, worst = 0, until;
+	const char *kms;
+	struct resp r;
+	long code = 0;
+	int n = 0, unresp = 0;
+
+	if (kill(E.pid, SIGSTOP) != 0) {
+		ok(0, "SIGSTOP kmsd");
+		return;
+	}
+	until = now_ms() + 8000;
+	while (now_ms() < until) {
+		t0 = now_ms();
+		request(NULL, "/healthz", NULL, NULL, &r);
+		if (now_ms() - t0 > worst)
+			worst = now_ms() - t0;
+		code = r.code;
+		kms = r.json != NULL ? json_string_value(json_object_get(r.json,
+		    "kms")) : NULL;
+		unresp = kms != NULL && strcmp(kms, "unresponsive") == 0;
+		resp_free(&r);
+		n++;
+		if (code == 503 && unresp)
+			break;
+		usleep(200000);
+	}
+	ok(code == 503 && unresp, "kmsd hung: /healthz 503 "
+	    "\"unresponsive\" within 8 s (%d requests)", n);
+	ok(worst < 1000, "and every /healthz answered at once (slowest %llu ms)",
+	    (unsigned long long)worst);
+	kill(E.pid, SIGCONT);
+	until = now_ms() + 5000;
+	while ((code = healthz()) != 200 && now_ms() < until)
+		usleep(200000);
+	is_int(code, 200, "kmsd goes on: /healthz 200 again");
+}
+
 static pid_t
 start_tsmd(void)
 {
@@ -322,6 +368,7 @@ main(void)
 	    "kmsd hmac (answer signing) latencies in /metrics");
 	ok(metric("tsmd_kms_up") == 1, "tsmd_kms_up 1");
 
+	test_hung_kmsd();
 	kmsenv_stop(&E, 0);
 	sleep(2);	/* past the health cache */
 	is_int(healthz(), 503, "kmsd stopped: /healthz 503");

@@ -14,7 +14,7 @@ h_healthz(struct http_req *rq, struct http_resp *rs, void *arg)
 {
 	int st = tsm_kms_health();
 	const char *kms = st == 0 ? "ok" : st == ERR_SEALED ? "sealed" :
-	    "unreachable";
+	    st == ERR_TIMEOUT ? "unresponsive" : "unreachable";
 
 	return http_resp_json(rs, st == 0 ? 200 : 503, json_pack("{s:s, s:s}",
 	    "status", st == 0 ? "ok" : "unavailable", "kms", kms));

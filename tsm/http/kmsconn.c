@@ -13,6 +13,7 @@
 
 #define RETRY_MS  1000		/* between failed connects, per thread */
 #define HEALTH_MS 1000		/* cache lifetime of the kmsd state */
+#define STALE_MS  3000		/* a probe unfinished this long: kmsd hangs */
 
 static char sock_path[108];
 static pthread_key_t tl_key;
@@ -22,6 +23,7 @@ static __thread uint64_t tl_retry_ms;
 
 static pthread_once_t health_once = PTHREAD_ONCE_INIT;
 static int health_state = ERR_IO;
+static uint64_t health_begun_ms;	/* the probe under way began, or 0 */
 
 static void
 tl_destroy(void *p)
@@ -109,7 +111,9 @@ health_main(void *arg)
 	(void)arg;
 	for (;;) {
 		usleep(HEALTH_MS * 1000);
+		__atomic_store_n(&health_begun_ms, now_ms(), __ATOMIC_RELAXED);
 		__atomic_store_n(&health_state, health_probe(), __ATOMIC_RELAXED);
+		__atomic_store_n(&health_begun_ms, 0, __ATOMIC_RELAXED);
 	}
 	return NULL;
 }
@@ -134,6 +138,13 @@ health_start(void)
 int
 tsm_kms_health(void)
 {
+	uint64_t begun;
+
 	pthread_once(&health_once, health_start);
+	/* A kmsd that accepts but does not answer holds the probe up to the
+	 * call timeout (30 s); past STALE_MS it is reported as hung. */
+	begun = __atomic_load_n(&health_begun_ms, __ATOMIC_RELAXED);
+	if (begun != 0 && now_ms() - begun > STALE_MS)
+		return ERR_TIMEOUT;
 	return __atomic_load_n(&health_state, __ATOMIC_RELAXED);
 }
