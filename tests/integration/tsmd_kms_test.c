@@ -380,6 +380,27 @@ main(void)
 	kill(tsmd_pid, SIGTERM);
 	waitpid(tsmd_pid, &st, 0);
 	ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "SIGTERM: tsmd exits 0");
+
+	/* tsmd started while kmsd hangs: up within the 3 s health wait (not
+	 * the 30 s call timeout), /healthz 503 "unresponsive", then 200 */
+	if (kill(E.pid, SIGSTOP) == 0) {
+		uint64_t t0 = now_ms(), until;
+		long code;
+
+		tsmd_pid = start_tsmd();
+		ok(now_ms() - t0 < 8000, "tsmd starts beside a hung kmsd (%llu ms)",
+		    (unsigned long long)(now_ms() - t0));
+		is_int(healthz(), 503, "its /healthz: 503");
+		kill(E.pid, SIGCONT);
+		until = now_ms() + 5000;
+		while ((code = healthz()) != 200 && now_ms() < until)
+			usleep(200000);
+		is_int(code, 200, "kmsd goes on: 200");
+		kill(tsmd_pid, SIGTERM);
+		waitpid(tsmd_pid, &st, 0);
+		ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "and tsmd exits 0");
+	} else
+		ok(0, "SIGSTOP kmsd");
 	kmsenv_stop(&E, 0);
 	if (tap_failed == 0)
 		kmsenv_cleanup(&E);

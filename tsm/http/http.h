@@ -338,9 +338,10 @@ void tsm_kms_observe(int op, double seconds, int rc);
 void tsm_kms_cleanup(void);
 /* kmsd state, at most about a second old: 0 ready, ERR_SEALED, ERR_IO;
  * ERR_TIMEOUT while a probe has waited over 3 s for kmsd (hung). The
- * first call probes kmsd and starts a thread that probes once a second;
- * later calls answer from memory (tsmd makes the first call at start, so
- * MHD's threads never wait). */
+ * first call starts a thread that probes at once and then once a second,
+ * and waits for its first probe, at most 3 s; later calls answer from
+ * memory (tsmd makes the first call at start, so MHD's threads never
+ * wait). */
 int  tsm_kms_health(void);
 
 #endif

@@ -24,6 +24,7 @@ static __thread uint64_t tl_retry_ms;
 static pthread_once_t health_once = PTHREAD_ONCE_INIT;
 static int health_state = ERR_IO;
 static uint64_t health_begun_ms;	/* the probe under way began, or 0 */
+static unsigned health_probes;		/* finished; written by one thread */
 
 static void
 tl_destroy(void *p)
@@ -105,34 +106,54 @@ health_probe(void)
 	return rc == 0 ? 0 : ERR_IO;
 }
 
+static void
+health_probe_once(void)
+{
+	__atomic_store_n(&health_begun_ms, now_ms(), __ATOMIC_RELAXED);
+	__atomic_store_n(&health_state, health_probe(), __ATOMIC_RELAXED);
+	__atomic_store_n(&health_begun_ms, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&health_probes, health_probes + 1, __ATOMIC_RELEASE);
+}
+
 static void *
 health_main(void *arg)
 {
 	(void)arg;
 	for (;;) {
+		health_probe_once();
 		usleep(HEALTH_MS * 1000);
-		__atomic_store_n(&health_begun_ms, now_ms(), __ATOMIC_RELAXED);
-		__atomic_store_n(&health_state, health_probe(), __ATOMIC_RELAXED);
-		__atomic_store_n(&health_begun_ms, 0, __ATOMIC_RELAXED);
 	}
 	return NULL;
 }
 
-/* The first probe is made by the first caller; then a detached thread
- * (with its own kmsd connection) probes once a HEALTH_MS. */
+/* A detached thread (with its own kmsd connection) probes at once, then
+ * once a HEALTH_MS; the first caller waits for that first probe, but not
+ * longer than STALE_MS (a hung kmsd does not hold tsmd's start for the
+ * 30 s call timeout). Without the thread, the caller probes itself. */
 static void
 health_start(void)
 {
 	pthread_attr_t a;
 	pthread_t t;
+	uint64_t until;
+	int started;
 
-	__atomic_store_n(&health_state, health_probe(), __ATOMIC_RELAXED);
-	if (pthread_attr_init(&a) != 0)
-		return;
-	(void)pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&t, &a, health_main, NULL) != 0)
+	__atomic_store_n(&health_begun_ms, now_ms(), __ATOMIC_RELAXED);
+	started = pthread_attr_init(&a) == 0;
+	if (started) {
+		(void)pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+		started = pthread_create(&t, &a, health_main, NULL) == 0;
+		(void)pthread_attr_destroy(&a);
+	}
+	if (!started) {
 		log_msg(LOG_ERR, "event=kms_health_thread_failed");
-	(void)pthread_attr_destroy(&a);
+		health_probe_once();
+		return;
+	}
+	until = now_ms() + STALE_MS;
+	while (__atomic_load_n(&health_probes, __ATOMIC_ACQUIRE) == 0 &&
+	    now_ms() < until)
+		usleep(2000);
 }
 
 int
