@@ -408,12 +408,13 @@ kmsd_conn_read(struct kmsd *d, struct conn *c, int hup)
 
 	for (;;) {
 		if (c->closing || c->out.len >= OUT_HIGH) {
-			/* Not reading now; but a peer that hung up would
-			 * raise EPOLLHUP on every wait: the flush at the end
-			 * of the batch hits EPIPE (or finds nothing left to
-			 * send) and closes the connection. */
-			if (hup)
-				kmsd_mark_dirty(d, c);
+			/* Not reading now; a peer that hung up can take
+			 * nothing more and would raise EPOLLHUP on every wait
+			 * (a spin while a durable reply is held): closed now. */
+			if (hup) {
+				kmsd_conn_close(d, c);
+				return;
+			}
 			break;
 		}
 		if ((rc = buf_reserve(&c->in, READ_CHUNK)) != 0) {
