@@ -314,7 +314,7 @@ out:
 	return rc;
 }
 
-/* The receipt MAC into its slot; the answer's signature header. */
+/* The receipt MAC, from kmsd, into its slot in the answer. */
 static void
 complete_answer(struct ks_job *j)
 {
@@ -334,7 +334,7 @@ sign_answer(struct ks_job *j, struct http_resp *rs)
 	hex_encode(j->ans_mac, 32, mhx);
 	snprintf(hdr, sizeof(hdr), "%s,sig=%s", j->sign_hdr, mhx);
 	if (http_resp_header(rs, HTTP_SIG_HEADER, hdr) != 0)
-		log_msg(LOG_WARN, "event=sei_presign_unused rid=%s",
+		log_msg(LOG_WARN, "event=sei_answer_sig_unused rid=%s",
 		    http_req_id(j->rq));
 }
 
