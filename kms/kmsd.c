@@ -231,6 +231,12 @@ kmsd_conn_close(struct kmsd *d, struct conn *c)
 			break;
 		}
 	}
+	for (pp = &d->pending; *pp != NULL; pp = &(*pp)->next_pending) {
+		if (*pp == c) {
+			*pp = c->next_pending;
+			break;
+		}
+	}
 	epoll_ctl(d->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	buf_free(&c->in);
@@ -249,19 +255,58 @@ kmsd_mark_dirty(struct kmsd *d, struct conn *c)
 }
 
 /* Re-arms epoll only when the wanted events change (a syscall saved per
- * reply on the hot path). */
+ * reply on the hot path). out: output that may go is still unwritten. */
 static void
-update_events(struct kmsd *d, struct conn *c)
+update_events(struct kmsd *d, struct conn *c, int out)
 {
 	struct epoll_event ev = { 0 };
 
 	ev.events = (c->out.len < OUT_HIGH && !c->closing ? EPOLLIN : 0) |
-	    (c->out.len > 0 ? EPOLLOUT : 0);
+	    (out ? EPOLLOUT : 0);
 	if (ev.events == c->events)
 		return;
 	ev.data.ptr = c;
 	if (epoll_ctl(d->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
 		c->events = ev.events;
+}
+
+static uint64_t sync_done_gen(struct kmsd *d);
+static void hold(struct kmsd *d, struct conn *c);
+
+/* The reply about to be appended, and all after it, wait for audit sync
+ * gen. Gens only rise, so a reply behind one that waits as long needs no
+ * mark of its own; with the marks full the last one waits longer. */
+static void
+conn_hold(struct conn *c, uint64_t gen)
+{
+	if (c->nhold > 0 && c->hold[c->nhold - 1].gen >= gen)
+		return;
+	if (c->nhold == ARRAY_LEN(c->hold)) {
+		c->hold[c->nhold - 1].gen = gen;
+		return;
+	}
+	c->hold[c->nhold].gen = gen;
+	c->hold[c->nhold].at = c->out_done + c->out.len;
+	c->nhold++;
+}
+
+/* Bytes at the front of c's output that may be written now that audit
+ * sync `done` is on disk (marks it satisfies are dropped). */
+static size_t
+conn_writable(struct conn *c, uint64_t done)
+{
+	unsigned i = 0;
+
+	while (i < c->nhold && c->hold[i].gen <= done)
+		i++;
+	if (i > 0) {
+		memmove(&c->hold[0], &c->hold[i], (c->nhold - i) *
+		    sizeof(c->hold[0]));
+		c->nhold -= i;
+	}
+	if (c->nhold == 0)
+		return c->out.len;
+	return (size_t)(c->hold[0].at - c->out_done);
 }
 
 /* Appends a reply frame. */
@@ -344,10 +389,11 @@ serve_frame(struct kmsd *d, struct conn *c, const struct kms_hdr *h,
 			    status == 0 ? "ok" : "error", status == 0 ? NULL : detail,
 			    row->audit == AUDIT_DURABLE && status == 0);
 			/* This reply (and those after it on the connection)
-			 * leaves only once the record is on disk. */
+			 * leaves only once the record is on disk; those
+			 * before it need not wait. */
 			if (row->audit == AUDIT_DURABLE && status == 0 &&
 			    audit_sync_pending(d->audit))
-				c->hold_gen = d->sync_req + 1;
+				conn_hold(c, d->sync_req + 1);
 		}
 	}
 	if (status != 0)
@@ -365,14 +411,21 @@ serve_frame(struct kmsd *d, struct conn *c, const struct kms_hdr *h,
 	return 0;
 }
 
-/* Parses and serves every complete frame in c->in. */
+/* Parses and serves the complete frames in c->in, a pass's worth. */
 int
 kmsd_serve_input(struct kmsd *d, struct conn *c)
 {
 	struct kms_hdr h;
 	size_t off = 0;
+	int served = 0, more = 0;
 
 	while (!c->closing && c->in.len - off >= KMS_HDR_LEN) {
+		/* One busy connection does not keep the loop from the others,
+		 * nor its own finished replies from leaving. */
+		if (served == KMSD_FRAMES_PASS) {
+			more = 1;
+			break;
+		}
 		if (kms_hdr_decode(c->in.p + off, &h) != 0) {
 			/* Length over the maximum: answer once, then close,
 			 * without reading (or allocating for) the body. */
@@ -395,9 +448,37 @@ kmsd_serve_input(struct kmsd *d, struct conn *c)
 		if (serve_frame(d, c, &h, c->in.p + off + KMS_HDR_LEN) != 0)
 			return -1;
 		off += KMS_HDR_LEN + h.len;
+		served++;
 	}
 	buf_consume(&c->in, off);
-	return 0;
+	return more;
+}
+
+static void
+mark_pending(struct kmsd *d, struct conn *c)
+{
+	if (c->is_pending)
+		return;
+	c->is_pending = 1;
+	c->next_pending = d->pending;
+	d->pending = c;
+}
+
+void
+kmsd_serve_pending(struct kmsd *d)
+{
+	struct conn *c, *next;
+	int rc;
+
+	for (c = d->pending, d->pending = NULL; c != NULL; c = next) {
+		next = c->next_pending;
+		c->next_pending = NULL;
+		c->is_pending = 0;
+		if ((rc = kmsd_serve_input(d, c)) < 0)
+			kmsd_conn_close(d, c);
+		else if (rc > 0)
+			mark_pending(d, c);
+	}
 }
 
 void
@@ -417,6 +498,10 @@ kmsd_conn_read(struct kmsd *d, struct conn *c, int hup)
 			}
 			break;
 		}
+		/* Frames wait from the last read: none read until they are
+		 * served (epoll reports the socket again). */
+		if (c->is_pending)
+			break;
 		if ((rc = buf_reserve(&c->in, READ_CHUNK)) != 0) {
 			kmsd_conn_close(d, c);
 			return;
@@ -435,9 +520,13 @@ kmsd_conn_read(struct kmsd *d, struct conn *c, int hup)
 			return;
 		}
 		c->in.len += (size_t)n;
-		if (kmsd_serve_input(d, c) != 0) {
+		if ((rc = kmsd_serve_input(d, c)) < 0) {
 			kmsd_conn_close(d, c);
 			return;
+		}
+		if (rc > 0) {
+			mark_pending(d, c);
+			break;
 		}
 		if ((size_t)n < READ_CHUNK)
 			break;
@@ -452,10 +541,11 @@ kmsd_conn_read(struct kmsd *d, struct conn *c, int hup)
 int
 kmsd_conn_flush(struct kmsd *d, struct conn *c)
 {
+	size_t lim = conn_writable(c, sync_done_gen(d));
 	ssize_t n;
 
-	while (c->out.len > 0) {
-		n = write(c->fd, c->out.p, c->out.len);
+	while (lim > 0) {
+		n = write(c->fd, c->out.p, lim);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -465,12 +555,17 @@ kmsd_conn_flush(struct kmsd *d, struct conn *c)
 			return -1;
 		}
 		buf_consume(&c->out, (size_t)n);
+		c->out_done += (uint64_t)n;
+		lim -= (size_t)n;
 	}
 	if (c->out.len == 0 && c->closing) {
 		kmsd_conn_close(d, c);
 		return -1;
 	}
-	update_events(d, c);
+	/* The rest waits for a sync: flushed again when it is done. */
+	if (c->nhold > 0)
+		hold(d, c);
+	update_events(d, c, lim > 0);
 	return 0;
 }
 
@@ -613,35 +708,24 @@ sync_done_gen(struct kmsd *d)
 static void
 hold(struct kmsd *d, struct conn *c)
 {
-	struct conn *h;
-
-	for (h = d->held; h != NULL; h = h->next_held)
-		if (h == c)
-			return;
+	if (c->is_held)
+		return;
+	c->is_held = 1;
 	c->next_held = d->held;
 	d->held = c;
 }
 
+/* A sync finished: every held connection writes what may go now (those
+ * still waiting for a later sync go back on the list). */
 void
 kmsd_sync_done(struct kmsd *d)
 {
-	struct conn *c, *next, *keep = NULL, *ready = NULL;
-	uint64_t done = sync_done_gen(d);
+	struct conn *c, *next;
 
 	for (c = d->held, d->held = NULL; c != NULL; c = next) {
 		next = c->next_held;
-		if (c->hold_gen <= done) {
-			c->next_held = ready;
-			ready = c;
-		} else {
-			c->next_held = keep;
-			keep = c;
-		}
-	}
-	d->held = keep;
-	for (c = ready; c != NULL; c = next) {
-		next = c->next_held;
 		c->next_held = NULL;
+		c->is_held = 0;
 		(void)kmsd_conn_flush(d, c);	/* may close and free c */
 	}
 }
@@ -657,7 +741,6 @@ void
 kmsd_flush_dirty(struct kmsd *d)
 {
 	struct conn *c, *next;
-	uint64_t done;
 	int fd;
 
 	/* This iteration's records, chained and written in one go. */
@@ -677,18 +760,14 @@ kmsd_flush_dirty(struct kmsd *d)
 			d->sync_done = d->sync_req;
 		}
 	}
-	done = sync_done_gen(d);
+	/* A durable reply whose record is not written yet (the write failed:
+	 * logged, retried at every loop pass, at least once a second) waits
+	 * for the sync after the write that succeeds. */
 	for (c = d->dirty, d->dirty = NULL; c != NULL; c = next) {
 		next = c->next_dirty;
 		c->dirty = 0;
 		c->next_dirty = NULL;
-		/* A durable reply whose record is not written yet (the write
-		 * failed: logged, retried at every loop pass, at least once a
-		 * second) waits for the sync after the write that succeeds. */
-		if (c->hold_gen > done)
-			hold(d, c);
-		else
-			(void)kmsd_conn_flush(d, c);
+		(void)kmsd_conn_flush(d, c);	/* writes what may go */
 	}
 }
 

@@ -44,8 +44,16 @@ struct conn {
 	int            dirty;		/* on the flush list */
 	char           audited[8][200];	/* "op key" already audited (MAC ops) */
 	unsigned       naudited;
-	uint64_t       hold_gen;	/* output waits for this audit sync */
+	uint64_t       out_done;	/* output bytes written so far */
+	struct {
+		uint64_t gen;		/* audit sync it waits for */
+		uint64_t at;		/* output from here (out_done scale) */
+	}              hold[4];		/* oldest first, gens rising */
+	unsigned       nhold;
+	int            is_held;		/* on the held list */
 	struct conn   *next_held;
+	int            is_pending;	/* on the pending list */
+	struct conn   *next_pending;
 	struct buf     in;
 	struct buf     out;
 	struct handle *h;		/* slots */
@@ -82,6 +90,7 @@ struct kmsd {
 	int             stop;
 	struct conn    *conns;
 	struct conn    *dirty;
+	struct conn    *pending;	/* frames read, not yet served */
 	uint64_t        next_sweep_ms;
 	/* group commit off the event loop: a syncer thread fdatasyncs the
 	 * audit log; replies that depend on durable records wait for it */
@@ -156,9 +165,15 @@ void kmsd_syncer_stop(struct kmsd *d);
 /* Called when the syncer signals: releases held connections. */
 void kmsd_sync_done(struct kmsd *d);
 void kmsd_sweep(struct kmsd *d);
-/* Serves every complete frame buffered in c->in, replies into c->out;
- * no I/O (the fuzz target calls it directly). -1: close the connection. */
+/* Serves the complete frames buffered in c->in, at most KMSD_FRAMES_PASS
+ * of them, replies into c->out; no I/O (the fuzz target calls it
+ * directly). 0: all served; 1: more complete frames wait; -1: close the
+ * connection. */
+#define KMSD_FRAMES_PASS 64
 int  kmsd_serve_input(struct kmsd *d, struct conn *c);
+/* Serves connections with frames left over by the last pass (the loop
+ * does not wait in epoll while there are any). */
+void kmsd_serve_pending(struct kmsd *d);
 
 /* ---- key sets (keyset.c): blobs and their members ---- */
 

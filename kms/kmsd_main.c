@@ -154,7 +154,7 @@ loop(struct kmsd *d)
 	int n, i, timeout, synced;
 
 	while (!d->stop) {
-		timeout = 1000;
+		timeout = d->pending != NULL ? 0 : 1000;
 		n = epoll_wait(d->epfd, ev, (int)ARRAY_LEN(ev), timeout);
 		if (n < 0 && errno != EINTR)
 			break;
@@ -187,6 +187,7 @@ loop(struct kmsd *d)
 			else if (ev[i].events & EPOLLOUT)
 				kmsd_mark_dirty(d, c);
 		}
+		kmsd_serve_pending(d);
 		if (synced)
 			kmsd_sync_done(d);
 		kmsd_flush_dirty(d);

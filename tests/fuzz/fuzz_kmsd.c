@@ -96,7 +96,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		put_hello(&c->in);
 	if (buf_put(&c->in, data + 1, size - 1) != 0)
 		abort();
-	(void)kmsd_serve_input(&D, c);
+	while (kmsd_serve_input(&D, c) > 0)
+		continue;
 	kmsd_conn_close(&D, c);
 	return 0;
 }

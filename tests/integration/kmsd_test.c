@@ -1285,6 +1285,30 @@ test_dead_client(void)
 	buf_free(&blob);
 }
 
+/* The audit log cannot grow any more (a file-size limit on kmsd, as a
+ * full disk would do); *old is the limit to put back with audit_room. */
+static void
+audit_full(struct rlimit *old)
+{
+	struct rlimit lim;
+	struct stat sb;
+
+	if (stat(E.audit, &sb) != 0 || prlimit(E.pid, RLIMIT_FSIZE, NULL,
+	    old) != 0)
+		bail("audit log size");
+	lim = *old;
+	lim.rlim_cur = (rlim_t)sb.st_size;
+	if (prlimit(E.pid, RLIMIT_FSIZE, &lim, NULL) != 0)
+		bail("prlimit");
+}
+
+static void
+audit_room(const struct rlimit *old)
+{
+	if (prlimit(E.pid, RLIMIT_FSIZE, old, NULL) != 0)
+		bail("prlimit back");
+}
+
 /*
  * Clients that send a durable request (keyset.generate: its reply waits for
  * the audit sync) and hang up at once. kmsd then closes such a connection
@@ -1299,10 +1323,9 @@ test_dead_client(void)
 static void
 test_audit_full(void)
 {
-	struct rlimit lim, old;
+	struct rlimit old;
 	struct kms_client *c;
 	struct pollfd pf;
-	struct stat sb;
 	struct buf req;
 	struct rd r;
 	uint32_t id, rid;
@@ -1315,13 +1338,7 @@ test_audit_full(void)
 	    buf_put_u8(&req, KMS_KEYSET_RANDOM) != 0)
 		bail("audit-full setup");
 	n0 = kmsenv_count_lines(E.audit, "\"op\":\"keyset.generate\"");
-	if (stat(E.audit, &sb) != 0 ||
-	    prlimit(E.pid, RLIMIT_FSIZE, NULL, &old) != 0)
-		bail("audit-full limit");
-	lim = old;
-	lim.rlim_cur = (rlim_t)sb.st_size;
-	if (prlimit(E.pid, RLIMIT_FSIZE, &lim, NULL) != 0)
-		bail("prlimit");
+	audit_full(&old);
 	if (kms_submit(c, KMS_OP_KEYSET_GENERATE, &req, &id) != 0 ||
 	    kms_flush(c) != 0)
 		bail("audit-full submit");
@@ -1330,13 +1347,82 @@ test_audit_full(void)
 	waited = poll(&pf, 1, 2500);
 	ok(waited == 0, "audit log full: the durable reply is held (%s)",
 	    waited == 0 ? "none in 2.5 s" : "a reply came");
-	if (prlimit(E.pid, RLIMIT_FSIZE, &old, NULL) != 0)
-		bail("prlimit back");
+	audit_room(&old);
 	ok(kms_next(c, &rid, &status, &r) == 0 && rid == id && status == 0,
 	    "room again: the reply comes, ok");
 	ok(kmsenv_count_lines(E.audit, "\"op\":\"keyset.generate\"") ==
 	    n0 + 1, "and its record is in the log");
 	buf_free(&req);
+	kms_close(c);
+}
+
+/* On one connection, replies ahead of a held durable reply leave at once
+ * (before, the whole connection's output waited for the sync); those
+ * behind it keep their place. The audit log is kept full as above. */
+static void
+test_hold_order(void)
+{
+	struct rlimit old;
+	struct kms_client *c;
+	struct pollfd pf;
+	struct buf req;
+	struct rd r;
+	uint32_t id[3], rid;
+	int status = -1, first, more, i, good = 1;
+
+	buf_init(&req);
+	if (kms_connect(&c, E.sock, "hold-order") != 0 ||
+	    buf_put_u8(&req, KMS_ALG_AES128) != 0 ||
+	    buf_put_u8(&req, KMS_KCV_GP) != 0 ||
+	    buf_put_u8(&req, KMS_KEYSET_RANDOM) != 0)
+		bail("hold-order setup");
+	audit_full(&old);
+	if (kms_submit(c, KMS_OP_PING, NULL, &id[0]) != 0 ||
+	    kms_submit(c, KMS_OP_KEYSET_GENERATE, &req, &id[1]) != 0 ||
+	    kms_submit(c, KMS_OP_PING, NULL, &id[2]) != 0 || kms_flush(c) != 0)
+		bail("hold-order submit");
+	pf.fd = kms_fd(c);
+	pf.events = POLLIN;
+	first = poll(&pf, 1, 5000) == 1 && kms_next(c, &rid, &status, &r) == 0 &&
+	    rid == id[0] && status == 0;
+	ok(first, "a ping ahead of a held durable reply is answered at once");
+	more = kms_buffered(c) || poll(&pf, 1, 1500) != 0;
+	ok(!more, "the durable reply and the ping behind it wait for the sync");
+	audit_room(&old);
+	for (i = 1; i < 3; i++)
+		good &= kms_next(c, &rid, &status, &r) == 0 && rid == id[i] &&
+		    status == 0;
+	ok(good, "room again: the durable reply, then the ping, in order");
+	buf_free(&req);
+	kms_close(c);
+}
+
+/* More frames in one read than kmsd serves in a pass (KMSD_FRAMES_PASS,
+ * 64): the rest are served in the next passes, all answered, in order. */
+static void
+test_many_frames(void)
+{
+	enum { N = 320 };
+	struct kms_client *c;
+	struct rd r;
+	uint32_t id0 = 0, id, rid;
+	int status, i, good = 1;
+
+	if (kms_connect(&c, E.sock, "many-frames") != 0)
+		bail("many-frames connect");
+	for (i = 0; i < N; i++) {
+		if (kms_submit(c, KMS_OP_PING, NULL, &id) != 0)
+			bail("many-frames submit");
+		if (i == 0)
+			id0 = id;
+	}
+	if (kms_flush(c) != 0)
+		bail("many-frames flush");
+	for (i = 0; i < N && good; i++)
+		good &= kms_next(c, &rid, &status, &r) == 0 &&
+		    rid == id0 + (uint32_t)i && status == 0;
+	ok(good, "%d pings sent at once on one connection: all answered, in "
+	    "order", N);
 	kms_close(c);
 }
 
@@ -1624,6 +1710,8 @@ main(void)
 	test_roles();
 	test_dead_client();
 	test_abandoned_durable();
+	test_hold_order();
+	test_many_frames();
 	test_audit_full();
 	test_proto_status();
 	test_out_of_step();
