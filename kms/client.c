@@ -29,6 +29,7 @@ struct kms_client {
 	struct buf out;		/* queued request bytes */
 	struct buf in;		/* received bytes */
 	size_t     consumed;	/* bytes of `in` already handed out */
+	int        shared;	/* kms_share: another thread reads */
 	char       err[256];
 };
 
@@ -108,6 +109,14 @@ kms_flush(struct kms_client *c)
 	return 0;
 }
 
+/* An error seen while reading: its text is kept unless another thread
+ * submits on c (then the reader keeps none; they never write one field). */
+static int
+rx_err(struct kms_client *c, int rc, const char *msg)
+{
+	return c->shared ? rc : set_err(c, rc, msg);
+}
+
 /* Reads until `need` unconsumed bytes are buffered. */
 static int
 fill(struct kms_client *c, size_t need)
@@ -128,16 +137,19 @@ fill(struct kms_client *c, size_t need)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK) {
 				/* A late reply would answer the next request:
-				 * this connection cannot be used any more. */
-				close(c->fd);
-				c->fd = -1;
-				return set_err(c, ERR_TIMEOUT, "kmsd did not answer in "
-				    "time (connection dropped)");
+				 * this connection cannot be used any more (a
+				 * shared one is the sharer's to drop). */
+				if (!c->shared) {
+					close(c->fd);
+					c->fd = -1;
+				}
+				return rx_err(c, ERR_TIMEOUT, "kmsd did not answer "
+				    "in time (connection dropped)");
 			}
-			return set_err(c, ERR_CLOSED, "kmsd connection lost (read)");
+			return rx_err(c, ERR_CLOSED, "kmsd connection lost (read)");
 		}
 		if (n == 0)
-			return set_err(c, ERR_CLOSED, "kmsd closed the connection");
+			return rx_err(c, ERR_CLOSED, "kmsd closed the connection");
 		c->in.len += (size_t)n;
 	}
 	return 0;
@@ -158,7 +170,7 @@ kms_next(struct kms_client *c, uint32_t *id, int *status, struct rd *body)
 		return rc;
 	if (kms_hdr_decode(c->in.p + c->consumed, &h) != 0 ||
 	    !(h.flags & KMS_FLAG_REPLY))
-		return set_err(c, ERR_PROTO, "malformed reply from kmsd");
+		return rx_err(c, ERR_PROTO, "malformed reply from kmsd");
 	if ((rc = fill(c, KMS_HDR_LEN + h.len)) != 0)
 		return rc;
 	rd_init(body, c->in.p + c->consumed + KMS_HDR_LEN, h.len);
@@ -166,8 +178,8 @@ kms_next(struct kms_client *c, uint32_t *id, int *status, struct rd *body)
 	*id = h.id;
 	*status = h.status;
 	if (h.status > 0 || h.status < ERR_MIN - 100)
-		return set_err(c, ERR_PROTO, "reply status out of range");
-	if (h.status != 0) {
+		return rx_err(c, ERR_PROTO, "reply status out of range");
+	if (h.status != 0 && !c->shared) {
 		char msg[200];
 		struct rd r = *body;
 
@@ -183,6 +195,18 @@ int
 kms_submit(struct kms_client *c, int op, const struct buf *body, uint32_t *id)
 {
 	return queue(c, op, body ? body->p : NULL, body ? body->len : 0, id);
+}
+
+void
+kms_share(struct kms_client *c)
+{
+	c->shared = 1;
+}
+
+int
+kms_buffered(const struct kms_client *c)
+{
+	return c->in.len > c->consumed;
 }
 
 /* ---- connection ---- */
@@ -402,7 +426,15 @@ kms_call(struct kms_client *c, int op, const struct buf *body,
 	if (rc != 0)							\
 		return rc;						\
 } while (0)
-#define BAD_REPLY() set_err(c, ERR_PROTO, "malformed reply from kmsd")
+#define BAD_REPLY() bad_reply(c)
+
+/* A reply that does not decode (c may be NULL: no client to tell). */
+static int
+bad_reply(struct kms_client *c)
+{
+	return c != NULL ? set_err(c, ERR_PROTO, "malformed reply from kmsd") :
+	    ERR_PROTO;
+}
 
 int
 kms_ping(struct kms_client *c)
@@ -655,6 +687,21 @@ kms_keyset_receive(struct kms_client *c, const struct kms_receive *in,
 		rc = receive_body(&b, in);
 	SEND(KMS_OP_KEYSET_RECEIVE);
 	return receive_reply(c, &r, blob, kcvs, receipt_mac, answer_mac);
+}
+
+int
+kms_keyset_receive_encode(struct buf *b, const struct kms_receive *in)
+{
+	return receive_body(b, in);
+}
+
+int
+kms_keyset_receive_decode(struct rd *r, int with_answer, struct buf *blob,
+    struct kms_keyset_kcvs *kcvs, uint8_t receipt_mac[32],
+    uint8_t answer_mac[32])
+{
+	return receive_reply(NULL, r, blob, kcvs, receipt_mac, with_answer ?
+	    answer_mac : NULL);
 }
 
 int

@@ -206,6 +206,14 @@ struct kms_receive {
 int  kms_keyset_receive(struct kms_client *c, const struct kms_receive *in,
 	    struct buf *blob, struct kms_keyset_kcvs *kcvs,
 	    uint8_t receipt_mac[32], uint8_t answer_mac[32]) WUR;
+/* The same in two halves, for pipelined use (kms_submit): the request
+ * body appended to b, and the reply body decoded (answer_mac filled when
+ * with_answer, i.e. in->ans_head was set). ERR_PROTO: malformed. */
+int  kms_keyset_receive_encode(struct buf *b, const struct kms_receive *in)
+	    WUR;
+int  kms_keyset_receive_decode(struct rd *r, int with_answer,
+	    struct buf *blob, struct kms_keyset_kcvs *kcvs,
+	    uint8_t receipt_mac[32], uint8_t answer_mac[32]) WUR;
 
 /* A custodian share names its token by serial; "pending" (kmsctl init
  * writes it before the token has one) goes with any token, and the PIN
@@ -297,6 +305,16 @@ int  kms_flush(struct kms_client *c) WUR;
  * until the next call. */
 int  kms_next(struct kms_client *c, uint32_t *id, int *status,
 	    struct rd *body) WUR;
+/*
+ * One connection, two threads: after kms_share(c), one thread may read
+ * replies with kms_next while another (the callers serialize themselves)
+ * submits and flushes. kms_next then keeps no error text and never closes
+ * the socket, even on ERR_TIMEOUT (the 30 s receive timeout on a partial
+ * reply): the sharer drops the connection. kms_buffered: 1 when received
+ * bytes wait to be handed out (kms_next needs no new data to start).
+ */
+void kms_share(struct kms_client *c);
+int  kms_buffered(const struct kms_client *c);
 
 /* Low-level call used by kmsctl for the custodian/auditor operations:
  * sends op with body, waits for the reply, returns its status; reply body

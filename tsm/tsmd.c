@@ -273,6 +273,9 @@ main(int argc, char **argv)
 out:
 	if (srv != NULL)
 		http_server_stop(srv, 0);
+	/* Every request on the shared kmsd pipe belongs to a handed-off
+	 * request, which the stop waited for: nothing is pending now. */
+	tsm_kms_pipe_stop();
 	sei_sdstatus_set_hook(NULL);
 	flow_free(app.flow);	/* after the server: no handler runs now */
 	/* The replay cache serves the server and the flows' SEI client. */

@@ -4,8 +4,9 @@
  * signatures checked with OpenSSL, idempotency, conflicts, master sets,
  * sd-status; each bad input refused with the store unchanged; replays too.
  */
-#include <signal.h>
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -454,6 +455,181 @@ test_contract(void)
 	sent_free(&s);
 }
 
+/* ---- many at once ---- */
+
+#define AT_ONCE 8
+
+struct racer {
+	pthread_t     t;
+	char          body[2048];
+	char          sig[300];
+	struct sp_resp r;
+	json_t       *j;
+};
+
+static pthread_barrier_t race_start;
+
+static void *
+race_run(void *arg)
+{
+	struct racer *x = arg;
+	CURL *h = curl_easy_init();
+
+	pthread_barrier_wait(&race_start);
+	if (h != NULL && sp_post(h, base, ca, SP_KEYSYNC, x->body,
+	    strlen(x->body), x->sig, &x->r) == 0)
+		x->j = json_loadb((const char *)x->r.body.p, x->r.body.len, 0,
+		    NULL);
+	curl_easy_cleanup(h);
+	return NULL;
+}
+
+/* Posts AT_ONCE requests together: bodies[i] (the last one for the
+ * rest), each signed with a fresh nonce unless one_nonce. */
+static void
+race(struct racer *x, char *const *bodies, size_t nb, int one_nonce)
+{
+	char nonce[33];
+	size_t i;
+
+	pthread_barrier_init(&race_start, NULL, AT_ONCE);
+	sp_nonce(nonce);
+	for (i = 0; i < AT_ONCE; i++) {
+		memset(&x[i].r, 0, sizeof(x[i].r));
+		x[i].j = NULL;
+		snprintf(x[i].body, sizeof(x[i].body), "%s",
+		    bodies[i < nb ? i : nb - 1]);
+		if (!one_nonce)
+			sp_nonce(nonce);
+		sp_sign(kmsenv_mac, 32, "test-mac", SP_KEYSYNC,
+		    (long long)wall_seconds(), nonce, x[i].body, x[i].sig,
+		    sizeof(x[i].sig));
+		if (pthread_create(&x[i].t, NULL, race_run, &x[i]) != 0)
+			bail("pthread_create");
+	}
+	for (i = 0; i < AT_ONCE; i++)
+		pthread_join(x[i].t, NULL);
+	pthread_barrier_destroy(&race_start);
+}
+
+static long
+xcode(const struct racer *x)
+{
+	json_t *c = json_object_get(x->j, "resultCode");
+
+	return json_is_integer(c) ? (long)json_integer_value(c) : -1;
+}
+
+static void
+race_free(struct racer *x)
+{
+	size_t i;
+
+	for (i = 0; i < AT_ONCE; i++) {
+		sp_resp_free(&x[i].r);
+		json_decref(x[i].j);
+	}
+}
+
+/*
+ * Key syncs that race each other: their commits meet in the store (one
+ * group, or one after another) and every loser must still get the answer
+ * it would have got alone.
+ */
+static void
+test_at_once(void)
+{
+	struct racer x[AT_ONCE];
+	struct sp_keyset ks, other[AT_ONCE];
+	struct sent s;
+	char *bodies[AT_ONCE];
+	size_t i, good, replays, conflicts, same;
+	long winner = -1;
+
+	/* the same set, fresh nonces: all stored-or-repeat, one receipt */
+	sp_keyset_new(&ks, 16, kmsenv_kek128, 16, 0);
+	bodies[0] = ks_body("SEI-TEST", "A0000001515400", SEID, NULL, &ks,
+	    "AES-128", 0);
+	race(x, bodies, 1, 0);
+	free(bodies[0]);
+	for (i = good = same = 0; i < AT_ONCE; i++) {
+		struct sent t;
+
+		good += x[i].r.code == 200 && xcode(&x[i]) == 0 &&
+		    sp_answer_signed(&x[i].r, kmsenv_mac, 32, "test-mac",
+		    SP_KEYSYNC);
+		same += x[i].r.body.len == x[0].r.body.len && memcmp(
+		    x[i].r.body.p, x[0].r.body.p, x[0].r.body.len) == 0;
+		if (i == 0) {
+			t.j = x[0].j;
+			ok(receipt_ok(&t, "SEI-TEST", "A0000001515400", SEID,
+			    NULL, &ks), "the same set %d times at once: the "
+			    "receipt verifies", AT_ONCE);
+		}
+	}
+	if (!ok(good == AT_ONCE, "the same set %d times at once (fresh nonces): "
+	    "every one 200, resultCode 0, answer signed", AT_ONCE))
+		diag("%zu good; first: %ld %.*s", good, x[0].r.code,
+		    (int)x[0].r.body.len, (const char *)x[0].r.body.p);
+	ok(same == AT_ONCE, "... and byte-identical answers (one receipt)");
+	ok(blob_opens(SEID, "A0000001515400", 0x30, &ks), "... one set stored; "
+	    "opens in kmsd");
+	race_free(x);
+
+	/* one request replayed at once: one stored, the others replays */
+	sp_keyset_new(&ks, 16, kmsenv_kek128, 16, 0);
+	bodies[0] = ks_body("SEI-TEST", "A0000001515401", SEID, NULL, &ks,
+	    "AES-128", 0);
+	race(x, bodies, 1, 1);
+	free(bodies[0]);
+	for (i = good = replays = 0; i < AT_ONCE; i++) {
+		good += x[i].r.code == 200 && xcode(&x[i]) == 0;
+		replays += x[i].r.code == 401 && xcode(&x[i]) == SEI_REPLAY;
+	}
+	if (!ok(good == 1 && replays == AT_ONCE - 1, "one request %d times at "
+	    "once (one nonce): 1 accepted, %d refused as replays", AT_ONCE,
+	    AT_ONCE - 1))
+		diag("%zu accepted, %zu replays", good, replays);
+	ok(blob_opens(SEID, "A0000001515401", 0x30, &ks), "... its set is "
+	    "stored");
+	race_free(x);
+
+	/* different sets under one name at once: one wins, the rest are
+	 * conflicts, and the stored set is the winner's */
+	for (i = 0; i < AT_ONCE; i++) {
+		sp_keyset_new(&other[i], 16, kmsenv_kek128, 16, 0);
+		bodies[i] = ks_body("SEI-TEST", "A0000001515402", SEID, NULL,
+		    &other[i], "AES-128", 0);
+	}
+	race(x, bodies, AT_ONCE, 0);
+	for (i = good = conflicts = 0; i < AT_ONCE; i++) {
+		free(bodies[i]);
+		if (x[i].r.code == 200 && xcode(&x[i]) == 0) {
+			good++;
+			winner = (long)i;
+		}
+		conflicts += x[i].r.code == 409 &&
+		    xcode(&x[i]) == SEI_STATE_CONFLICT;
+	}
+	if (!ok(good == 1 && conflicts == AT_ONCE - 1, "%d different sets for "
+	    "one SE/SSD/version at once: 1 accepted, %d conflicts", AT_ONCE,
+	    AT_ONCE - 1))
+		diag("%zu accepted, %zu conflicts", good, conflicts);
+	ok(winner >= 0 && blob_opens(SEID, "A0000001515402", 0x30,
+	    &other[winner]), "... the stored set is the accepted one's");
+	race_free(x);
+
+	/* and the server is still whole: a plain key sync goes through */
+	sp_keyset_new(&ks, 16, kmsenv_kek128, 16, 0);
+	bodies[0] = ks_body("SEI-TEST", "A0000001515403", SEID, NULL, &ks,
+	    "AES-128", 0);
+	post(SP_KEYSYNC, bodies[0], &s);
+	free(bodies[0]);
+	ok(s.r.code == 200 && rcode(&s) == 0, "afterwards: a key sync is "
+	    "accepted");
+	sent_free(&s);
+}
+
 static void
 test_master(void)
 {
@@ -849,6 +1025,36 @@ test_kmsd_down(void)
 	sent_free(&s);
 	free(before);
 	free(body);
+
+	/* Restarted again with nothing sent in between: every kmsd
+	 * connection tsmd holds is stale, yet the first key sync goes
+	 * through (keyset.receive is retried on a fresh connection). The
+	 * shared connection is made first (tsmd tries it at most once a
+	 * second after a failure). */
+	usleep(1100 * 1000);
+	sp_keyset_new(&ks, 16, kmsenv_kek128, 16, 0);
+	body = ks_body("SEI-TEST", "A0000001515392", SEID, NULL, &ks, "AES-128",
+	    0);
+	post(SP_KEYSYNC, body, &s);
+	ok(s.r.code == 200, "a second after: the next key sync goes through");
+	sent_free(&s);
+	free(body);
+	kmsenv_stop(&E, 0);
+	if (kmsenv_start(&E, NULL) != 0)
+		bail("kmsd restart");
+	sp_keyset_new(&ks, 16, kmsenv_kek128, 16, 0);
+	body = ks_body("SEI-TEST", "A0000001515391", SEID, NULL, &ks, "AES-128",
+	    0);
+	post(SP_KEYSYNC, body, &s);
+	if (!ok(s.r.code == 200 && receipt_ok(&s, "SEI-TEST", "A0000001515391",
+	    SEID, NULL, &ks), "kmsd restarted quietly: the next key sync goes "
+	    "through at the first try"))
+		diag("got %ld %.*s", s.r.code, (int)s.r.body.len,
+		    (const char *)s.r.body.p);
+	ok(kmsenv_count_lines(logpath, "event=kms_pipe_dropped") > 0,
+	    "... after tsmd found its shared kmsd connection lost (logged)");
+	sent_free(&s);
+	free(body);
 }
 
 int
@@ -884,6 +1090,7 @@ main(void)
 		bail("curl");
 
 	test_contract();
+	test_at_once();
 	test_master();
 	test_cmac_peer();
 	test_refusals();

@@ -83,6 +83,31 @@ struct http_sig;
 typedef int (*http_handler_fn)(struct http_req *rq, struct http_resp *rs,
     void *arg);
 
+/*
+ * Handing a request off. A handler on a worker (http_req_can_defer) may
+ * pass rq to another thread (e.g. a store_batch_commit_async callback)
+ * and return HTTP_DEFERRED: the worker goes on with the next request.
+ * From then on rq belongs to that thread, which finishes it with exactly
+ * one of:
+ *   http_req_done(rq, rc)       - rc as a handler returns it (0 or an
+ *                                 ERR_*), the answer in http_req_resp(rq).
+ *                                 Never blocks: an
+ *                                 answer that needs more (an error, an
+ *                                 unsettled MAC, a signature to make) is
+ *                                 finished on a worker.
+ *   http_req_continue(rq, fn, a) - fn(rq, rs, a) runs on a worker as a
+ *                                 handler would (it may block, or hand
+ *                                 off again).
+ * Neither the handler nor that thread may touch rq afterwards: it may be
+ * answered and freed at once. The server's stop waits for handed-off
+ * requests.
+ */
+#define HTTP_DEFERRED 0x44454652	/* no ERR_* (those are < 0) */
+int  http_req_can_defer(const struct http_req *rq);
+void http_req_done(struct http_req *rq, int rc);
+void http_req_continue(struct http_req *rq, http_handler_fn fn, void *arg);
+struct http_resp *http_req_resp(struct http_req *rq);
+
 /* ---- router ------------------------------------------------------------- */
 
 /* `app` is handed to every handler through http_req_app(). */
@@ -336,6 +361,27 @@ struct kms_client *tsm_kms(void);
 void tsm_kms_observe(int op, double seconds, int rc);
 /* Closes the calling thread's client (main thread, at exit). */
 void tsm_kms_cleanup(void);
+/*
+ * A request on tsmd's shared pipelined kmsd connection, for a caller that
+ * must not wait (a handler handing its request off): body is sent now;
+ * fn(status, reply, arg) runs once on the pipe's reader thread with
+ * kmsd's status and reply body (valid during the call only), or with
+ * ERR_CLOSED, ERR_TIMEOUT (no reply in 30 s), ERR_IO or ERR_PROTO and a
+ * NULL reply when the connection failed first: the request may or may
+ * not have run. fn holds up every later reply: it must not block. 0: sent,
+ * fn will run; else (kmsd unreachable, ERR_IO; stopping, ERR_CLOSED;
+ * ERR_NOMEM) fn will not run. Latencies go to tsm_kms_observe.
+ */
+typedef void (*tsm_kms_reply_fn)(int status, struct rd *reply, void *arg);
+int  tsm_kms_send(int op, const struct buf *body, tsm_kms_reply_fn fn,
+	    void *arg) WUR;
+/* (A connection that fails ends with rc for its oldest request, whose
+ * reply was due, and ERR_CLOSED for the others; a sender meeting another
+ * that is connecting gets ERR_BUSY at once. fn may read the store: LMDB
+ * reads do not wait on the writer.) */
+/* After the server stopped: waits for the pipe's outstanding replies (or
+ * their timeout), ends its reader, closes it. */
+void tsm_kms_pipe_stop(void);
 /* kmsd state, at most about a second old: 0 ready, ERR_SEALED, ERR_IO;
  * ERR_TIMEOUT while a probe has waited over 3 s for kmsd (hung). The
  * first call starts a thread that probes at once and then once a second,

@@ -8,6 +8,7 @@
 #include <netdb.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,9 @@ struct http_pool {
 	pthread_cond_t   cv;
 	struct http_req *head, *tail;
 	int              stop;
+	long             deferred;	/* handed off by handlers, not done
+					 * (below 0 for a moment when one is
+					 * done before its worker counted it) */
 	unsigned         n;		/* threads started */
 	pthread_t       *th;
 };
@@ -103,6 +107,8 @@ struct http_req {
 	const char                 *why;	/* short reason for the log */
 	struct http_resp           rs;
 	int                        job;		/* RQ_*: where the handler is */
+	http_handler_fn            cont;	/* http_req_continue: runs next */
+	void                      *cont_arg;
 	struct http_req           *qnext;
 	struct buf                 out;		/* the answer's bytes, made once */
 	char                      *sig_hdr;	/* its X-TSM-Signature, if any */
@@ -317,6 +323,7 @@ void *http_req_app(const struct http_req *rq) { return rq->srv->router->app; }
 uint64_t http_req_deadline(const struct http_req *rq) { return rq->deadline; }
 json_t *http_req_json(const struct http_req *rq) { return rq->json; }
 const struct tsm_peer *http_req_peer(const struct http_req *rq) { return rq->peer; }
+struct http_resp *http_req_resp(struct http_req *rq) { return &rq->rs; }
 const struct http_client_cert *http_req_cert(const struct http_req *rq) { return rq->cert; }
 
 const struct http_sig *
@@ -656,9 +663,10 @@ is_json_type(const char *ct)
 	    (n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0);
 }
 
-/* The body is in: bound and parse it, finish authentication, handle. */
-static void
-req_finish(struct http_req *rq)
+/* The body is in: bound and parse it, finish authentication. 0: the
+ * handler is to run; -1: answered. */
+static int
+req_prepare(struct http_req *rq)
 {
 	json_error_t je;
 	size_t where;
@@ -667,12 +675,12 @@ req_finish(struct http_req *rq)
 	if (rq->too_big) {
 		answer(rq, 413, "payload_too_large", "body larger than %zu bytes",
 		    rq->cfg->lim.max_body);
-		return;
+		return -1;
 	}
 	if (http_req_expired(rq)) {
 		answer(rq, 408, "request_timeout", "request took longer than %u ms",
 		    rq->cfg->lim.request_timeout_ms);
-		return;
+		return -1;
 	}
 	if (rq->body.len > 0 && is_json_type(http_req_header(rq, "Content-Type"))) {
 		rc = http_json_precheck(rq->body.p, rq->body.len,
@@ -680,12 +688,12 @@ req_finish(struct http_req *rq)
 		if (rc == ERR_TOOBIG) {
 			answer(rq, 413, "payload_too_large", "body larger than %zu "
 			    "bytes", rq->cfg->lim.max_body);
-			return;
+			return -1;
 		}
 		if (rc == ERR_LIMIT) {
 			answer(rq, 400, "json_too_deep", "JSON nests deeper than %u "
 			    "levels (at byte %zu)", rq->cfg->lim.max_json_depth, where);
-			return;
+			return -1;
 		}
 		/* ERR_PARSE: jansson names the problem better. */
 		rq->json = json_loadb((const char *)rq->body.p, rq->body.len,
@@ -695,25 +703,36 @@ req_finish(struct http_req *rq)
 			rq->json = NULL;
 			answer(rq, 400, "invalid_json", "invalid JSON at byte %zu",
 			    where);
-			return;
+			return -1;
 		}
 		if (rq->json == NULL) {
 			answer(rq, 400, "invalid_json", "invalid JSON: line %d column "
 			    "%d: %s", je.line, je.column, je.text);
-			return;
+			return -1;
 		}
 	}
 	if (rq->rt->auth == HTTP_AUTH_SEI_PEER) {
 		if (rq->rt->ext.mac_in_handler)
 			rq->sig_pending = 1;
 		else if (sei_finish(rq) != 0)
-			return;
+			return -1;
 	}
-	rc = rq->rt->fn(rq, &rq->rs, rq->rt->arg);
+	return 0;
+}
+
+/* What the handler returned (rc) becomes the answer. */
+static void
+req_conclude(struct http_req *rq, int rc)
+{
 	/* A deferred MAC the handler left unsettled is checked before
 	 * anything it answered may leave. */
 	if (rq->sig_pending && sei_finish(rq) != 0)
 		return;
+	if (rc == HTTP_DEFERRED) {	/* not on a worker: never handed off */
+		log_msg(LOG_ERR, "event=handler_bad_defer rid=%s route=%s",
+		    rq->id, rq->rt->pattern);
+		rc = ERR_INTERNAL;
+	}
 	if (rc != 0) {
 		int st = err_status(rc);
 
@@ -728,6 +747,22 @@ req_finish(struct http_req *rq)
 		    rq->rt->pattern);
 		answer(rq, 500, "internal_error", "internal error");
 	}
+}
+
+/* Prepares and handles rq. 1 when the handler handed it off (on a worker
+ * only): then rq is no longer this thread's to touch. */
+static int
+req_finish(struct http_req *rq)
+{
+	int rc, pooled = rq->job == RQ_QUEUED;
+
+	if (req_prepare(rq) != 0)
+		return 0;
+	rc = rq->rt->fn(rq, &rq->rs, rq->rt->arg);
+	if (rc == HTTP_DEFERRED && pooled)
+		return 1;	/* rq may be gone already */
+	req_conclude(rq, rc);
+	return 0;
 }
 
 /* The X-TSM-Signature of an SEI-TSM answer (same METHOD and PATH as the
@@ -828,6 +863,35 @@ send_answer(struct http_req *rq)
 
 /* ---- the handler pool ---- */
 
+/* Queues rq for a worker and wakes one (q->mu held). */
+static void
+pool_append(struct http_pool *q, struct http_req *rq)
+{
+	rq->qnext = NULL;
+	if (q->tail != NULL)
+		q->tail->qnext = rq;
+	else
+		q->head = rq;
+	q->tail = rq;
+	pthread_cond_signal(&q->cv);
+}
+
+/* The answer is decided: its bytes are made here (a worker, or a thread
+ * finishing a handed-off request) and MHD, woken, sends them. rq may be
+ * gone once this returns. */
+static void
+req_release(struct http_req *rq)
+{
+	struct http_pool *q = &rq->srv->pool;
+
+	answer_make(rq);
+	pthread_mutex_lock(&q->mu);
+	rq->job = RQ_DONE;
+	pthread_mutex_unlock(&q->mu);
+	/* MHD calls on_access again, which queues the answer. */
+	MHD_resume_connection(rq->conn);
+}
+
 static void *
 pool_main(void *arg)
 {
@@ -836,28 +900,122 @@ pool_main(void *arg)
 	struct http_req *rq;
 
 	for (;;) {
+		http_handler_fn cont;
+		int rc;
+
 		pthread_mutex_lock(&q->mu);
-		while (q->head == NULL && !q->stop)
+		/* Workers stay while a handed-off request may come back. */
+		while (q->head == NULL && !(q->stop && q->deferred == 0))
 			pthread_cond_wait(&q->cv, &q->mu);
 		if ((rq = q->head) == NULL) {	/* stopping, queue drained */
+			/* the others may sleep on a condition only this one
+			 * saw become true */
+			pthread_cond_broadcast(&q->cv);
 			pthread_mutex_unlock(&q->mu);
 			break;
 		}
 		q->head = rq->qnext;
 		if (q->head == NULL)
 			q->tail = NULL;
+		cont = rq->cont;
+		rq->cont = NULL;
 		pthread_mutex_unlock(&q->mu);
 
-		req_finish(rq);	/* queued only without an answer yet */
-		answer_make(rq);
-		pthread_mutex_lock(&q->mu);
-		rq->job = RQ_DONE;
-		pthread_mutex_unlock(&q->mu);
-		/* MHD calls on_access again, which queues the answer. */
-		MHD_resume_connection(rq->conn);
+		if (cont == NULL)	/* queued only without an answer yet */
+			rc = req_finish(rq);
+		else if ((rc = cont(rq, &rq->rs, rq->cont_arg)) == HTTP_DEFERRED)
+			rc = 1;
+		else {
+			req_conclude(rq, rc);
+			rc = 0;
+		}
+		if (rc == 1) {		/* handed off again */
+			pthread_mutex_lock(&q->mu);
+			q->deferred++;
+			pthread_mutex_unlock(&q->mu);
+			continue;
+		}
+		req_release(rq);
 	}
 	tsm_kms_cleanup();
 	return NULL;
+}
+
+/* A handed-off request is finished (its answer made, its connection
+ * resumed): it no longer holds the workers back from stopping. */
+static void
+pool_deferred_done(struct http_pool *q)
+{
+	pthread_mutex_lock(&q->mu);
+	if (--q->deferred == 0 && q->stop)
+		pthread_cond_broadcast(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+}
+
+/* 1 when making rq's answer may wait on kmsd: a MAC still unverified,
+ * or an SEI-TSM answer the framework signs. */
+static int
+answer_needs_kms(const struct http_req *rq)
+{
+	size_t i;
+
+	if (rq->sig_pending)
+		return 1;
+	if (rq->peer == NULL || rq->rt == NULL ||
+	    rq->rt->auth != HTTP_AUTH_SEI_PEER)
+		return 0;
+	for (i = 0; i < rq->rs.nh; i++)
+		if (strcasecmp(rq->rs.hname[i], HTTP_SIG_HEADER) == 0)
+			return 0;
+	return 1;
+}
+
+static int
+pass_rc(struct http_req *rq, struct http_resp *rs, void *arg)
+{
+	(void)rq;
+	(void)rs;
+	return (int)(intptr_t)arg;
+}
+
+int
+http_req_can_defer(const struct http_req *rq)
+{
+	return rq->job == RQ_QUEUED;
+}
+
+void
+http_req_continue(struct http_req *rq, http_handler_fn fn, void *arg)
+{
+	struct http_pool *q = &rq->srv->pool;
+
+	pthread_mutex_lock(&q->mu);
+	rq->cont = fn;
+	rq->cont_arg = arg;
+	pool_append(q, rq);
+	q->deferred--;		/* the worker counts it again if it defers */
+	pthread_mutex_unlock(&q->mu);
+}
+
+void
+http_req_done(struct http_req *rq, int rc)
+{
+	struct http_pool *q = &rq->srv->pool;
+
+	if (rc > 0) {		/* not a handler's result: a caller's bug */
+		log_msg(LOG_ERR, "event=handler_bad_done rid=%s rc=%d", rq->id,
+		    rc);
+		rc = ERR_INTERNAL;
+	}
+	/* Only an answer ready to go is finished here: an error, an
+	 * unsettled MAC or a signature to make go to a worker. */
+	if (rc != 0 || answer_needs_kms(rq)) {
+		http_req_continue(rq, pass_rc, (void *)(intptr_t)rc);
+		return;
+	}
+	req_conclude(rq, rc);
+	req_release(rq);	/* rq may be gone after this */
+	pool_deferred_done(q);
 }
 
 /* Suspends rq's connection and hands rq to a worker (which cannot take
@@ -875,13 +1033,7 @@ pool_put(struct http_server *s, struct http_req *rq)
 	}
 	MHD_suspend_connection(rq->conn);
 	rq->job = RQ_QUEUED;
-	rq->qnext = NULL;
-	if (q->tail != NULL)
-		q->tail->qnext = rq;
-	else
-		q->head = rq;
-	q->tail = rq;
-	pthread_cond_signal(&q->cv);
+	pool_append(q, rq);
 	pthread_mutex_unlock(&q->mu);
 	return 0;
 }
@@ -1009,7 +1161,7 @@ on_access(void *cls, struct MHD_Connection *conn, const char *url,
 		if (!(rq->rt != NULL && rq->rt->ext.inline_ok) &&
 		    pool_put(s, rq) == 0)
 			return MHD_YES;
-		req_finish(rq);
+		(void)req_finish(rq);	/* inline: never handed off */
 	}
 	return send_answer(rq);
 }

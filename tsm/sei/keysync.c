@@ -39,39 +39,70 @@ struct ks_job {
 	char                   sign_hdr[200];	/* X-TSM-Signature but sig=;
 						 * "" when the framework signs */
 	uint8_t                ans_mac[32];	/* the answer's, from kmsd */
+	struct store_batch    *b;		/* the new set's batch */
+	int                    first;		/* its handed-off commit */
+	const struct http_sig *claimed;		/* the MAC, not yet settled */
+	struct buf             sin;		/* the string it covers */
+	struct buf             rin;		/* the receipt's MAC input */
+	int                    known;		/* stored_set() before kmsd */
+	int                    krc;		/* kmsd's, from the pipe */
 };
+
+static void
+ks_free(struct ks_job *j)
+{
+	if (j == NULL)
+		return;
+	buf_free(&j->blob);
+	buf_free(&j->body);
+	buf_free(&j->head);
+	buf_free(&j->sin);
+	buf_free(&j->rin);
+	store_batch_free(j->b);
+	wipe(j, sizeof(*j));
+	free(j);
+}
 
 /* ---- kmsd: the peer's MAC, the import and the receipt MAC at once ---- */
 
+/* The request; w holds the keys' descriptors it points at. */
+static void
+receive_in(const struct ks_job *j, struct kms_wrapped w[SEI_KEYS],
+    struct kms_receive *in)
+{
+	size_t i;
+
+	for (i = 0; i < j->ks.n; i++)
+		w[i] = (struct kms_wrapped){ j->ks.usages[i], j->ks.wrapped[i],
+		    j->ks.wlen[i], j->ks.kcv[i], j->ks.kcvlen };
+	*in = (struct kms_receive){ .mac_key = j->peer->mac_key,
+	    .msg = j->sin.p, .msglen = j->sin.len, .mac = j->claimed->sig,
+	    .kek = j->peer->transport_kek, .mech = j->peer->wrap,
+	    .alg = j->ks.alg, .kcv_method = j->peer->kcv_method, .keys = w,
+	    .n = j->ks.n, .receipt = j->rin.p, .rlen = j->rin.len };
+	if (j->sign_hdr[0] != '\0') {
+		in->ans_head = j->head.p;
+		in->ans_hlen = j->head.len;
+		in->ans_pre = j->body.p;
+		in->ans_plen = j->mac_at;
+		in->ans_suf = j->body.p + j->mac_at + 64;
+		in->ans_slen = j->body.len - j->mac_at - 64;
+	}
+}
+
+/* keyset.receive on this worker's connection, waiting for it. */
 static int
-receive(struct ks_job *j, const struct buf *sin, const struct http_sig *claimed,
-    const struct buf *rin)
+receive(struct ks_job *j)
 {
 	struct kms_client *c = tsm_kms();
 	struct kms_wrapped w[SEI_KEYS];
 	struct kms_receive in;
 	uint64_t t0 = now_us();
-	size_t i;
 	int rc;
 
 	if (c == NULL)
 		return ERR_IO;
-	for (i = 0; i < j->ks.n; i++)
-		w[i] = (struct kms_wrapped){ j->ks.usages[i], j->ks.wrapped[i],
-		    j->ks.wlen[i], j->ks.kcv[i], j->ks.kcvlen };
-	in = (struct kms_receive){ .mac_key = j->peer->mac_key, .msg = sin->p,
-	    .msglen = sin->len, .mac = claimed->sig,
-	    .kek = j->peer->transport_kek, .mech = j->peer->wrap,
-	    .alg = j->ks.alg, .kcv_method = j->peer->kcv_method, .keys = w,
-	    .n = j->ks.n, .receipt = rin->p, .rlen = rin->len };
-	if (j->sign_hdr[0] != '\0') {
-		in.ans_head = j->head.p;
-		in.ans_hlen = j->head.len;
-		in.ans_pre = j->body.p;
-		in.ans_plen = j->mac_at;
-		in.ans_suf = j->body.p + j->mac_at + 64;
-		in.ans_slen = j->body.len - j->mac_at - 64;
-	}
+	receive_in(j, w, &in);
 	rc = kms_keyset_receive(c, &in, &j->blob, &j->kcvs, j->mac,
 	    j->sign_hdr[0] != '\0' ? j->ans_mac : NULL);
 	tsm_kms_observe(KMS_OP_KEYSET_RECEIVE, (double)(now_us() - t0) / 1e6,
@@ -383,20 +414,26 @@ log_result(const struct ks_job *j, int code, const char *what)
 	    kv, code, what);
 }
 
+/*
+ * Stores the new set and answers. first: the result of a commit of j->b
+ * already made (by the handed-off path), or 1 for none yet.
+ */
 static int
-store_new_set(struct ks_job *j, struct http_resp *rs)
+store_new_set(struct ks_job *j, struct http_resp *rs, int first)
 {
-	struct store_batch *b = NULL;
+	struct store_batch *b;
 	int rc, tries, seen;
 
-	if ((rc = store_batch_new(&b)) != 0) {
-		rc = sei_store_failure(j->rq, rs, rc);
-		goto out;
-	}
+	if (j->b == NULL && (rc = store_batch_new(&j->b)) != 0)
+		return sei_store_failure(j->rq, rs, rc);
+	b = j->b;
 	for (tries = 0; tries < SEI_BATCH_TRIES; tries++) {
-		if ((rc = build_batch(b, j)) != 0)
+		if (tries == 0 && first != 1)
+			rc = first;
+		else if ((rc = build_batch(b, j)) != 0)
 			break;
-		rc = store_batch_commit(j->st, b);
+		else
+			rc = store_batch_commit(j->st, b);
 		if (rc != ERR_EXISTS && rc != ERR_WRONGSTATE)
 			break;
 		/* A condition failed: a replay, the same set arriving
@@ -405,8 +442,7 @@ store_new_set(struct ks_job *j, struct http_resp *rs)
 		if ((seen = sei_nonce_claimed(j->st, j->peer->sei_tsm_id,
 		    j->sig->nonce, j->now)) == 1) {
 			log_result(j, SEI_REPLAY, "replay");
-			rc = sei_reply(rs, SEI_REPLAY, "nonce already used");
-			goto out;
+			return sei_reply(rs, SEI_REPLAY, "nonce already used");
 		}
 		if (seen == 0)
 			seen = stored_set(j);
@@ -414,13 +450,12 @@ store_new_set(struct ks_job *j, struct http_resp *rs)
 			log_result(j, SEI_OK, "repeat");
 			if ((rc = answer_repeat(j, rs, b)) != 0)
 				rc = sei_store_failure(j->rq, rs, rc);
-			goto out;
+			return rc;
 		}
 		if (seen == 2) {
 			log_result(j, SEI_STATE_CONFLICT, "conflict");
-			rc = sei_reply(rs, SEI_STATE_CONFLICT, "another key set is "
-			    "stored for this SE, SSD and keyVersion");
-			goto out;
+			return sei_reply(rs, SEI_STATE_CONFLICT, "another key set "
+			    "is stored for this SE, SSD and keyVersion");
 		}
 		if (seen < 0) {
 			rc = seen;
@@ -439,9 +474,62 @@ store_new_set(struct ks_job *j, struct http_resp *rs)
 			log_result(j, SEI_UNAVAILABLE, "contention");
 		rc = sei_store_failure(j->rq, rs, rc);
 	}
-out:
-	store_batch_free(b);
 	return rc;
+}
+
+/* A handed-off commit failed: the retries and refusals, on a worker. */
+static int
+ks_retry(struct http_req *rq, struct http_resp *rs, void *arg)
+{
+	struct ks_job *j = arg;
+	int rc;
+
+	(void)rq;
+	rc = store_new_set(j, rs, j->first);
+	ks_free(j);
+	return rc;
+}
+
+/*
+ * The store writer, after the commit of a handed-off new set: the usual
+ * case (stored) is answered here, with no worker waking to do it.
+ */
+static void
+ks_committed(int rc, void *arg)
+{
+	struct ks_job *j = arg;
+	struct http_req *rq = j->rq;
+	struct http_resp *rs = http_req_resp(rq);
+
+	if (rc != 0) {
+		j->first = rc;
+		http_req_continue(rq, ks_retry, j);
+		return;
+	}
+	log_result(j, SEI_OK, "stored");
+	rc = http_resp_body(rs, 200, "application/json", j->body.p, j->body.len);
+	if (rc == 0)
+		sign_answer(j, rs);
+	ks_free(j);
+	http_req_done(rq, rc);
+}
+
+/*
+ * A new set from a worker: its batch goes to the store writer, and the
+ * worker is free for the next request while the commit is made durable.
+ * 1: handed off (j and rq are no longer ours); 0: the commit could not be
+ * queued, do it here.
+ */
+static int
+hand_off(struct ks_job *j)
+{
+	if (!http_req_can_defer(j->rq))
+		return 0;
+	if (j->b == NULL && store_batch_new(&j->b) != 0)
+		return 0;
+	if (build_batch(j->b, j) != 0)
+		return 0;
+	return store_batch_commit_async(j->st, j->b, ks_committed, j) == 0;
 }
 
 /* The kmsd part failed: the answer for the SEI-TSM. */
@@ -471,37 +559,164 @@ kms_failure(struct ks_job *j, struct http_resp *rs, int rc)
 	return sei_reply(rs, SEI_INTERNAL, "internal error");
 }
 
+/* kmsd's KCVs are the ones sent (kmsd compared them in the token; the
+ * receipt MAC was computed over the sent ones, so they must be the
+ * token's). */
+static int
+kcvs_as_sent(const struct ks_job *j)
+{
+	size_t i;
+
+	if (j->kcvs.n != j->ks.n || j->kcvs.kcvlen != j->ks.kcvlen)
+		return 0;
+	for (i = 0; i < j->ks.n; i++)
+		if (j->kcvs.usage[i] != j->ks.usages[i] ||
+		    !ct_equal(j->kcvs.kcv[i], j->ks.kcv[i], j->ks.kcvlen))
+			return 0;
+	return 1;
+}
+
+/*
+ * Everything after keyset.receive (rc its result), on a worker: the MAC's
+ * verdict, then the repeat's answer or the new set's commit.
+ * HTTP_DEFERRED when the commit was handed off (j is no longer ours).
+ */
+static int
+after_receive(struct ks_job *j, struct http_resp *rs, int rc)
+{
+	struct http_req *rq = j->rq;
+	int settled;
+
+	if (rc != 0) {
+		/* Which step failed is not the peer's to learn before its MAC
+		 * is known good. kmsd checks the MAC before anything else, so
+		 * ERR_AUTH is the MAC and an unwrap or KCV failure comes after
+		 * it verified; any other failure has it checked on its own. */
+		if (rc == ERR_AUTH || rc == ERR_UNWRAP || rc == ERR_KCV)
+			settled = http_req_sig_settle(rq, rc == ERR_AUTH ? rc : 0);
+		else
+			settled = http_req_sig_require(rq);
+		if (settled != 0)
+			return 0;
+		return kms_failure(j, rs, rc);
+	}
+	if (http_req_sig_settle(rq, 0) != 0)
+		return 0;	/* a replayed nonce: refused */
+	if ((j->sig = http_req_sig(rq)) == NULL)
+		return ERR_INTERNAL;
+	if (!kcvs_as_sent(j))
+		return ERR_PROTO;
+	complete_answer(j);
+	if (j->known == 1) {
+		struct store_batch *b = NULL;
+
+		log_result(j, SEI_OK, "repeat");
+		if ((rc = store_batch_new(&b)) == 0)
+			rc = answer_repeat(j, rs, b);
+		store_batch_free(b);
+		return rc != 0 ? sei_store_failure(rq, rs, rc) : 0;
+	}
+	if (hand_off(j))
+		return HTTP_DEFERRED;
+	return store_new_set(j, rs, 1);
+}
+
+/* A handed-off receive that did not end in the usual way, on a worker. A
+ * lost pipe connection is retried once on the worker's own (the request
+ * is repeatable), as a synchronous call does by itself. */
+static int
+ks_after(struct http_req *rq, struct http_resp *rs, void *arg)
+{
+	struct ks_job *j = arg;
+	int rc = j->krc;
+
+	(void)rq;
+	if (rc == ERR_CLOSED || rc == ERR_IO)
+		rc = receive(j);
+	rc = after_receive(j, rs, rc);
+	if (rc != HTTP_DEFERRED)
+		ks_free(j);
+	return rc;
+}
+
+/*
+ * kmsd's reply to a handed-off keyset.receive, on the pipe's reader
+ * thread, which must not block: the usual case (MAC good, nonce fresh,
+ * KCVs as sent) goes on to the store writer from here; anything else goes
+ * to a worker.
+ */
+static void
+on_received(int status, struct rd *reply, void *arg)
+{
+	struct ks_job *j = arg;
+	struct http_req *rq = j->rq;
+	int rc = status;
+
+	if (rc == 0 && reply != NULL)
+		rc = kms_keyset_receive_decode(reply, j->sign_hdr[0] != '\0',
+		    &j->blob, &j->kcvs, j->mac, j->ans_mac);
+	if (rc == 0 && http_req_sig_settle(rq, 0) == 0 &&
+	    (j->sig = http_req_sig(rq)) != NULL && kcvs_as_sent(j)) {
+		complete_answer(j);
+		if (hand_off(j))
+			return;
+	}
+	j->krc = rc;
+	http_req_continue(rq, ks_after, j);
+}
+
+/* keyset.receive on the shared pipe, from a worker that hands its
+ * request off: 1 when sent (j and the request are no longer ours). */
+static int
+send_receive(struct ks_job *j)
+{
+	struct kms_wrapped w[SEI_KEYS];
+	struct kms_receive in;
+	struct buf b;
+	int rc;
+
+	if (!http_req_can_defer(j->rq))
+		return 0;
+	receive_in(j, w, &in);
+	buf_init(&b);
+	rc = kms_keyset_receive_encode(&b, &in);
+	if (rc == 0)
+		rc = tsm_kms_send(KMS_OP_KEYSET_RECEIVE, &b, on_received, j);
+	buf_free(&b);
+	return rc == 0;
+}
+
 int
 sei_keysync_handle(struct http_req *rq, struct http_resp *rs, void *arg)
 {
 	struct sei_app *app = arg;
 	const struct http_sig *claimed;
-	struct ks_job j;
-	struct buf rin, sin;
+	struct ks_job *j;
 	char msg[SEI_MSG_MAX];
-	size_t i;
 	int rc, code, known;
 
-	memset(&j, 0, sizeof(j));
-	buf_init(&j.blob);
-	buf_init(&j.body);
-	buf_init(&j.head);
-	buf_init(&rin);
-	buf_init(&sin);
-	j.rq = rq;
-	j.st = app->st;
-	j.peer = http_req_peer(rq);
-	j.now = (uint64_t)wall_seconds();
+	if ((j = calloc(1, sizeof(*j))) == NULL)
+		return ERR_NOMEM;
+	buf_init(&j->blob);
+	buf_init(&j->body);
+	buf_init(&j->head);
+	buf_init(&j->sin);
+	buf_init(&j->rin);
+	j->rq = rq;
+	j->st = app->st;
+	j->peer = http_req_peer(rq);
+	j->now = (uint64_t)wall_seconds();
 	/* The MAC is checked with the import (mac_in_handler); whatever is
 	 * answered before must first pass the usual check. */
-	if (j.peer == NULL || http_req_sig_pending(rq, &sin, &claimed) != 0) {
+	if (j->peer == NULL || http_req_sig_pending(rq, &j->sin, &claimed) != 0) {
 		rc = ERR_INTERNAL;
 		goto out;
 	}
-	code = sei_keysync_parse(http_req_json(rq), j.peer->wrap,
-	    j.peer->kcv_method, &j.ks, msg, sizeof(msg));
+	j->claimed = claimed;
+	code = sei_keysync_parse(http_req_json(rq), j->peer->wrap,
+	    j->peer->kcv_method, &j->ks, msg, sizeof(msg));
 	if (code == SEI_OK)
-		code = sei_check_request(rq, claimed, j.st, j.ks.sei_tsm_id, msg,
+		code = sei_check_request(rq, claimed, j->st, j->ks.sei_tsm_id, msg,
 		    sizeof(msg));
 	/* A nonce seen lately: the usual check answers the replay before
 	 * kmsd unwraps anything. */
@@ -514,14 +729,14 @@ sei_keysync_handle(struct http_req *rq, struct http_resp *rs, void *arg)
 	}
 	if (code != SEI_OK) {
 		log_msg(LOG_INFO, "event=sei_key_sync rid=%s peer=%s result=%d "
-		    "what=refused", http_req_id(rq), j.peer->sei_tsm_id, code);
+		    "what=refused", http_req_id(rq), j->peer->sei_tsm_id, code);
 		rc = sei_reply(rs, code, "%s", msg);
 		goto out;
 	}
 
 	/* Another set under this name is refused before any key is
 	 * touched; the same set is checked in kmsd and answered as before. */
-	if ((known = stored_set(&j)) < 0 || known == 2) {
+	if ((known = stored_set(j)) < 0 || known == 2) {
 		if (http_req_sig_require(rq) != 0) {
 			rc = 0;
 			goto out;
@@ -530,71 +745,28 @@ sei_keysync_handle(struct http_req *rq, struct http_resp *rs, void *arg)
 			rc = sei_store_failure(rq, rs, known);
 			goto out;
 		}
-		log_result(&j, SEI_STATE_CONFLICT, "conflict");
+		log_result(j, SEI_STATE_CONFLICT, "conflict");
 		rc = sei_reply(rs, SEI_STATE_CONFLICT, "another key set is stored "
 		    "for this SE, SSD and keyVersion");
 		goto out;
 	}
-	if ((rc = idem_key(&j)) != 0 ||
-	    (rc = sei_receipt_input(&rin, j.ks.sei_tsm_id, j.ks.sd_aid,
-	    j.ks.se_id, j.ks.kvn, (const uint8_t (*)[5])j.ks.kcv, j.ks.n,
-	    j.ks.kcvlen)) != 0 || (rc = build_answer(&j)) != 0)
+	if ((rc = idem_key(j)) != 0 ||
+	    (rc = sei_receipt_input(&j->rin, j->ks.sei_tsm_id, j->ks.sd_aid,
+	    j->ks.se_id, j->ks.kvn, (const uint8_t (*)[5])j->ks.kcv, j->ks.n,
+	    j->ks.kcvlen)) != 0 || (rc = build_answer(j)) != 0)
 		goto out;
-	if ((rc = receive(&j, &sin, claimed, &rin)) != 0) {
-		/* Which step failed is not the peer's to learn before its MAC
-		 * is known good. kmsd checks the MAC before anything else, so
-		 * ERR_AUTH is the MAC and an unwrap or KCV failure comes after
-		 * it verified; any other failure has it checked on its own. */
-		if (rc == ERR_AUTH || rc == ERR_UNWRAP || rc == ERR_KCV)
-			known = http_req_sig_settle(rq, rc == ERR_AUTH ? rc : 0);
-		else
-			known = http_req_sig_require(rq);
-		if (known != 0) {
-			rc = 0;
-			goto out;
-		}
-		rc = kms_failure(&j, rs, rc);
+	j->known = known;
+	/* A new set: the worker goes on with the next request while kmsd
+	 * and then the store work on this one. */
+	if (known == 0 && send_receive(j)) {
+		j = NULL;
+		rc = HTTP_DEFERRED;
 		goto out;
 	}
-	if (http_req_sig_settle(rq, 0) != 0) {
-		rc = 0;		/* a replayed nonce: refused */
-		goto out;
-	}
-	if ((j.sig = http_req_sig(rq)) == NULL) {
-		rc = ERR_INTERNAL;
-		goto out;
-	}
-	/* kmsd compared the KCVs in the token; the receipt MAC was computed
-	 * over the expected ones, so they must be the token's. */
-	if (j.kcvs.n != j.ks.n || j.kcvs.kcvlen != j.ks.kcvlen) {
-		rc = ERR_PROTO;
-		goto out;
-	}
-	for (i = 0; i < j.ks.n; i++)
-		if (j.kcvs.usage[i] != j.ks.usages[i] ||
-		    !ct_equal(j.kcvs.kcv[i], j.ks.kcv[i], j.ks.kcvlen)) {
-			rc = ERR_PROTO;
-			goto out;
-		}
-	complete_answer(&j);
-	if (known == 1) {
-		struct store_batch *b = NULL;
-
-		log_result(&j, SEI_OK, "repeat");
-		if ((rc = store_batch_new(&b)) == 0)
-			rc = answer_repeat(&j, rs, b);
-		store_batch_free(b);
-		if (rc != 0)
-			rc = sei_store_failure(rq, rs, rc);
-		goto out;
-	}
-	rc = store_new_set(&j, rs);
+	rc = after_receive(j, rs, receive(j));
+	if (rc == HTTP_DEFERRED)
+		j = NULL;
 out:
-	buf_free(&rin);
-	buf_free(&sin);
-	buf_free(&j.blob);
-	buf_free(&j.body);
-	buf_free(&j.head);
-	wipe(&j.ks, sizeof(j.ks));
+	ks_free(j);
 	return rc;
 }

@@ -817,6 +817,18 @@ out:
 	mdb_txn_abort(txn);
 }
 
+/* The end of r's wait: its caller wakes, or its callback runs. */
+static void
+req_finished(struct store_req *r)
+{
+	if (r->fn == NULL) {
+		sem_post(&r->done);
+		return;
+	}
+	r->fn(r->result, r->arg);
+	free(r);
+}
+
 void *
 store_writer_main(void *arg)
 {
@@ -847,7 +859,7 @@ store_writer_main(void *arg)
 			st->stats.failed += one->result != 0;
 			st->stats.commits += commits;
 			pthread_mutex_unlock(&st->mu);
-			sem_post(&one->done);
+			req_finished(one);
 			pthread_mutex_lock(&st->mu);
 			continue;
 		}
@@ -875,7 +887,7 @@ store_writer_main(void *arg)
 		 * lock (a woken caller no longer queues for it behind the
 		 * writer and the submitters); grp[i] may vanish once posted. */
 		for (i = 0; i < n; i++)
-			sem_post(&grp[i]->done);
+			req_finished(grp[i]);
 		preextend(st);
 		pthread_mutex_lock(&st->mu);
 	}
@@ -884,11 +896,31 @@ store_writer_main(void *arg)
 	return NULL;
 }
 
+/* Puts r at the end of the writer's queue: 0, or ERR_CLOSED. */
+static int
+enqueue(struct store *st, struct store_req *r)
+{
+	pthread_mutex_lock(&st->mu);
+	if (st->stop) {
+		pthread_mutex_unlock(&st->mu);
+		return ERR_CLOSED;
+	}
+	if (st->tail != NULL)
+		st->tail->next = r;
+	else
+		st->head = r;
+	st->tail = r;
+	pthread_cond_signal(&st->wake);
+	pthread_mutex_unlock(&st->mu);
+	return 0;
+}
+
 /* Queues b and waits until the writer has made it durable (or failed it). */
 static int
 submit(struct store *st, const struct store_batch *b, uint32_t *purged)
 {
 	struct store_req r;
+	int rc;
 
 	if (st->readonly)
 		return ERR_NOTSUP;
@@ -900,19 +932,10 @@ submit(struct store *st, const struct store_batch *b, uint32_t *purged)
 	r.b = b;
 	if (sem_init(&r.done, 0, 0) != 0)
 		return ERR_NOMEM;
-	pthread_mutex_lock(&st->mu);
-	if (st->stop) {
-		pthread_mutex_unlock(&st->mu);
+	if ((rc = enqueue(st, &r)) != 0) {
 		sem_destroy(&r.done);
-		return ERR_CLOSED;
+		return rc;
 	}
-	if (st->tail != NULL)
-		st->tail->next = &r;
-	else
-		st->head = &r;
-	st->tail = &r;
-	pthread_cond_signal(&st->wake);
-	pthread_mutex_unlock(&st->mu);
 	/* Only EINTR can fail it (r.done is valid); r stays queued until
 	 * the writer posts, so there is no leaving before. */
 	while (sem_wait(&r.done) != 0)
@@ -927,6 +950,29 @@ int
 store_batch_commit(struct store *st, const struct store_batch *b)
 {
 	return submit(st, b, NULL);
+}
+
+int
+store_batch_commit_async(struct store *st, const struct store_batch *b,
+    store_done_fn fn, void *arg)
+{
+	struct store_req *r;
+	int rc;
+
+	if (st->readonly)
+		return ERR_NOTSUP;
+	if (b->err != 0)
+		return b->err;
+	if (fn == NULL || b->n == 0)
+		return ERR_INVAL;
+	if ((r = calloc(1, sizeof(*r))) == NULL)
+		return ERR_NOMEM;
+	r->b = b;
+	r->fn = fn;
+	r->arg = arg;
+	if ((rc = enqueue(st, r)) != 0)
+		free(r);
+	return rc;
 }
 
 int

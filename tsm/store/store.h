@@ -412,6 +412,20 @@ int store_batch_purge(struct store_batch *b, uint64_t now, uint32_t max) WUR;
  */
 int store_batch_commit(struct store *st, const struct store_batch *b) WUR;
 
+/*
+ * The same without waiting: b is queued and fn(rc, arg) is called once
+ * with what store_batch_commit would have returned, on the writer thread
+ * after the group's commit, outside the store's lock. fn holds up every
+ * later commit while it runs: it must be short and must not block, and
+ * above all must not commit (the writer would wait for itself). b must
+ * stay untouched until fn runs. Returns 0 (fn will run), or ERR_INVAL
+ * (no fn, or b is empty), ERR_NOMEM, ERR_CLOSED, ERR_NOTSUP or b's poison
+ * (fn will not run). Thread-safe.
+ */
+typedef void (*store_done_fn)(int rc, void *arg);
+int store_batch_commit_async(struct store *st, const struct store_batch *b,
+    store_done_fn fn, void *arg) WUR;
+
 /* One-op conveniences (each one durable commit). */
 /* 0 if (peer, nonce) was fresh and is now recorded until now + window;
  * ERR_EXISTS for a replay. Atomic: of two callers, exactly one gets 0. */

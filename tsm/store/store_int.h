@@ -47,12 +47,16 @@ struct store_batch {
 	int      err;		/* first failed add: poisons the commit */
 };
 
-/* A caller waiting for its batch (lives on the caller's stack). */
+/* A batch in the queue: a waiting caller's (on its stack), or one
+ * queued by store_batch_commit_async (on the heap, freed by the writer
+ * once fn returned). */
 struct store_req {
 	const struct store_batch *b;
 	int      result;
 	sem_t    done;		/* the caller sleeps here: posted once, after
 				 * the writer's last touch of this request */
+	store_done_fn fn;	/* async: called instead of posting done */
+	void    *arg;
 	uint32_t purged;
 	struct store_req *next;
 };
