@@ -4,6 +4,9 @@
  * task index, nonces, idempotency records, purge, documents, the raw API,
  * read-only opening, schema refusal and map-full handling.
  */
+#include <signal.h>
+#include <sys/resource.h>
+
 #include <lmdb.h>
 #include <stdlib.h>
 #include <string.h>
@@ -621,6 +624,75 @@ test_readonly_and_schema(void)
 	store_batch_free(b);
 }
 
+/* The disk full (a file-size limit at the data file's size): commits that
+ * need pages past it fail, nothing else breaks, and the writer does not
+ * retry its zeros ahead of the data at every group (once a second). */
+static void
+test_disk_full(void)
+{
+	char dir[600], dpath[700];
+	struct store *st;
+	struct store_batch *b = batch();
+	struct store_keyset ks;
+	struct store_stats s0, s1;
+	struct rlimit old, lim;
+	struct stat sb;
+	int i, good = 0, bad = 0, rc;
+
+	snprintf(dir, sizeof(dir), "%s/full", tmp);
+	st = open_rw(dir, 64u << 20);
+	store_keyset_init(&ks);
+	snprintf(ks.se_id, sizeof(ks.se_id), SE_A);
+	snprintf(ks.sd_aid, sizeof(ks.sd_aid), AID1);
+	snprintf(ks.usage, sizeof(ks.usage), "SCP03");
+	ks.n_keys = 1;
+	ks.keys[0].kcv_len = 3;
+	for (i = 0; i < 6000; i++)
+		if (buf_put_u8(&ks.blob, (uint8_t)i) != 0)
+			bail("nomem");
+	ks.kvn = 1;
+	if (store_batch_put_keyset(b, &ks) != 0 || store_batch_commit(st, b) != 0)
+		bail("first commit");
+	snprintf(dpath, sizeof(dpath), "%s/data.mdb", dir);
+	if (stat(dpath, &sb) != 0 || getrlimit(RLIMIT_FSIZE, &old) != 0)
+		bail("stat");
+	store_stats_get(st, &s0);
+	signal(SIGXFSZ, SIG_IGN);
+	lim = old;
+	lim.rlim_cur = (rlim_t)sb.st_size;
+	if (setrlimit(RLIMIT_FSIZE, &lim) != 0)
+		bail("setrlimit");
+	/* 6 KB key sets, each in its own commit, until well past the file */
+	for (i = 0; i < 200; i++) {
+		store_batch_clear(b);
+		snprintf(ks.se_id, sizeof(ks.se_id), "%016X", i + 1);
+		if (store_batch_put_keyset(b, &ks) != 0)
+			bail("put");
+		if ((rc = store_batch_commit(st, b)) == 0)
+			good++;
+		else
+			bad++;
+	}
+	store_stats_get(st, &s1);
+	if (setrlimit(RLIMIT_FSIZE, &old) != 0)
+		bail("setrlimit back");
+	signal(SIGXFSZ, SIG_DFL);
+	ok(good > 0 && bad > 0, "disk full: the commits that fit go through "
+	    "(%d), the others fail (%d)", good, bad);
+	ok(s1.ext_failed - s0.ext_failed >= 1 && s1.ext_failed - s0.ext_failed
+	    <= 3, "the writer's zeros ahead fell short %llu times over %d "
+	    "commits (retried once a second, not at every group)",
+	    (unsigned long long)(s1.ext_failed - s0.ext_failed), good + bad);
+	store_batch_clear(b);
+	snprintf(ks.se_id, sizeof(ks.se_id), "%016X", 999);
+	if (store_batch_put_keyset(b, &ks) != 0)
+		bail("put");
+	is_int(store_batch_commit(st, b), 0, "room again: a commit goes through");
+	store_keyset_cleanup(&ks);
+	store_batch_free(b);
+	store_close(st);
+}
+
 static void
 test_map_full(void)
 {
@@ -736,6 +808,7 @@ main(void)
 	store_close(st);
 	test_readonly_and_schema();
 	test_map_full();
+	test_disk_full();
 	testenv_cleanup(tmp);
 	return done_testing();
 }

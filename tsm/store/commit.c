@@ -760,7 +760,7 @@ group_apply(struct store *st, struct store_req **reqs, size_t n,
  * LMDB's writer lock while it does. The zeros run at most a quarter of the
  * used size ahead (from 256 KiB, at most 16 MiB, never past the map size).
  * Best effort: a failure only means the next commits grow the file
- * themselves.
+ * themselves (and the zeros are not tried again for a second).
  */
 #define EXT_MIN (256u << 10)
 #define EXT_MAX (16u << 20)
@@ -783,7 +783,7 @@ preextend(struct store *st)
 	used = ((uint64_t)ei.me_last_pgno + 1) * ms.ms_psize;
 	ahead = used / 4 < EXT_MIN ? EXT_MIN : used / 4 > EXT_MAX ? EXT_MAX :
 	    used / 4;
-	if (used + ahead / 2 <= st->ext_end)
+	if (used + ahead / 2 <= st->ext_end || now_ms() < st->ext_retry_ms)
 		return;
 	/* Another process may write this store too (kmsctl rewrap): the
 	 * zeros go in under LMDB's writer lock, past the pages committed by
@@ -813,6 +813,13 @@ preextend(struct store *st)
 		log_msg(LOG_WARN, "event=store_preextend_sync_failed errno=%d",
 		    errno);
 	st->ext_end = off;	/* what is written; short of want: tried again */
+	/* A full disk fails every write: not again at every group. */
+	st->ext_retry_ms = off < want ? now_ms() + 1000 : 0;
+	if (off < want) {
+		pthread_mutex_lock(&st->mu);
+		st->stats.ext_failed++;
+		pthread_mutex_unlock(&st->mu);
+	}
 out:
 	mdb_txn_abort(txn);
 }

@@ -93,6 +93,8 @@ struct store_stats {
 	uint64_t failed;	/* batches that returned an error */
 	uint64_t commits;	/* durable write transactions */
 	uint64_t max_group;	/* most batches in one write transaction */
+	uint64_t ext_failed;	/* writes of zeros ahead of the data that fell
+				 * short (a full disk; retried after 1 s) */
 };
 void store_stats_get(struct store *st, struct store_stats *out);
 

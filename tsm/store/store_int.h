@@ -75,6 +75,7 @@ struct store {
 	pthread_t writer;
 	struct store_stats stats;
 	uint64_t ext_end;	/* writer: file bytes known written (preextend) */
+	uint64_t ext_retry_ms;	/* writer: no zeros before (a write failed) */
 };
 
 /* The one place LMDB return codes become project errors. */
