@@ -688,7 +688,7 @@ parse_flows(struct cerr *e, struct tsm_config *c, json_t *agent, json_t *fl,
 	static const char *const kflows[] = { "seiTimeoutMs", "keyArchiveDays",
 		NULL };
 	static const char *const knotify[] = { "macKey", "keyId",
-		"maxAttempts", "backoffMs", "timeoutMs", NULL };
+		"maxAttempts", "backoffMs", "timeoutMs", "retentionDays", NULL };
 	struct tsm_flows *w = &c->flows;
 	char *auth = NULL;
 	uint64_t v;
@@ -764,6 +764,11 @@ parse_flows(struct cerr *e, struct tsm_config *c, json_t *agent, json_t *fl,
 		    120000, &v)) != 0)
 			goto out;
 		w->notify_timeout_ms = (unsigned)v;
+		v = w->notify_retention_days;
+		if ((rc = get_uint(e, nt, "retentionDays", "notify.retentionDays",
+		    0, 3660, &v)) != 0)
+			goto out;
+		w->notify_retention_days = (unsigned)v;
 	}
 out:
 	free(auth);
@@ -846,6 +851,7 @@ config_defaults(void)
 	c->flows.sei_timeout_ms = 10000;
 	c->flows.key_archive_days = 30;
 	c->flows.notify_max_attempts = 8;
+	c->flows.notify_retention_days = 30;
 	c->flows.notify_backoff_ms = 1000;
 	c->flows.notify_timeout_ms = 5000;
 	if (set_str(&c->listen, "127.0.0.1:8443") != 0 ||

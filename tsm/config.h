@@ -62,6 +62,8 @@ struct tsm_flows {
 	unsigned notify_max_attempts;	/* notify.maxAttempts */
 	unsigned notify_backoff_ms;	/* notify.backoffMs: first retry delay */
 	unsigned notify_timeout_ms;	/* notify.timeoutMs: one delivery */
+	unsigned notify_retention_days;	/* notify.retentionDays: finished
+					 * ones kept this long */
 	struct tsm_ssd_keys *ssd_keys;	/* ssdKeys */
 	size_t   nssd_keys;
 };

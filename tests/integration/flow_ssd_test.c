@@ -773,6 +773,61 @@ test_views(void)
 	json_decref(o);
 }
 
+/* The notifications the admin sees: all, and those DELIVERED or FAILED. */
+static int
+count_notes(size_t *all, size_t *finished)
+{
+	json_t *o = NULL, *n, *e;
+	size_t i;
+	const char *st;
+
+	*all = *finished = 0;
+	if (ff_http(&F, "GET", "/api/v1/notifications?limit=1000", NULL, F.admin,
+	    &o) != 200) {
+		json_decref(o);
+		return -1;
+	}
+	n = json_object_get(o, "notifications");
+	json_array_foreach(n, i, e) {
+		st = js(e, "state");
+		(*all)++;
+		*finished += strcmp(st, "DELIVERED") == 0 ||
+		    strcmp(st, "FAILED") == 0;
+	}
+	json_decref(o);
+	return 0;
+}
+
+/* notify.retentionDays 0: after a restart the flow worker's first purge
+ * removes the finished notifications, and only those. */
+static void
+test_notify_retention(void)
+{
+	size_t all0, fin0, all1 = 0, fin1 = 0;
+	char *p;
+	int i;
+
+	if (count_notes(&all0, &fin0) != 0)
+		bail("notifications");
+	ok(fin0 > 0, "%zu of %zu notifications finished (delivered or failed), "
+	    "kept with the default retention of 30 days", fin0, all0);
+	ff_tsmd_stop(&F, SIGTERM);
+	if ((p = strstr(F.extra_cfg, "\"maxAttempts\": 4}")) == NULL)
+		bail("extra config");
+	snprintf(p, sizeof(F.extra_cfg) - (size_t)(p - F.extra_cfg),
+	    "\"maxAttempts\": 4, \"retentionDays\": 0}");
+	ff_write_cfg(&F);
+	ff_tsmd_start(&F, NULL);
+	for (i = 0; i < 100; i++) {
+		if (count_notes(&all1, &fin1) == 0 && fin1 == 0)
+			break;
+		usleep(100000);
+	}
+	ok(fin1 == 0 && all1 == all0 - fin0, "notify.retentionDays 0: after a "
+	    "restart the finished ones are removed, the others kept (%zu left)",
+	    all1);
+}
+
 int
 main(void)
 {
@@ -798,6 +853,7 @@ main(void)
 	test_master();
 	test_repair();
 	test_views();
+	test_notify_retention();
 
 	vse_free(card);
 	ff_teardown(&F, tap_failed != 0);

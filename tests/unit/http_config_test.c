@@ -261,7 +261,8 @@ test_flows(void)
 	    c->flows.key_archive_days == 30 &&
 	    strcmp(c->flows.notify_mac_key, "notify") == 0 &&
 	    strcmp(c->flows.notify_key_id, "sptsm-notify") == 0 &&
-	    c->flows.notify_max_attempts == 8 && c->flows.nssd_keys == 0 &&
+	    c->flows.notify_max_attempts == 8 &&
+	    c->flows.notify_retention_days == 30 && c->flows.nssd_keys == 0 &&
 	    tsm_config_ssd_keys(c, "A0000001515350") == NULL,
 	    "flows: default values (agent auth none, 120 s, random keys)");
 	tsm_config_unref(c);
@@ -271,7 +272,8 @@ test_flows(void)
 	    "\"master/x\"}, \"*\": \"random\"}, \"agent\": {\"sessionTimeoutS\": "
 	    "5}, \"flows\": {\"seiTimeoutMs\": 1500, \"keyArchiveDays\": 0}, "
 	    "\"notify\": {\"macKey\": \"peer/x/mac\", \"keyId\": \"n1\", "
-	    "\"backoffMs\": 50}}", NULL, &c, err, sizeof(err)), 0, "flows: all "
+	    "\"backoffMs\": 50, \"retentionDays\": 0}}", NULL, &c, err,
+	    sizeof(err)), 0, "flows: all "
 	    "fields (%s)", err);
 	k = c != NULL ? tsm_config_ssd_keys(c, "A000000151535001") : NULL;
 	ok(k != NULL && k->source == TSM_KEYS_DIVERSIFIED &&
@@ -286,7 +288,8 @@ test_flows(void)
 	ok(c != NULL && c->flows.session_timeout_s == 5 &&
 	    c->flows.sei_timeout_ms == 1500 && c->flows.key_archive_days == 0 &&
 	    strcmp(c->flows.notify_mac_key, "peer/x/mac") == 0 &&
-	    c->flows.notify_backoff_ms == 50, "flows: the values taken");
+	    c->flows.notify_backoff_ms == 50 &&
+	    c->flows.notify_retention_days == 0, "flows: the values taken");
 	tsm_config_unref(c);
 	refused("{\"ssdKeys\": {\"A0\": \"random\"}}", NULL, "ssdKeys.A0",
 	    "ssdKeys: not an AID");

@@ -1,7 +1,8 @@
 /*
  * notify.c - provider notifications (queued with the change they report,
- * POSTed signed with X-TSM-Signature, retried with backoff) and the flow
- * worker (deliveries, idle agent sessions, archived key sets past their
+ * POSTed signed with X-TSM-Signature, retried with backoff, removed
+ * notify.retentionDays after they finished) and the flow worker
+ * (deliveries, idle agent sessions, archived key sets past their
  * retention). Runs on tsmd's flow worker thread.
  */
 #include <errno.h>
@@ -316,6 +317,68 @@ purge_archive(struct flow *f)
 	store_batch_free(a.b);
 }
 
+/* ---- finished notifications past their retention ------------------------- */
+
+struct notes_acc {
+	struct store_batch *b;
+	uint64_t before;	/* finished at or before this (s): removed */
+	size_t n;
+};
+
+static int
+notes_each(void *arg, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn)
+{
+	struct notes_acc *a = arg;
+	json_t *doc = NULL;
+	const char *st;
+	json_int_t upd;
+	int rc, done;
+
+	if (a->n >= PURGE_MAX)
+		return 1;
+	if (store_doc_decode(STORE_DB_NOTIFY, v, vn, &doc) != 0)
+		return 0;
+	st = json_string_value(json_object_get(doc, "state"));
+	upd = json_integer_value(json_object_get(doc, "updated"));
+	done = st != NULL && (strcmp(st, "DELIVERED") == 0 ||
+	    strcmp(st, "FAILED") == 0) && upd >= 0 && (uint64_t)upd <= a->before;
+	json_decref(doc);
+	if (!done)
+		return 0;
+	/* Unchanged since read, or left alone (a retry that raced it). */
+	if ((rc = store_batch_require_equal(a->b, STORE_DB_NOTIFY, k, kn, v,
+	    vn)) != 0 || (rc = store_batch_del(a->b, STORE_DB_NOTIFY, k, kn)) != 0)
+		return rc;
+	a->n++;
+	return 0;
+}
+
+/* Delivered and failed notifications older than notify.retentionDays go,
+ * PURGE_MAX per batch (the rest at the next purge): the list and every
+ * delivery scan stay as long as the recent ones. */
+static void
+purge_notes(struct flow *f)
+{
+	struct tsm_config *cfg = flow_cfg_get(f);
+	uint64_t now = flow_now(), keep;
+	struct notes_acc a = { NULL, 0, 0 };
+	int rc;
+
+	keep = (uint64_t)cfg->flows.notify_retention_days * 86400u;
+	tsm_config_unref(cfg);
+	a.before = now > keep ? now - keep : 0;
+	if (store_batch_new(&a.b) != 0)
+		return;
+	if ((rc = store_iter(f->st, STORE_DB_NOTIFY, NULL, 0, notes_each,
+	    &a)) >= 0 && a.n > 0) {
+		rc = store_batch_commit(f->st, a.b);
+		log_msg(rc == 0 ? LOG_INFO : LOG_WARN, "event=flow_notify_purged "
+		    "count=%zu result=%s note=\"finished notifications past "
+		    "notify.retentionDays\"", a.n, err_name(rc));
+	}
+	store_batch_free(a.b);
+}
+
 /* ---- the worker ------------------------------------------------------------- */
 
 /* One round: idle sessions, and the notifications when due (or kicked).
@@ -360,6 +423,7 @@ flow_worker_main(void *arg)
 		worker_round(f, kicked, &next_ms);
 		if (now_ms() - last_purge > 60000 || last_purge == 0) {
 			purge_archive(f);
+			purge_notes(f);
 			last_purge = now_ms();
 		}
 	}
