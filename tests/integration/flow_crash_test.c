@@ -325,6 +325,55 @@ test_create_matrix(void)
 		create_point(&points[i]);
 }
 
+/*
+ * An internal error in a task (TSMD_TEST_CRASH=internal:KIND): the task
+ * FAILED, and its SSD released as the kind's own failures leave it - not
+ * held by the dead task: a create ends CREATE_FAILED and can be made
+ * again; a key replacement leaves the received keys for the next one.
+ */
+static void
+test_internal_error(void)
+{
+	static const char aid[] = "A00000099930001A";
+	struct store_ssd r;
+	struct ff_sess s;
+	json_t *o = NULL;
+	char path[200], body[200], task[80] = "", st[32];
+	long code;
+
+	ff_tsmd_stop(&F, SIGTERM);
+	ff_tsmd_start(&F, "internal:SSD_CREATE");
+	snprintf(path, sizeof(path), "/api/v1/ses/%s/ssds", SEID);
+	snprintf(body, sizeof(body), "{\"sdAid\":\"%s\",\"mode\":\"AMSD\"}", aid);
+	if (ff_http(&F, "POST", path, body, F.admin, &o) != 202)
+		bail("create %s: %s", aid, js(o, "message"));
+	snprintf(task, sizeof(task), "%s", js(o, "taskId"));
+	json_decref(o);
+	s = ff_session(&F, card, NULL);
+	ff_sess_clear(&s);
+	ok(strcmp(ff_task_state(&F, task, st, sizeof(st)), "FAILED") == 0,
+	    "internal error in SSD_CREATE: the task FAILED (%s)", st);
+	ok(ff_ssd(&F, SEID, aid, &r) == 0 && strcmp(r.state, "CREATE_FAILED") ==
+	    0 && r.task_id[0] == '\0', "... the SSD CREATE_FAILED and held by "
+	    "no task (%s, task '%s')", r.state, r.task_id);
+	ff_tsmd_stop(&F, SIGTERM);
+	ff_tsmd_start(&F, "internal:KEY_REPLACE");
+	code = ff_http(&F, "POST", path, body, F.admin, &o);
+	json_decref(o);
+	ok(code == 202 && settle() && wait_keys(aid), "... created again "
+	    "(%ld), keys received", code);
+	ok(ff_ssd(&F, SEID, aid, &r) == 0 && strcmp(r.state, "KEYS_RECEIVED") ==
+	    0 && r.task_id[0] == '\0', "internal error in KEY_REPLACE: the SSD "
+	    "keeps its received keys, held by no task (%s, task '%s')", r.state,
+	    r.task_id);
+	ff_tsmd_stop(&F, SIGTERM);
+	ff_tsmd_start(&F, NULL);
+	ok(settle() && ff_ssd(&F, SEID, aid, &r) == 0 &&
+	    strcmp(r.state, "PERSONALIZED") == 0, "... and without the fault the "
+	    "next sessions replace the keys (%s)", r.state);
+	ok(ff_store_problems(&F) == 0, "internal errors: store check clean");
+}
+
 int
 main(void)
 {
@@ -338,6 +387,7 @@ main(void)
 
 	test_keyrepl_matrix();
 	test_create_matrix();
+	test_internal_error();
 
 	vse_free(card);
 	ff_teardown(&F, tap_failed != 0);

@@ -670,7 +670,13 @@ flow_engine_run(struct flow_step *fs)
 		if (!mine || fs->resp == NULL)
 			flow_run_clear(s);
 		resp = NULL;
-		rc = k->run(fs, &t);
+		if (f->fail_kind != NULL && strcmp(f->fail_kind, t.r.kind) == 0) {
+			log_msg(LOG_WARN, "event=test_internal_error task=%s kind=%s "
+			    "note=\"TSMD_TEST_CRASH=internal:KIND (tests only)\"",
+			    t.r.id, t.r.kind);
+			rc = ERR_INTERNAL;
+		} else
+			rc = k->run(fs, &t);
 		if (rc == 0 && json_array_size(fs->out) > 0) {
 			snprintf(s->run.task_id, sizeof(s->run.task_id), "%s", t.r.id);
 			s->run.step = t.r.step;
@@ -698,9 +704,22 @@ flow_engine_run(struct flow_step *fs)
 		log_msg(LOG_ERR, "event=flow_task_error task=%s kind=%s step=%u "
 		    "err=%s", t.r.id, t.r.kind, (unsigned)t.r.step, err_name(rc));
 		if (flow_task_load(f, id, &t) == 0 && flow_task_is_live(&t.r)) {
-			flow_task_set(&t, TS_FAILED, t.r.step, rc, "internal error "
-			    "(%s); see tsmd's log", err_name(rc));
-			if (flow_task_save(f, &t, NULL, "failed: internal error") != 0)
+			char why[80];
+			int frc;
+
+			snprintf(why, sizeof(why), "internal error (%s); see "
+			    "tsmd's log", err_name(rc));
+			/* The kind ends it as its own failures do, so that its
+			 * SSD is not left held by a dead task. */
+			if (k->fail != NULL)
+				frc = k->fail(fs, &t, rc, why);
+			else {
+				flow_task_set(&t, TS_FAILED, t.r.step, rc, "%s",
+				    why);
+				frc = flow_task_save(f, &t, NULL, "failed: "
+				    "internal error");
+			}
+			if (frc != 0)
 				json_object_set_new(s->seen, id, json_true());
 			else
 				outcome(s, &t);
@@ -750,7 +769,12 @@ flow_new(struct flow **out, struct store *st, struct tsm_config *cfg)
 	}
 	f->st = st;
 	f->cfg = tsm_config_ref(cfg);
-	if (crash != NULL && crash[0] != '\0') {
+	if (crash != NULL && strncmp(crash, "internal:", 9) == 0) {
+		f->fail_kind = crash + 9;
+		log_msg(LOG_WARN, "event=test_crash_armed point=%s note=\"TSMD_TEST_"
+		    "CRASH is for tests only: every %s task fails with an "
+		    "internal error\"", crash, f->fail_kind);
+	} else if (crash != NULL && crash[0] != '\0') {
 		f->crash = crash;
 		log_msg(LOG_WARN, "event=test_crash_armed point=%s note=\"TSMD_TEST_"
 		    "CRASH is for tests only: tsmd exits at that step\"", crash);

@@ -79,6 +79,7 @@ struct flow {
 	struct store      *st;
 	struct tsm_config *cfg;		/* the latest a request ran under */
 	const char        *crash;	/* TSMD_TEST_CRASH or NULL */
+	const char        *fail_kind;	/* TSMD_TEST_CRASH=internal:KIND */
 	pthread_mutex_t    mu;		/* everything below */
 	struct flow_sess  *sessions;
 	size_t             nsess;
@@ -126,6 +127,11 @@ struct flow_kind {
 	const char *name;
 	int  (*run)(struct flow_step *fs, struct flow_task *t);
 	const char *(*step_name)(uint32_t step);
+	/* Ends the task FAILED (err, msg) after run returned an error that is
+	 * not transient, releasing its SSD as the kind's own failures do. 0,
+	 * or the store's error (ERR_WRONGSTATE: no longer live). */
+	int  (*fail)(struct flow_step *fs, struct flow_task *t, int err,
+	    const char *msg);
 };
 extern const struct flow_kind flow_kind_ssd_create, flow_kind_ssd_lock,
     flow_kind_ssd_unlock, flow_kind_ssd_delete, flow_kind_key_replace;

@@ -1001,5 +1001,13 @@ kr_run(struct flow_step *fs, struct flow_task *t)
 	}
 }
 
+/* The engine's end for an internal error: FAILED, the SSD's task
+ * cleared, its key versions as they are. */
+static int
+kr_fail(struct flow_step *fs, struct flow_task *t, int err, const char *msg)
+{
+	return kr_end(fs, t, NULL, 0, err, "%s", msg);
+}
+
 const struct flow_kind flow_kind_key_replace = { "KEY_REPLACE", kr_run,
-	kr_step_name };
+	kr_step_name, kr_fail };

@@ -527,11 +527,19 @@ probe_send:
 	return rc;
 }
 
+/* The engine's end for an internal error: as any failure of the kind
+ * (the SSD's task cleared; a create still CREATING becomes CREATE_FAILED). */
+static int
+relay_fail(struct flow_step *fs, struct flow_task *t, int err, const char *msg)
+{
+	return finish(fs, t, 0, err, "%s", msg);
+}
+
 const struct flow_kind flow_kind_ssd_create = { "SSD_CREATE", relay_run,
-	relay_step_name };
+	relay_step_name, relay_fail };
 const struct flow_kind flow_kind_ssd_lock = { "SSD_LOCK", relay_run,
-	relay_step_name };
+	relay_step_name, relay_fail };
 const struct flow_kind flow_kind_ssd_unlock = { "SSD_UNLOCK", relay_run,
-	relay_step_name };
+	relay_step_name, relay_fail };
 const struct flow_kind flow_kind_ssd_delete = { "SSD_DELETE", relay_run,
-	relay_step_name };
+	relay_step_name, relay_fail };
