@@ -203,6 +203,39 @@ kms_share(struct kms_client *c)
 	c->shared = 1;
 }
 
+size_t
+kms_out_len(const struct kms_client *c)
+{
+	return c->out.len;
+}
+
+int
+kms_flush_nowait(struct kms_client *c, size_t mark)
+{
+	size_t sent = 0;
+	ssize_t n;
+
+	while (c->out.len > 0) {
+		n = send(c->fd, c->out.p, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if ((errno == EAGAIN || errno == EWOULDBLOCK) && sent == 0) {
+				if (mark < c->out.len)
+					c->out.len = mark;	/* unsent: dropped */
+				return ERR_BUSY;
+			}
+			buf_reset(&c->out);
+			return set_err(c, ERR_CLOSED, errno == EAGAIN ||
+			    errno == EWOULDBLOCK ? "kmsd connection full (part of a "
+			    "request written)" : "kmsd connection lost (write)");
+		}
+		sent += (size_t)n;
+		buf_consume(&c->out, (size_t)n);
+	}
+	return 0;
+}
+
 int
 kms_buffered(const struct kms_client *c)
 {

@@ -315,6 +315,13 @@ int  kms_next(struct kms_client *c, uint32_t *id, int *status,
  */
 void kms_share(struct kms_client *c);
 int  kms_buffered(const struct kms_client *c);
+/* kms_flush for a caller that must not wait: 0 when everything queued
+ * went out; ERR_BUSY when the socket took not a byte (the output is cut
+ * back to mark, a kms_out_len taken before the last kms_submit: those
+ * requests were never sent); ERR_CLOSED when the connection failed or
+ * took only part (out of step: drop it). */
+size_t kms_out_len(const struct kms_client *c);
+int  kms_flush_nowait(struct kms_client *c, size_t mark) WUR;
 
 /* Low-level call used by kmsctl for the custodian/auditor operations:
  * sends op with body, waits for the reply, returns its status; reply body

@@ -1,8 +1,9 @@
 /*
  * sei_crash_test.c - kill -9 of tsmd during a stream of key syncs from
- * several threads, in rounds: afterwards the store checks clean and every
- * acknowledged key set is stored and opens in kmsd with its KCVs; tsmd
- * restarts on the same store and serves again.
+ * several threads, in rounds (the last one a SIGTERM, which must stop it
+ * cleanly with key syncs handed off in flight): afterwards the store
+ * checks clean and every acknowledged key set is stored and opens in
+ * kmsd with its KCVs; tsmd restarts on the same store and serves again.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -22,7 +23,7 @@
 #include "tests/integration/sei_peer.h"
 
 #define THREADS 4
-#define ROUNDS  3
+#define ROUNDS  4	/* the last one stops tsmd with SIGTERM */
 #define PER_THREAD 20000
 
 static struct kmsenv E;
@@ -118,7 +119,7 @@ verify(struct worker *w, int round)
 		bail("store_open read-only");
 	rc = store_check(st, (uint64_t)wall_seconds(), stderr, &rep);
 	ok(rc == 0 && rep.problems == 0, "round %d: store_check clean after "
-	    "kill -9 (%llu records)", round, (unsigned long long)rep.records);
+	    "the stop (%llu records)", round, (unsigned long long)rep.records);
 	{
 		int krc = kms_connect(&c, E.sock, "sei-crash");
 
@@ -156,7 +157,7 @@ verify(struct worker *w, int round)
 	}
 	kms_close(c);
 	store_close(st);
-	ok(total > 0, "round %d: %zu key syncs acknowledged before the kill",
+	ok(total > 0, "round %d: %zu key syncs acknowledged before the stop",
 	    round, total);
 	is_int((long)present, (long)total, "round %d: every acknowledged key set "
 	    "is in the store", round);
@@ -188,7 +189,8 @@ main(void)
 	    "\"tenantId\": \"SP-1\", \"baseUrl\": \"http://127.0.0.1:9\", "
 	    "\"wrap\": \"AES-KW\", \"kcvMethod\": \"GP\", \"transportKek\": "
 	    "\"peer/test/kek\", \"macKeyId\": \"test-mac\", \"macKey\": "
-	    "\"peer/test/mac\", \"clientCertRequired\": false}]}");
+	    "\"peer/test/mac\", \"clientCertRequired\": false}], "
+	    "\"limits\": {\"drainTimeoutMs\": 1000}}");
 	if (file_write_atomic(cfgf, doc, strlen(doc), 0600) != 0)
 		bail("config");
 
@@ -205,10 +207,21 @@ main(void)
 		}
 		/* kill at a random moment of the stream */
 		usleep((useconds_t)(400000 + rand() % 1200000));
-		kill(pid, SIGKILL);
-		waitpid(pid, &st, 0);
-		ok(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "round %d: tsmd "
-		    "killed with SIGKILL mid-stream", round);
+		if (round < ROUNDS) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			ok(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "round %d: "
+			    "tsmd killed with SIGKILL mid-stream", round);
+		} else {
+			uint64_t t0 = now_ms();
+
+			kill(pid, SIGTERM);
+			waitpid(pid, &st, 0);
+			ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "round %d: SIGTERM "
+			    "mid-stream (key syncs in flight, handed off): tsmd "
+			    "exits 0 after %llu ms", round,
+			    (unsigned long long)(now_ms() - t0));
+		}
 		usleep(100000);
 		stop_flag = 1;
 		sent = errors = refused = 0;

@@ -103,6 +103,12 @@ typedef int (*http_handler_fn)(struct http_req *rq, struct http_resp *rs,
  * requests.
  */
 #define HTTP_DEFERRED 0x44454652	/* no ERR_* (those are < 0) */
+#define HTTP_ON_WORKER 0x574f524b	/* starts_on_io: run me on a worker */
+/* 1 while a starts_on_io handler runs on MHD's thread: it must not
+ * block. There http_req_can_defer suspends the connection and counts the
+ * request as handed off (the handler must then hand it off, or
+ * http_req_continue it). */
+int  http_req_on_io_thread(const struct http_req *rq);
 int  http_req_can_defer(const struct http_req *rq);
 void http_req_done(struct http_req *rq, int rc);
 void http_req_continue(struct http_req *rq, http_handler_fn fn, void *arg);
@@ -155,6 +161,12 @@ struct http_route_ext {
 				 * settles it (http_req_sig_settle) before
 				 * it changes anything; an answer it makes
 				 * otherwise waits for the usual check */
+	int starts_on_io;	/* the handler first runs on MHD's thread
+				 * (http_req_on_io_thread), where it must not
+				 * block: it hands the request off, or returns
+				 * HTTP_ON_WORKER to run again from the start
+				 * on a worker. With mac_in_handler only: the
+				 * framework's MAC check would wait on kmsd */
 };
 
 /* Sets the options of the route with exactly this method and pattern.
@@ -374,8 +386,10 @@ void tsm_kms_cleanup(void);
  */
 typedef void (*tsm_kms_reply_fn)(int status, struct rd *reply, void *arg);
 int  tsm_kms_send(int op, const struct buf *body, tsm_kms_reply_fn fn,
-	    void *arg) WUR;
-/* (A connection that fails ends with rc for its oldest request, whose
+	    void *arg, int nowait) WUR;
+/* (nowait, for MHD's thread: never connects, never waits for the send
+ * lock or for room in the socket; ERR_BUSY instead, and nothing sent.
+ * A connection that fails ends with rc for its oldest request, whose
  * reply was due, and ERR_CLOSED for the others; a sender meeting another
  * that is connecting gets ERR_BUSY at once. fn may read the store: LMDB
  * reads do not wait on the writer.) */

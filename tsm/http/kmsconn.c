@@ -311,9 +311,9 @@ pipe_main(void *arg)
 
 /* The pipe's client, connected if need be (outside both locks: a hung
  * kmsd holds only this sender, and the others meanwhile answer ERR_BUSY
- * and use their own connections). */
+ * and use their own connections); nowait: never connects (ERR_BUSY). */
 static int
-pipe_client(struct kms_client **out)
+pipe_client(struct kms_client **out, int nowait)
 {
 	struct kms_client *c = NULL;
 	uint64_t t0;
@@ -335,8 +335,8 @@ pipe_client(struct kms_client **out)
 		pthread_mutex_unlock(&pipe_.mu);
 		return 0;
 	}
-	if (pipe_.connecting || now_ms() < pipe_.retry_ms) {
-		rc = pipe_.connecting ? ERR_BUSY : ERR_IO;
+	if (nowait || pipe_.connecting || now_ms() < pipe_.retry_ms) {
+		rc = nowait || pipe_.connecting ? ERR_BUSY : ERR_IO;
 		pthread_mutex_unlock(&pipe_.mu);
 		return rc;
 	}
@@ -359,23 +359,55 @@ pipe_client(struct kms_client **out)
 	return rc;
 }
 
+/* p, queued last by this sender (send_mu held), is taken back: 1; or
+ * the connection was dropped meanwhile and the reader fails it: 0. */
+static int
+pipe_unqueue(struct pipe_req *p)
+{
+	struct pipe_req **pp;
+	int found = 0;
+
+	pthread_mutex_lock(&pipe_.mu);
+	for (pp = &pipe_.head; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			found = 1;
+			break;
+		}
+	if (found) {
+		pipe_.n--;
+		pipe_.tail = NULL;
+		for (pp = &pipe_.head; *pp != NULL; pp = &(*pp)->next)
+			pipe_.tail = *pp;
+	}
+	pthread_mutex_unlock(&pipe_.mu);
+	return found;
+}
+
 int
-tsm_kms_send(int op, const struct buf *body, tsm_kms_reply_fn fn, void *arg)
+tsm_kms_send(int op, const struct buf *body, tsm_kms_reply_fn fn, void *arg,
+    int nowait)
 {
 	struct kms_client *c;
 	struct pipe_req *p;
+	size_t mark;
 	int rc;
 
 	if (sock_path[0] == '\0' || fn == NULL)
 		return ERR_INVAL;
-	if ((rc = pipe_client(&c)) != 0)
+	if ((rc = pipe_client(&c, nowait)) != 0)
 		return rc;
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return ERR_NOMEM;
 	p->op = op;
 	p->fn = fn;
 	p->arg = arg;
-	pthread_mutex_lock(&pipe_.send_mu);
+	if (!nowait)
+		pthread_mutex_lock(&pipe_.send_mu);
+	else if (pthread_mutex_trylock(&pipe_.send_mu) != 0) {
+		free(p);
+		return ERR_BUSY;
+	}
 	/* Still the pipe's client, it cannot be closed while send_mu is
 	 * held (the reader detaches it first, then closes it under
 	 * send_mu); dropped since pipe_client, it may be gone already. */
@@ -384,6 +416,7 @@ tsm_kms_send(int op, const struct buf *body, tsm_kms_reply_fn fn, void *arg)
 	pthread_mutex_unlock(&pipe_.mu);
 	if (rc != 0)
 		goto fail;
+	mark = kms_out_len(c);
 	if ((rc = kms_submit(c, op, body, &p->id)) != 0)
 		goto fail;		/* nothing went out */
 	pthread_mutex_lock(&pipe_.mu);
@@ -404,8 +437,15 @@ tsm_kms_send(int op, const struct buf *body, tsm_kms_reply_fn fn, void *arg)
 	/* From here p belongs to the reader. A failed write may have sent
 	 * part of the frame: the connection is out of step. Shut down, the
 	 * reader fails what waits on it (this one too) and the next send
-	 * connects again. */
-	if (kms_flush(c) != 0)
+	 * connects again. Without waiting, a full socket that took nothing
+	 * gives the request back. */
+	rc = nowait ? kms_flush_nowait(c, mark) : kms_flush(c);
+	if (rc == ERR_BUSY && pipe_unqueue(p)) {
+		pthread_mutex_unlock(&pipe_.send_mu);
+		free(p);
+		return ERR_BUSY;
+	}
+	if (rc != 0 && rc != ERR_BUSY)
 		(void)shutdown(kms_fd(c), SHUT_RDWR);
 	pthread_mutex_unlock(&pipe_.send_mu);
 	return 0;

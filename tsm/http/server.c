@@ -107,6 +107,7 @@ struct http_req {
 	const char                 *why;	/* short reason for the log */
 	struct http_resp           rs;
 	int                        job;		/* RQ_*: where the handler is */
+	int                        on_io;	/* starts_on_io, on MHD's thread */
 	http_handler_fn            cont;	/* http_req_continue: runs next */
 	void                      *cont_arg;
 	struct http_req           *qnext;
@@ -919,6 +920,7 @@ pool_main(void *arg)
 			q->tail = NULL;
 		cont = rq->cont;
 		rq->cont = NULL;
+		rq->on_io = 0;		/* on a worker now */
 		pthread_mutex_unlock(&q->mu);
 
 		if (cont == NULL)	/* queued only without an answer yet */
@@ -979,9 +981,35 @@ pass_rc(struct http_req *rq, struct http_resp *rs, void *arg)
 }
 
 int
+http_req_on_io_thread(const struct http_req *rq)
+{
+	return rq->on_io;
+}
+
+int
 http_req_can_defer(const struct http_req *rq)
 {
-	return rq->job == RQ_QUEUED;
+	struct http_req *w = (struct http_req *)rq;
+	struct http_pool *q;
+	int ok;
+
+	if (!rq->on_io)
+		return rq->job == RQ_QUEUED;
+	/* On MHD's thread: suspended now, before any other thread can
+	 * finish it (and resume it), and counted as handed off in the same
+	 * step that checks the pool is not stopping (no worker stays for a
+	 * request counted later); not while the pool stops. */
+	if (rq->job == RQ_QUEUED)
+		return 1;
+	q = &rq->srv->pool;
+	pthread_mutex_lock(&q->mu);
+	if ((ok = !q->stop && q->n > 0)) {
+		MHD_suspend_connection(w->conn);
+		w->job = RQ_QUEUED;
+		q->deferred++;
+	}
+	pthread_mutex_unlock(&q->mu);
+	return ok;
 }
 
 void
@@ -1096,6 +1124,51 @@ req_new(struct http_server *s, struct MHD_Connection *conn, const char *url,
 	return rq;
 }
 
+/*
+ * A starts_on_io route, prepared and handled here on MHD's thread: the
+ * handler hands the request off (the usual case), or asks to run again
+ * from the start on a worker. Returns what on_access returns.
+ */
+static enum MHD_Result
+start_on_io(struct http_server *s, struct http_req *rq)
+{
+	struct http_pool *q = &s->pool;
+	int rc;
+
+	if (req_prepare(rq) != 0)	/* the framework's refusal: no kmsd */
+		return send_answer(rq);
+	rq->on_io = 1;
+	rc = rq->rt->fn(rq, &rq->rs, rq->rt->arg);
+	if (rc == HTTP_DEFERRED)	/* counted when it was suspended; rq
+					 * may be answered and gone already */
+		return MHD_YES;
+	rq->on_io = 0;
+	if (rc != HTTP_ON_WORKER) {
+		/* an answer made here could need kmsd (its signature) */
+		log_msg(LOG_ERR, "event=handler_bad_io_return rid=%s route=%s",
+		    rq->id, rq->rt->pattern);
+		resp_clear(&rq->rs);
+	}
+	pthread_mutex_lock(&q->mu);
+	rq->cont = rq->rt->fn;
+	rq->cont_arg = rq->rt->arg;
+	if (rq->job == RQ_QUEUED) {	/* suspended, not handed off: a bug */
+		q->deferred--;		/* now the queue's */
+		pool_append(q, rq);
+		pthread_mutex_unlock(&q->mu);
+		return MHD_YES;
+	}
+	pthread_mutex_unlock(&q->mu);
+	if (pool_put(s, rq) == 0)
+		return MHD_YES;
+	/* The pool stops: here, and it may wait. */
+	rq->cont = NULL;
+	rc = rq->rt->fn(rq, &rq->rs, rq->rt->arg);
+	req_conclude(rq, rc == HTTP_ON_WORKER || rc == HTTP_DEFERRED ?
+	    ERR_INTERNAL : rc);
+	return send_answer(rq);
+}
+
 static int
 body_expected(struct http_req *rq)
 {
@@ -1157,6 +1230,8 @@ on_access(void *cls, struct MHD_Connection *conn, const char *url,
 	if (job == RQ_QUEUED)		/* cannot be: the connection waits */
 		return MHD_YES;
 	if (job == RQ_NONE && rq->rs.status == 0) {
+		if (rq->rt != NULL && rq->rt->ext.starts_on_io)
+			return start_on_io(s, rq);
 		/* Inline: a route that never waits, or the pool has stopped. */
 		if (!(rq->rt != NULL && rq->rt->ext.inline_ok) &&
 		    pool_put(s, rq) == 0)

@@ -5,8 +5,9 @@
  * MACs the receipt and the answer that carries it; then blob, SE/SSD
  * records, nonce claim and the answer go into one durable batch. The
  * route checks the MAC itself (mac_in_handler): any other answer waits
- * for the usual check. Runs in tsmd's workers; holds no key bytes (kmsd
- * does).
+ * for the usual check. Starts on MHD's thread (the usual case is handed
+ * to kmsd's pipe from there), anything that may wait runs on a worker;
+ * holds no key bytes (kmsd does).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -665,8 +666,31 @@ on_received(int status, struct rd *reply, void *arg)
 	http_req_continue(rq, ks_after, j);
 }
 
-/* keyset.receive on the shared pipe, from a worker that hands its
- * request off: 1 when sent (j and the request are no longer ours). */
+static int send_receive(struct ks_job *j);
+
+/* On a worker, after the pipe could not take the request from MHD's
+ * thread (not connected yet, busy, full): sent on it from here, where it
+ * may wait (and connect), or else keyset.receive waited for on the
+ * worker's own connection. */
+static int
+ks_receive(struct http_req *rq, struct http_resp *rs, void *arg)
+{
+	struct ks_job *j = arg;
+	int rc;
+
+	(void)rq;
+	if (send_receive(j))
+		return HTTP_DEFERRED;
+	rc = after_receive(j, rs, receive(j));
+	if (rc != HTTP_DEFERRED)
+		ks_free(j);
+	return rc;
+}
+
+/* keyset.receive on the shared pipe, from a handler that hands its
+ * request off: 1 when handed off (j and the request are no longer ours):
+ * sent, or, from MHD's thread with the request suspended already, passed
+ * to a worker when the pipe does not take it. */
 static int
 send_receive(struct ks_job *j)
 {
@@ -681,8 +705,13 @@ send_receive(struct ks_job *j)
 	buf_init(&b);
 	rc = kms_keyset_receive_encode(&b, &in);
 	if (rc == 0)
-		rc = tsm_kms_send(KMS_OP_KEYSET_RECEIVE, &b, on_received, j);
+		rc = tsm_kms_send(KMS_OP_KEYSET_RECEIVE, &b, on_received, j,
+		    http_req_on_io_thread(j->rq));
 	buf_free(&b);
+	if (rc != 0 && http_req_on_io_thread(j->rq)) {
+		http_req_continue(j->rq, ks_receive, j);
+		return 1;
+	}
 	return rc == 0;
 }
 
@@ -693,10 +722,12 @@ sei_keysync_handle(struct http_req *rq, struct http_resp *rs, void *arg)
 	const struct http_sig *claimed;
 	struct ks_job *j;
 	char msg[SEI_MSG_MAX];
-	int rc, code, known;
+	/* On MHD's thread only the usual case goes on: whatever else may
+	 * wait (a MAC check in kmsd, a commit) runs again on a worker. */
+	int io = http_req_on_io_thread(rq), rc, code, known;
 
 	if ((j = calloc(1, sizeof(*j))) == NULL)
-		return ERR_NOMEM;
+		return io ? HTTP_ON_WORKER : ERR_NOMEM;
 	buf_init(&j->blob);
 	buf_init(&j->body);
 	buf_init(&j->head);
@@ -709,7 +740,7 @@ sei_keysync_handle(struct http_req *rq, struct http_resp *rs, void *arg)
 	/* The MAC is checked with the import (mac_in_handler); whatever is
 	 * answered before must first pass the usual check. */
 	if (j->peer == NULL || http_req_sig_pending(rq, &j->sin, &claimed) != 0) {
-		rc = ERR_INTERNAL;
+		rc = io ? HTTP_ON_WORKER : ERR_INTERNAL;
 		goto out;
 	}
 	j->claimed = claimed;
@@ -722,6 +753,10 @@ sei_keysync_handle(struct http_req *rq, struct http_resp *rs, void *arg)
 	 * kmsd unwraps anything. */
 	if (code != SEI_OK || http_nonce_seen(claimed->key_id, claimed->nonce,
 	    wall_seconds())) {
+		if (io) {
+			rc = HTTP_ON_WORKER;
+			goto out;
+		}
 		if (http_req_sig_require(rq) != 0) {
 			rc = 0;
 			goto out;
@@ -737,6 +772,10 @@ sei_keysync_handle(struct http_req *rq, struct http_resp *rs, void *arg)
 	/* Another set under this name is refused before any key is
 	 * touched; the same set is checked in kmsd and answered as before. */
 	if ((known = stored_set(j)) < 0 || known == 2) {
+		if (io) {
+			rc = HTTP_ON_WORKER;
+			goto out;
+		}
 		if (http_req_sig_require(rq) != 0) {
 			rc = 0;
 			goto out;
@@ -753,14 +792,21 @@ sei_keysync_handle(struct http_req *rq, struct http_resp *rs, void *arg)
 	if ((rc = idem_key(j)) != 0 ||
 	    (rc = sei_receipt_input(&j->rin, j->ks.sei_tsm_id, j->ks.sd_aid,
 	    j->ks.se_id, j->ks.kvn, (const uint8_t (*)[5])j->ks.kcv, j->ks.n,
-	    j->ks.kcvlen)) != 0 || (rc = build_answer(j)) != 0)
+	    j->ks.kcvlen)) != 0 || (rc = build_answer(j)) != 0) {
+		if (io)
+			rc = HTTP_ON_WORKER;
 		goto out;
+	}
 	j->known = known;
-	/* A new set: the worker goes on with the next request while kmsd
-	 * and then the store work on this one. */
+	/* A new set: this thread (MHD's, or a worker) goes on with the
+	 * next request while kmsd and then the store work on this one. */
 	if (known == 0 && send_receive(j)) {
 		j = NULL;
 		rc = HTTP_DEFERRED;
+		goto out;
+	}
+	if (io) {
+		rc = HTTP_ON_WORKER;
 		goto out;
 	}
 	rc = after_receive(j, rs, receive(j));

@@ -183,6 +183,9 @@ sei_routes_register(struct http_router *r, struct store *st)
 	app->st = st;
 	for (i = 0; i < ARRAY_LEN(routes); i++) {
 		ext.mac_in_handler = routes[i].mac_in_handler;
+		/* the key sync starts on MHD's thread and hands itself off
+		 * to kmsd's pipe: no worker in its usual path */
+		ext.starts_on_io = routes[i].mac_in_handler;
 		if ((rc = http_route_add(r, "POST", routes[i].path,
 		    HTTP_AUTH_SEI_PEER, routes[i].fn, app)) != 0 ||
 		    (rc = http_route_extend(r, "POST", routes[i].path, &ext)) != 0)
