@@ -29,7 +29,7 @@
 static struct kmsenv E;
 static char var[400], cfgf[400], logpath[400], addr[64], base[100], ca[500],
     storedir[500];
-static volatile int stop_flag;
+static int stop_flag;	/* __atomic: the main thread ends the stream */
 
 struct acked {
 	char    se[17];
@@ -55,7 +55,8 @@ run(void *arg)
 	size_t i;
 	int len;
 
-	for (i = 0; !stop_flag && w->n < PER_THREAD; i++) {
+	for (i = 0; !__atomic_load_n(&stop_flag, __ATOMIC_RELAXED) &&
+	    w->n < PER_THREAD; i++) {
 		snprintf(se, sizeof(se), "%02X%02X%012zX", w->round, w->id, i);
 		if (sp_keyset_new(&ks, 16, kmsenv_kek128, 16, 0) != 0)
 			break;
@@ -196,7 +197,7 @@ main(void)
 
 	for (round = 1; round <= ROUNDS; round++) {
 		pid = start_tsmd();
-		stop_flag = 0;
+		__atomic_store_n(&stop_flag, 0, __ATOMIC_RELAXED);
 		for (t = 0; t < THREADS; t++) {
 			memset(&w[t], 0, sizeof(w[t]));
 			w[t].round = round;
@@ -223,7 +224,7 @@ main(void)
 			    (unsigned long long)(now_ms() - t0));
 		}
 		usleep(100000);
-		stop_flag = 1;
+		__atomic_store_n(&stop_flag, 1, __ATOMIC_RELAXED);
 		sent = errors = refused = 0;
 		for (t = 0; t < THREADS; t++) {
 			pthread_join(w[t].t, NULL);
