@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "kms/base.h"
 #include "tests/tap.h"
@@ -654,8 +655,17 @@ test_disk_full(void)
 	if (store_batch_put_keyset(b, &ks) != 0 || store_batch_commit(st, b) != 0)
 		bail("first commit");
 	snprintf(dpath, sizeof(dpath), "%s/data.mdb", dir);
-	if (stat(dpath, &sb) != 0 || getrlimit(RLIMIT_FSIZE, &old) != 0)
-		bail("stat");
+	/* The writer writes its zeros after it has woken the committer:
+	 * the limit goes on once they are there (256 KiB at least). */
+	for (i = 0; i < 500; i++) {
+		if (stat(dpath, &sb) != 0)
+			bail("stat");
+		if (sb.st_size >= (256 << 10))
+			break;
+		usleep(10000);
+	}
+	if (getrlimit(RLIMIT_FSIZE, &old) != 0)
+		bail("getrlimit");
 	store_stats_get(st, &s0);
 	signal(SIGXFSZ, SIG_IGN);
 	lim = old;
