@@ -625,6 +625,23 @@ test_readonly_and_schema(void)
 	store_batch_free(b);
 }
 
+/* A key set of SE_A, AID1 whose blob is n bytes (kvn left to the caller). */
+static void
+big_keyset(struct store_keyset *ks, size_t n)
+{
+	size_t i;
+
+	store_keyset_init(ks);
+	snprintf(ks->se_id, sizeof(ks->se_id), SE_A);
+	snprintf(ks->sd_aid, sizeof(ks->sd_aid), AID1);
+	snprintf(ks->usage, sizeof(ks->usage), "SCP03");
+	ks->n_keys = 1;
+	ks->keys[0].kcv_len = 3;
+	for (i = 0; i < n; i++)
+		if (buf_put_u8(&ks->blob, (uint8_t)i) != 0)
+			bail("nomem");
+}
+
 /* The disk full (a file-size limit at the data file's size): commits that
  * need pages past it fail, nothing else breaks, and the writer does not
  * retry its zeros ahead of the data at every group (once a second). */
@@ -642,15 +659,7 @@ test_disk_full(void)
 
 	snprintf(dir, sizeof(dir), "%s/full", tmp);
 	st = open_rw(dir, 64u << 20);
-	store_keyset_init(&ks);
-	snprintf(ks.se_id, sizeof(ks.se_id), SE_A);
-	snprintf(ks.sd_aid, sizeof(ks.sd_aid), AID1);
-	snprintf(ks.usage, sizeof(ks.usage), "SCP03");
-	ks.n_keys = 1;
-	ks.keys[0].kcv_len = 3;
-	for (i = 0; i < 6000; i++)
-		if (buf_put_u8(&ks.blob, (uint8_t)i) != 0)
-			bail("nomem");
+	big_keyset(&ks, 6000);
 	ks.kvn = 1;
 	if (store_batch_put_keyset(b, &ks) != 0 || store_batch_commit(st, b) != 0)
 		bail("first commit");
@@ -715,15 +724,7 @@ test_map_full(void)
 
 	snprintf(dir, sizeof(dir), "%s/small", tmp);
 	st = open_rw(dir, 256 * 1024);
-	store_keyset_init(&ks);
-	snprintf(ks.se_id, sizeof(ks.se_id), SE_A);
-	snprintf(ks.sd_aid, sizeof(ks.sd_aid), AID1);
-	snprintf(ks.usage, sizeof(ks.usage), "SCP03");
-	ks.n_keys = 1;
-	ks.keys[0].kcv_len = 3;
-	for (i = 0; i < 60000; i++)
-		if (buf_put_u8(&ks.blob, (uint8_t)i) != 0)
-			bail("nomem");
+	big_keyset(&ks, 60000);
 	/* One batch far larger than the map. */
 	for (i = 1; i <= 20; i++) {
 		ks.kvn = (uint8_t)i;

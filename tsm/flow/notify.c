@@ -268,11 +268,16 @@ deliveries(struct flow *f, const struct tsm_config *cfg)
 	return a.next_ms;
 }
 
-/* ---- archived key sets past their retention ------------------------------- */
+/* ---- records past their retention ------------------------------------------ */
+
+/* 1 when a document of the db is past its retention (cutoff: unix s). */
+typedef int (*expired_fn)(json_t *doc, uint64_t cutoff);
 
 struct purge_acc {
 	struct store_batch *b;
-	uint64_t now;
+	enum store_db db;
+	expired_fn expired;
+	uint64_t cutoff;
 	size_t n;
 };
 
@@ -281,102 +286,80 @@ purge_each(void *arg, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn)
 {
 	struct purge_acc *a = arg;
 	json_t *doc = NULL;
-	json_int_t until;
-	int rc;
+	int rc, gone;
 
 	if (a->n >= PURGE_MAX)
 		return 1;
-	if (store_doc_decode(STORE_DB_KEYARCH, v, vn, &doc) != 0)
+	if (store_doc_decode(a->db, v, vn, &doc) != 0)
 		return 0;
-	until = json_integer_value(json_object_get(doc, "destroyAfter"));
+	gone = a->expired(doc, a->cutoff);
 	json_decref(doc);
-	if (until < 0 || (uint64_t)until > a->now)
+	if (!gone)
 		return 0;
-	if ((rc = store_batch_require_equal(a->b, STORE_DB_KEYARCH, k, kn, v,
-	    vn)) != 0 || (rc = store_batch_del(a->b, STORE_DB_KEYARCH, k, kn)) != 0)
+	/* Unchanged since read, or left alone (a change that raced it). */
+	if ((rc = store_batch_require_equal(a->b, a->db, k, kn, v, vn)) != 0 ||
+	    (rc = store_batch_del(a->b, a->db, k, kn)) != 0)
 		return rc;
 	a->n++;
 	return 0;
 }
 
+/* Removes the expired documents of db, PURGE_MAX per batch (the rest at
+ * the next purge), in one commit; logs event with note. */
 static void
-purge_archive(struct flow *f)
+purge_db(struct flow *f, enum store_db db, expired_fn expired,
+    uint64_t cutoff, const char *event, const char *note)
 {
-	struct purge_acc a = { NULL, flow_now(), 0 };
+	struct purge_acc a = { NULL, db, expired, cutoff, 0 };
 	int rc;
 
 	if (store_batch_new(&a.b) != 0)
 		return;
-	if ((rc = store_iter(f->st, STORE_DB_KEYARCH, NULL, 0, purge_each,
-	    &a)) == 0 && a.n > 0) {
+	if ((rc = store_iter(f->st, db, NULL, 0, purge_each, &a)) == 0 &&
+	    a.n > 0) {
 		rc = store_batch_commit(f->st, a.b);
-		log_msg(rc == 0 ? LOG_INFO : LOG_WARN, "event=flow_keyset_destroyed "
-		    "count=%zu result=%s note=\"archived key sets past their "
-		    "retention (flows.keyArchiveDays)\"", a.n, err_name(rc));
+		log_msg(rc == 0 ? LOG_INFO : LOG_WARN, "event=%s count=%zu "
+		    "result=%s note=\"%s\"", event, a.n, err_name(rc), note);
 	}
 	store_batch_free(a.b);
 }
 
-/* ---- finished notifications past their retention ------------------------- */
-
-struct notes_acc {
-	struct store_batch *b;
-	uint64_t before;	/* finished at or before this (s): removed */
-	size_t n;
-};
-
+/* Archived key sets whose destroyAfter has come. */
 static int
-notes_each(void *arg, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn)
+keyset_expired(json_t *doc, uint64_t now)
 {
-	struct notes_acc *a = arg;
-	json_t *doc = NULL;
-	const char *st;
-	json_int_t upd;
-	int rc, done;
+	json_int_t until = json_integer_value(json_object_get(doc,
+	    "destroyAfter"));
 
-	if (a->n >= PURGE_MAX)
-		return 1;
-	if (store_doc_decode(STORE_DB_NOTIFY, v, vn, &doc) != 0)
-		return 0;
-	st = json_string_value(json_object_get(doc, "state"));
-	upd = json_integer_value(json_object_get(doc, "updated"));
-	done = st != NULL && (strcmp(st, "DELIVERED") == 0 ||
-	    strcmp(st, "FAILED") == 0) && upd >= 0 && (uint64_t)upd <= a->before;
-	json_decref(doc);
-	if (!done)
-		return 0;
-	/* Unchanged since read, or left alone (a retry that raced it). */
-	if ((rc = store_batch_require_equal(a->b, STORE_DB_NOTIFY, k, kn, v,
-	    vn)) != 0 || (rc = store_batch_del(a->b, STORE_DB_NOTIFY, k, kn)) != 0)
-		return rc;
-	a->n++;
-	return 0;
+	return until >= 0 && (uint64_t)until <= now;
 }
 
-/* Delivered and failed notifications older than notify.retentionDays go,
- * PURGE_MAX per batch (the rest at the next purge): the list and every
- * delivery scan stay as long as the recent ones. */
+/* Delivered and failed notifications last tried at or before cutoff:
+ * the list and every delivery scan stay as long as the recent ones. */
+static int
+note_expired(json_t *doc, uint64_t cutoff)
+{
+	const char *st = json_string_value(json_object_get(doc, "state"));
+	json_int_t upd = json_integer_value(json_object_get(doc, "updated"));
+
+	return st != NULL && (strcmp(st, "DELIVERED") == 0 ||
+	    strcmp(st, "FAILED") == 0) && upd >= 0 && (uint64_t)upd <= cutoff;
+}
+
 static void
-purge_notes(struct flow *f)
+purge_all(struct flow *f)
 {
 	struct tsm_config *cfg = flow_cfg_get(f);
 	uint64_t now = flow_now(), keep;
-	struct notes_acc a = { NULL, 0, 0 };
-	int rc;
 
 	keep = (uint64_t)cfg->flows.notify_retention_days * 86400u;
 	tsm_config_unref(cfg);
-	a.before = now > keep ? now - keep : 0;
-	if (store_batch_new(&a.b) != 0)
-		return;
-	if ((rc = store_iter(f->st, STORE_DB_NOTIFY, NULL, 0, notes_each,
-	    &a)) >= 0 && a.n > 0) {
-		rc = store_batch_commit(f->st, a.b);
-		log_msg(rc == 0 ? LOG_INFO : LOG_WARN, "event=flow_notify_purged "
-		    "count=%zu result=%s note=\"finished notifications past "
-		    "notify.retentionDays\"", a.n, err_name(rc));
-	}
-	store_batch_free(a.b);
+	purge_db(f, STORE_DB_KEYARCH, keyset_expired, now,
+	    "flow_keyset_destroyed", "archived key sets past their retention "
+	    "(flows.keyArchiveDays)");
+	purge_db(f, STORE_DB_NOTIFY, note_expired, now > keep ? now - keep : 0,
+	    "flow_notify_purged", "finished notifications past "
+	    "notify.retentionDays");
 }
 
 /* ---- the worker ------------------------------------------------------------- */
@@ -422,8 +405,7 @@ flow_worker_main(void *arg)
 		pthread_mutex_unlock(&f->mu);
 		worker_round(f, kicked, &next_ms);
 		if (now_ms() - last_purge > 60000 || last_purge == 0) {
-			purge_archive(f);
-			purge_notes(f);
+			purge_all(f);
 			last_purge = now_ms();
 		}
 	}

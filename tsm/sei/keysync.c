@@ -415,6 +415,20 @@ log_result(const struct ks_job *j, int code, const char *what)
 	    kv, code, what);
 }
 
+/* The answer for a newly stored set: the body built before kmsd was
+ * asked, signed with kmsd's answer MAC. */
+static int
+answer_stored(struct ks_job *j, struct http_resp *rs)
+{
+	int rc;
+
+	log_result(j, SEI_OK, "stored");
+	rc = http_resp_body(rs, 200, "application/json", j->body.p, j->body.len);
+	if (rc == 0)
+		sign_answer(j, rs);
+	return rc;
+}
+
 /*
  * Stores the new set and answers. first: the result of a commit of j->b
  * already made (by the handed-off path), or 1 for none yet.
@@ -464,18 +478,11 @@ store_new_set(struct ks_job *j, struct http_resp *rs, int first)
 		}
 		rc = ERR_WRONGSTATE;	/* an SE/SSD record moved: again */
 	}
-	if (rc == 0) {
-		log_result(j, SEI_OK, "stored");
-		rc = http_resp_body(rs, 200, "application/json", j->body.p,
-		    j->body.len);
-		if (rc == 0)
-			sign_answer(j, rs);
-	} else {
-		if (rc == ERR_EXISTS || rc == ERR_WRONGSTATE)
-			log_result(j, SEI_UNAVAILABLE, "contention");
-		rc = sei_store_failure(j->rq, rs, rc);
-	}
-	return rc;
+	if (rc == 0)
+		return answer_stored(j, rs);
+	if (rc == ERR_EXISTS || rc == ERR_WRONGSTATE)
+		log_result(j, SEI_UNAVAILABLE, "contention");
+	return sei_store_failure(j->rq, rs, rc);
 }
 
 /* A handed-off commit failed: the retries and refusals, on a worker. */
@@ -507,10 +514,7 @@ ks_committed(int rc, void *arg)
 		http_req_continue(rq, ks_retry, j);
 		return;
 	}
-	log_result(j, SEI_OK, "stored");
-	rc = http_resp_body(rs, 200, "application/json", j->body.p, j->body.len);
-	if (rc == 0)
-		sign_answer(j, rs);
+	rc = answer_stored(j, rs);
 	ks_free(j);
 	http_req_done(rq, rc);
 }
@@ -622,6 +626,17 @@ after_receive(struct ks_job *j, struct http_resp *rs, int rc)
 	return store_new_set(j, rs, 1);
 }
 
+/* after_receive for a handed-off request, on a worker: j is freed unless
+ * handed off again. */
+static int
+after_on_worker(struct ks_job *j, struct http_resp *rs, int rc)
+{
+	rc = after_receive(j, rs, rc);
+	if (rc != HTTP_DEFERRED)
+		ks_free(j);
+	return rc;
+}
+
 /* A handed-off receive that did not end in the usual way, on a worker. A
  * lost pipe connection is retried once on the worker's own (the request
  * is repeatable), as a synchronous call does by itself. */
@@ -634,10 +649,7 @@ ks_after(struct http_req *rq, struct http_resp *rs, void *arg)
 	(void)rq;
 	if (rc == ERR_CLOSED || rc == ERR_IO)
 		rc = receive(j);
-	rc = after_receive(j, rs, rc);
-	if (rc != HTTP_DEFERRED)
-		ks_free(j);
-	return rc;
+	return after_on_worker(j, rs, rc);
 }
 
 /*
@@ -676,15 +688,11 @@ static int
 ks_receive(struct http_req *rq, struct http_resp *rs, void *arg)
 {
 	struct ks_job *j = arg;
-	int rc;
 
 	(void)rq;
 	if (send_receive(j))
 		return HTTP_DEFERRED;
-	rc = after_receive(j, rs, receive(j));
-	if (rc != HTTP_DEFERRED)
-		ks_free(j);
-	return rc;
+	return after_on_worker(j, rs, receive(j));
 }
 
 /* keyset.receive on the shared pipe, from a handler that hands its
