@@ -86,6 +86,34 @@ test_input(void)
 	buf_free(&b);
 }
 
+/* SHA-256 with the digest fetched once (FIPS 180-2 "abc"), and nonces from
+ * the per-thread pool across its refills. */
+static void
+test_sha_nonce(void)
+{
+	static const char abc[] = "ba7816bf8f01cfea414140de5dae2223"
+	    "b00361a396177a9cb410ff61f20015ad";
+	char n[100][33], hx[65];
+	uint8_t md[32];
+	int i, j, bad = 0, same = 0;
+
+	if (http_sha256("abc", 3, md) != 0)
+		bail("sha256");
+	hex_encode(md, 32, hx);
+	ok(strcmp(hx, abc) == 0, "http_sha256: the FIPS 180-2 \"abc\" vector");
+	for (i = 0; i < 100; i++) {
+		if (http_sig_nonce(n[i]) != 0)
+			bail("nonce");
+		bad += strlen(n[i]) != 32 ||
+		    strspn(n[i], "0123456789abcdef") != 32;
+	}
+	for (i = 0; i < 100; i++)
+		for (j = i + 1; j < 100; j++)
+			same += strcmp(n[i], n[j]) == 0;
+	is_int(bad, 0, "100 nonces (three pool refills): 32 lowercase hex each");
+	is_int(same, 0, "no two alike");
+}
+
 static void
 test_nonce(void)
 {
@@ -190,6 +218,7 @@ main(void)
 	log_set_level(-1);	/* the broken-file cases log errors on purpose */
 	test_parse();
 	test_input();
+	test_sha_nonce();
 	test_nonce();
 	test_apikeys();
 	return done_testing();

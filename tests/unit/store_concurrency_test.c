@@ -1,7 +1,8 @@
 /*
  * store_concurrency_test.c - group commit under load on real LMDB: 8 x 500
  * batches (some failing a condition) beside a reader: all acked present,
- * failed ones absent, commits < batches (batching factor reported); map-full
+ * failed ones absent, commits < batches (batching factor reported); reads
+ * beside commits see every acknowledged one (kept read txns); map-full
  * batches fail alone inside a group; racing nonce claims: exactly one wins.
  */
 #include <pthread.h>
@@ -115,6 +116,71 @@ nonce_racer(void *arg)
 			atomic_fetch_add(&nonce_errors, 1);
 	}
 	return NULL;
+}
+
+/* ---- fresh snapshots from kept read txns ---------------------------------
+ * More readers than the store keeps read txns for (some are renewed, some
+ * begun and aborted), each reading right after a commit it knows of: a
+ * renewed txn must see every commit acknowledged before it. */
+
+#define FRESH_READERS 12
+#define FRESH_SES     300
+
+static atomic_int fresh_acked = -1, fresh_stop, fresh_stale, fresh_reads;
+
+static void *
+fresh_reader(void *arg)
+{
+	struct store_se se;
+	char id[32];
+	int i;
+
+	(void)arg;
+	while (!atomic_load(&fresh_stop)) {
+		if ((i = atomic_load(&fresh_acked)) < 0)
+			continue;
+		snprintf(id, sizeof(id), "5EFF%04X", i);
+		if (store_se_get(st, id, &se) != 0)
+			atomic_fetch_add(&fresh_stale, 1);
+		atomic_fetch_add(&fresh_reads, 1);
+	}
+	return NULL;
+}
+
+static void
+test_fresh_reads(void)
+{
+	pthread_t th[FRESH_READERS];
+	struct store_batch *b = NULL;
+	struct store_se se;
+	int t, i, fails = 0;
+
+	if (store_batch_new(&b) != 0)
+		bail("batch");
+	for (t = 0; t < FRESH_READERS; t++)
+		if (pthread_create(&th[t], NULL, fresh_reader, NULL) != 0)
+			bail("thread");
+	for (i = 0; i < FRESH_SES; i++) {
+		store_batch_clear(b);
+		memset(&se, 0, sizeof(se));
+		snprintf(se.se_id, sizeof(se.se_id), "5EFF%04X", i);
+		snprintf(se.state, sizeof(se.state), "ACTIVE");
+		if (store_batch_put_se(b, &se) != 0 ||
+		    store_batch_commit(st, b) != 0)
+			fails++;
+		else
+			atomic_store(&fresh_acked, i);
+	}
+	atomic_store(&fresh_stop, 1);
+	for (t = 0; t < FRESH_READERS; t++)
+		pthread_join(th[t], NULL);
+	store_batch_free(b);
+	is_int(fails, 0, "%d commits beside %d readers", FRESH_SES,
+	    FRESH_READERS);
+	ok(atomic_load(&fresh_reads) > FRESH_SES, "the readers read (%d reads)",
+	    atomic_load(&fresh_reads));
+	is_int(atomic_load(&fresh_stale), 0, "every read after an acknowledged "
+	    "commit sees it (renewed read txns are fresh)");
 }
 
 /* ---- map full inside a group -------------------------------------------- */
@@ -313,6 +379,7 @@ main(void)
 	is_int(twice, 0, "no nonce accepted twice");
 	is_int(never, 0, "no nonce lost");
 
+	test_fresh_reads();
 	store_close(st);
 	test_map_full_in_group(tmp);
 	testenv_cleanup(tmp);

@@ -13,7 +13,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include "tsm/http/http_int.h"
@@ -55,16 +54,6 @@ http_role_name(int role)
 {
 	return role == HTTP_ROLE_ADMIN ? "admin" :
 	    role == HTTP_ROLE_PROVIDER ? "provider" : "none";
-}
-
-static int
-sha256(const void *p, size_t n, uint8_t out[32])
-{
-	unsigned int ol = 0;
-
-	if (EVP_Digest(p, n, out, &ol, EVP_sha256(), NULL) != 1 || ol != 32)
-		return ERR_CRYPTO;
-	return 0;
 }
 
 /* ---- file ---- */
@@ -253,7 +242,7 @@ http_apikeys_check(struct http_apikeys *ak, const char *key,
 	int rc = ERR_AUTH, hit = 0;
 
 	memset(id, 0, sizeof(*id));
-	if (n == 0 || n > KEY_MAX_LEN || sha256(key, n, h) != 0)
+	if (n == 0 || n > KEY_MAX_LEN || http_sha256(key, n, h) != 0)
 		return ERR_AUTH;
 	pthread_rwlock_rdlock(&ak->lock);
 	/* Every entry is compared so the time does not depend on where the
@@ -298,7 +287,7 @@ key_make(int role, const char *provider, struct key_ent *e, char *key_out,
 	if (provider != NULL)
 		snprintf(e->provider, sizeof(e->provider), "%s", provider);
 	e->created = wall_seconds();
-	if ((rc = sha256(key_out, strlen(key_out), e->hash)) != 0)
+	if ((rc = http_sha256(key_out, strlen(key_out), e->hash)) != 0)
 		wipe(key_out, cap);
 	return rc;
 }

@@ -341,6 +341,12 @@ int  http_sig_head(struct buf *out, const char *method, const char *path,
 	    int64_t ts, const char *nonce) WUR;
 int  http_sig_input(struct buf *out, const char *method, const char *path,
 	    int64_t ts, const char *nonce, const uint8_t *body, size_t n) WUR;
+/* SHA-256 of p (the digest fetched once, not at every call). */
+int  http_sha256(const void *p, size_t n, uint8_t out[32]) WUR;
+/* A fresh nonce: 16 random bytes as 32 lowercase hex digits. The bytes
+ * come from a per-thread pool refilled 32 nonces at a time (one DRBG call,
+ * and its fork check, instead of one per nonce; tsmd does not fork). */
+int  http_sig_nonce(char out[33]) WUR;
 /* Signs with kmsd key `key_label` (fresh ts and nonce) and writes the
  * header value to hdr (cap >= 200). For responses and for the SEI client. */
 int  http_sig_make(struct kms_client *c, const char *key_label,

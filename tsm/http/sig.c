@@ -114,18 +114,56 @@ http_sig_head(struct buf *out, const char *method, const char *path,
 	return buf_put(out, "\n", 1);
 }
 
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void
+sha256_fetch(void)
+{
+	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+int
+http_sha256(const void *p, size_t n, uint8_t out[32])
+{
+	unsigned int ml = 0;
+
+	(void)pthread_once(&sha256_once, sha256_fetch);
+	if (EVP_Digest(p, n, out, &ml, sha256_md != NULL ? sha256_md :
+	    EVP_sha256(), NULL) != 1 || ml != 32)
+		return ERR_CRYPTO;
+	return 0;
+}
+
+#define NONCE_POOL 512
+
+static __thread uint8_t nonce_pool[NONCE_POOL];
+static __thread size_t nonce_left;
+
+int
+http_sig_nonce(char out[33])
+{
+	if (nonce_left < 16) {
+		if (RAND_bytes(nonce_pool, sizeof(nonce_pool)) != 1)
+			return ERR_CRYPTO;
+		nonce_left = sizeof(nonce_pool);
+	}
+	hex_encode(nonce_pool + sizeof(nonce_pool) - nonce_left, 16, out);
+	nonce_left -= 16;
+	return 0;
+}
+
 int
 http_sig_input(struct buf *out, const char *method, const char *path,
     int64_t ts, const char *nonce, const uint8_t *body, size_t n)
 {
 	uint8_t md[32];
-	unsigned int ml = 0;
 	char hx[65];
 	int rc;
 
-	if (EVP_Digest(body != NULL ? body : (const uint8_t *)"", n, md, &ml,
-	    EVP_sha256(), NULL) != 1)
-		return ERR_CRYPTO;
+	if ((rc = http_sha256(body != NULL ? body : (const uint8_t *)"", n,
+	    md)) != 0)
+		return rc;
 	hex_encode(md, 32, hx);
 	if ((rc = http_sig_head(out, method, path, ts, nonce)) != 0)
 		return rc;
@@ -137,7 +175,7 @@ http_sig_make(struct kms_client *c, const char *key_label, const char *key_id,
     const char *method, const char *path, const uint8_t *body, size_t n,
     char *hdr, size_t cap)
 {
-	uint8_t nb[16], mac[32];
+	uint8_t mac[32];
 	char nonce[33], mhx[65];
 	int64_t ts = wall_seconds();
 	struct buf in;
@@ -146,9 +184,8 @@ http_sig_make(struct kms_client *c, const char *key_label, const char *key_id,
 
 	if (c == NULL)
 		return ERR_IO;
-	if (RAND_bytes(nb, sizeof(nb)) != 1)
-		return ERR_CRYPTO;
-	hex_encode(nb, sizeof(nb), nonce);
+	if ((rc = http_sig_nonce(nonce)) != 0)
+		return rc;
 	buf_init(&in);
 	if ((rc = http_sig_input(&in, method, path, ts, nonce, body, n)) != 0)
 		goto out;
@@ -216,7 +253,6 @@ nonce_op(const char *key_id, const char *nonce, int64_t ts, int64_t now,
 	    sizeof(((struct http_sig *)0)->nonce)], md[32];
 	size_t kl = strlen(key_id), nl = strlen(nonce), i, idx,
 	    freeslot = (size_t)-1;
-	unsigned int ml = 0;
 	uint64_t h[2];
 	int rc;
 
@@ -224,8 +260,8 @@ nonce_op(const char *key_id, const char *nonce, int64_t ts, int64_t now,
 		return ERR_INVAL;
 	memcpy(in, key_id, kl + 1);
 	memcpy(in + kl + 1, nonce, nl);
-	if (EVP_Digest(in, kl + 1 + nl, md, &ml, EVP_sha256(), NULL) != 1)
-		return ERR_CRYPTO;
+	if ((rc = http_sha256(in, kl + 1 + nl, md)) != 0)
+		return rc;
 	memcpy(h, md, sizeof(h));
 	pthread_mutex_lock(&nonce_lock);
 	if (nonces == NULL &&

@@ -13,9 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-#include <openssl/rand.h>
-
 #include "tsm/sei/sei_int.h"
 
 #define IDEM_TAG      "SPTSM-KEYSYNC-IDEM-1"
@@ -118,7 +115,6 @@ static int
 idem_key(struct ks_job *j)
 {
 	struct buf b;
-	unsigned int ml = 0;
 	char hx[11], kv[3];
 	size_t i;
 	int rc;
@@ -137,8 +133,7 @@ idem_key(struct ks_job *j)
 		if ((rc = buf_put(&b, hx, strlen(hx) + 1)) != 0)
 			goto out;
 	}
-	rc = EVP_Digest(b.p, b.len, j->idem, &ml, EVP_sha256(), NULL) == 1 ?
-	    0 : ERR_CRYPTO;
+	rc = http_sha256(b.p, b.len, j->idem);
 out:
 	buf_free(&b);
 	return rc;
@@ -296,7 +291,6 @@ build_answer(struct ks_job *j)
 {
 	json_t *o, *a;
 	char hx[11], nonce[33];
-	uint8_t nb[16];
 	const char *slot;
 	char *s;
 	size_t i;
@@ -326,11 +320,8 @@ build_answer(struct ks_job *j)
 	if (rc != 0)
 		goto out;
 	ts = wall_seconds();
-	if (RAND_bytes(nb, sizeof(nb)) != 1) {
-		rc = ERR_CRYPTO;
+	if ((rc = http_sig_nonce(nonce)) != 0)
 		goto out;
-	}
-	hex_encode(nb, sizeof(nb), nonce);
 	buf_reset(&j->head);
 	if ((rc = http_sig_head(&j->head, http_req_method(j->rq),
 	    http_req_path(j->rq), ts, nonce)) != 0)

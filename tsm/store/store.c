@@ -290,6 +290,11 @@ store_open(struct store **out, const char *dir, const struct store_opts *opts)
 		goto out;
 	}
 	locks = 2;
+	if (pthread_mutex_init(&st->rmu, NULL) != 0) {
+		rc = ERR_NOMEM;
+		goto out;
+	}
+	locks = 3;
 	if (!st->readonly) {
 		if (pthread_create(&st->writer, NULL, store_writer_main, st) != 0) {
 			rc = ERR_NOMEM;
@@ -302,6 +307,8 @@ store_open(struct store **out, const char *dir, const struct store_opts *opts)
 	rc = 0;
 out:
 	if (st != NULL) {
+		if (locks >= 3)
+			pthread_mutex_destroy(&st->rmu);
 		if (locks >= 2)
 			pthread_cond_destroy(&st->wake);
 		if (locks >= 1)
@@ -325,8 +332,11 @@ store_close(struct store *st)
 		pthread_mutex_unlock(&st->mu);
 		pthread_join(st->writer, NULL);
 	}
+	while (st->nrfree > 0)
+		mdb_txn_abort(st->rfree[--st->nrfree]);
 	pthread_cond_destroy(&st->wake);
 	pthread_mutex_destroy(&st->mu);
+	pthread_mutex_destroy(&st->rmu);
 	mdb_env_close(st->env);
 	free(st);
 }
@@ -340,6 +350,39 @@ store_stats_get(struct store *st, struct store_stats *out)
 }
 
 /* ---- reads ------------------------------------------------------------------ */
+
+int
+store_rtxn_begin(struct store *st, MDB_txn **txn)
+{
+	MDB_txn *t = NULL;
+
+	pthread_mutex_lock(&st->rmu);
+	if (st->nrfree > 0)
+		t = st->rfree[--st->nrfree];
+	pthread_mutex_unlock(&st->rmu);
+	if (t != NULL) {
+		if (mdb_txn_renew(t) == 0) {
+			*txn = t;
+			return 0;
+		}
+		mdb_txn_abort(t);
+	}
+	return store_mdb_err(mdb_txn_begin(st->env, NULL, MDB_RDONLY, txn));
+}
+
+void
+store_rtxn_end(struct store *st, MDB_txn *txn)
+{
+	mdb_txn_reset(txn);
+	pthread_mutex_lock(&st->rmu);
+	if (st->nrfree < STORE_RTXN_KEEP) {
+		st->rfree[st->nrfree++] = txn;
+		txn = NULL;
+	}
+	pthread_mutex_unlock(&st->rmu);
+	if (txn != NULL)
+		mdb_txn_abort(txn);
+}
 
 typedef int (*val_fn)(void *arg, const void *p, size_t n);
 
@@ -355,14 +398,13 @@ read_one(struct store *st, enum store_db db, const void *key, size_t klen,
 
 	if ((unsigned)db >= STORE_DB_COUNT || klen == 0 || klen > STORE_KEY_MAX)
 		return ERR_INVAL;
-	if ((rc = store_mdb_err(mdb_txn_begin(st->env, NULL, MDB_RDONLY,
-	    &txn))) != 0)
+	if ((rc = store_rtxn_begin(st, &txn)) != 0)
 		return rc;
 	if ((rc = store_mdb_err(mdb_get(txn, st->dbi[db], &k, &v))) != 0)
 		goto out;
 	rc = fn(arg, v.mv_data, v.mv_size);
 out:
-	mdb_txn_abort(txn);
+	store_rtxn_end(st, txn);
 	return rc;
 }
 
@@ -560,11 +602,10 @@ store_iter(struct store *st, enum store_db db, const void *prefix,
 	if ((unsigned)db >= STORE_DB_COUNT || plen > STORE_KEY_MAX ||
 	    (plen > 0 && prefix == NULL))
 		return ERR_INVAL;
-	if ((rc = store_mdb_err(mdb_txn_begin(st->env, NULL, MDB_RDONLY,
-	    &txn))) != 0)
+	if ((rc = store_rtxn_begin(st, &txn)) != 0)
 		return rc;
 	rc = store_walk(st, txn, db, prefix, plen, cb, arg);
-	mdb_txn_abort(txn);
+	store_rtxn_end(st, txn);
 	return rc;
 }
 
@@ -708,11 +749,10 @@ store_task_iter(struct store *st, const char *se_id, const char *state,
 	pl = strlen(p) - 1;
 	if (state == NULL)
 		pl -= 2;
-	if ((rc = store_mdb_err(mdb_txn_begin(st->env, NULL, MDB_RDONLY,
-	    &t.txn))) != 0)
+	if ((rc = store_rtxn_begin(st, &t.txn)) != 0)
 		return rc;
 	rc = store_walk(st, t.txn, STORE_DB_TASK_IDX, p, pl, task_idx_each, &t);
-	mdb_txn_abort(t.txn);
+	store_rtxn_end(st, t.txn);
 	return rc;
 }
 

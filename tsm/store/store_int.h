@@ -76,7 +76,19 @@ struct store {
 	struct store_stats stats;
 	uint64_t ext_end;	/* writer: file bytes known written (preextend) */
 	uint64_t ext_retry_ms;	/* writer: no zeros before (a write failed) */
+
+	/* Read txns, reset and kept for renewal: a renewal keeps its reader
+	 * slot, so a read costs neither a malloc nor the lock file's reader
+	 * mutex. Kept at most STORE_RTXN_KEEP (each holds a reader slot). */
+	pthread_mutex_t rmu;
+	MDB_txn *rfree[8];
+	unsigned nrfree;
 };
+#define STORE_RTXN_KEEP 8
+
+/* A read-only txn (renewed from the kept ones when it can) and its end. */
+int  store_rtxn_begin(struct store *st, MDB_txn **txn) WUR;
+void store_rtxn_end(struct store *st, MDB_txn *txn);
 
 /* The one place LMDB return codes become project errors. */
 int store_mdb_err(int rc);
