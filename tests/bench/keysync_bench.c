@@ -13,7 +13,7 @@
  * sync is read from /proc. kmsd alone and the key syncs alternate in
  * rounds (the VM's speed drifts within a run); the medians are reported.
  * Prints numbers.
- * Environment: BENCH_SECONDS (3, per cell), KEYSYNC_BENCH_ROUNDS (3),
+ * Environment: BENCH_SECONDS (3, per cell), KEYSYNC_BENCH_ROUNDS (5),
  * KEYSYNC_BENCH_CLIENTS (connections, 128),
  * KEYSYNC_BENCH_WORKERS (tsmd workers, 64), KEYSYNC_BENCH_METRICS (print
  * tsmd's /metrics to stderr at the end).
@@ -481,7 +481,7 @@ main(void)
 	const char *s = getenv("BENCH_SECONDS");
 	int clients = testenv_env_int("KEYSYNC_BENCH_CLIENTS", 128);
 	int workers = testenv_env_int("KEYSYNC_BENCH_WORKERS", 64);
-	int rounds = testenv_env_int("KEYSYNC_BENCH_ROUNDS", 3);
+	int rounds = testenv_env_int("KEYSYNC_BENCH_ROUNDS", 5);
 	double kmsr, mixr, ksr, hzr, nks, ratio, cpu[N_SAMPLE];
 	double rk[ROUNDS_MAX], rs[ROUNDS_MAX], rr[ROUNDS_MAX];
 	long kfail, hfail;
