@@ -4,7 +4,7 @@
  * X-TSM-Signature of an SEI-TSM peer is verified in kmsd and the answer is
  * signed (checked here with OpenSSL and the fixture's known test MAC key),
  * replays, stale timestamps and bad MACs are refused, kmsd latencies show
- * in /metrics.
+ * in /metrics; without the health thread /healthz still follows kmsd.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -330,6 +330,45 @@ metric(const char *series)
 	return v;
 }
 
+/*
+ * Without the health thread (TSMD_TEST_NO_HEALTH_THREAD stands for a
+ * pthread_create that fails): /healthz still follows kmsd, its callers
+ * probing at most once a second. Before, kmsd was probed once at start and
+ * a stopped kmsd stayed "ok".
+ */
+static void
+test_threadless_health(void)
+{
+	struct buf lg;
+	uint64_t until;
+	long code;
+	int st;
+
+	setenv("TSMD_TEST_NO_HEALTH_THREAD", "1", 1);
+	tsmd_pid = start_tsmd();
+	unsetenv("TSMD_TEST_NO_HEALTH_THREAD");
+	is_int(healthz(), 200, "no health thread: /healthz 200 with kmsd up");
+	buf_init(&lg);
+	ok(file_read_all(logpath, 1u << 24, &lg) == 0 && buf_put(&lg, "", 1) == 0 &&
+	    strstr((char *)lg.p, "event=kms_health_thread_failed") != NULL,
+	    "and the missing thread is logged");
+	buf_free(&lg);
+	kmsenv_stop(&E, 0);
+	until = now_ms() + 5000;
+	while ((code = healthz()) != 503 && now_ms() < until)
+		usleep(200000);
+	is_int(code, 503, "kmsd stopped: /healthz 503 (the callers probed)");
+	if (kmsenv_start(&E, NULL) != 0)
+		bail("kmsd restart");
+	until = now_ms() + 5000;
+	while ((code = healthz()) != 200 && now_ms() < until)
+		usleep(200000);
+	is_int(code, 200, "kmsd back: 200");
+	kill(tsmd_pid, SIGTERM);
+	waitpid(tsmd_pid, &st, 0);
+	ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "and tsmd exits 0");
+}
+
 int
 main(void)
 {
@@ -401,6 +440,7 @@ main(void)
 		ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "and tsmd exits 0");
 	} else
 		ok(0, "SIGSTOP kmsd");
+	test_threadless_health();
 	kmsenv_stop(&E, 0);
 	if (tap_failed == 0)
 		kmsenv_cleanup(&E);

@@ -31,6 +31,8 @@ static pthread_once_t health_once = PTHREAD_ONCE_INIT;
 static int health_state = ERR_IO;
 static uint64_t health_begun_ms;	/* the probe under way began, or 0 */
 static unsigned health_probes;		/* finished; written by one thread */
+static uint64_t health_done_ms;		/* the last probe finished */
+static int health_threadless;		/* the thread did not start */
 
 static void
 tl_destroy(void *p)
@@ -118,7 +120,25 @@ health_probe_once(void)
 	__atomic_store_n(&health_begun_ms, now_ms(), __ATOMIC_RELAXED);
 	__atomic_store_n(&health_state, health_probe(), __ATOMIC_RELAXED);
 	__atomic_store_n(&health_begun_ms, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&health_done_ms, now_ms(), __ATOMIC_RELAXED);
 	__atomic_store_n(&health_probes, health_probes + 1, __ATOMIC_RELEASE);
+}
+
+/* Without the thread: the callers probe, one at a time and at most once a
+ * HEALTH_MS (the others, and those while a probe hangs, get the state as
+ * it is; the STALE_MS check still reports a hung kmsd). */
+static void
+health_probe_due(void)
+{
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+
+	if (now_ms() - __atomic_load_n(&health_done_ms, __ATOMIC_RELAXED) <
+	    HEALTH_MS || pthread_mutex_trylock(&mu) != 0)
+		return;
+	if (now_ms() - __atomic_load_n(&health_done_ms, __ATOMIC_RELAXED) >=
+	    HEALTH_MS)
+		health_probe_once();
+	pthread_mutex_unlock(&mu);
 }
 
 static void *
@@ -135,7 +155,8 @@ health_main(void *arg)
 /* A detached thread (with its own kmsd connection) probes at once, then
  * once a HEALTH_MS; the first caller waits for that first probe, but not
  * longer than STALE_MS (a hung kmsd does not hold tsmd's start for the
- * 30 s call timeout). Without the thread, the caller probes itself. */
+ * 30 s call timeout). Without the thread (it did not start, or
+ * TSMD_TEST_NO_HEALTH_THREAD is set: tests only), callers probe. */
 static void
 health_start(void)
 {
@@ -145,14 +166,17 @@ health_start(void)
 	int started;
 
 	__atomic_store_n(&health_begun_ms, now_ms(), __ATOMIC_RELAXED);
-	started = pthread_attr_init(&a) == 0;
+	started = getenv("TSMD_TEST_NO_HEALTH_THREAD") == NULL &&
+	    pthread_attr_init(&a) == 0;
 	if (started) {
 		(void)pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
 		started = pthread_create(&t, &a, health_main, NULL) == 0;
 		(void)pthread_attr_destroy(&a);
 	}
 	if (!started) {
-		log_msg(LOG_ERR, "event=kms_health_thread_failed");
+		log_msg(LOG_ERR, "event=kms_health_thread_failed note=\"callers "
+		    "probe kmsd, at most once a second\"");
+		__atomic_store_n(&health_threadless, 1, __ATOMIC_RELAXED);
 		health_probe_once();
 		return;
 	}
@@ -168,6 +192,8 @@ tsm_kms_health(void)
 	uint64_t begun;
 
 	pthread_once(&health_once, health_start);
+	if (__atomic_load_n(&health_threadless, __ATOMIC_RELAXED))
+		health_probe_due();
 	/* A kmsd that accepts but does not answer holds the probe up to the
 	 * call timeout (30 s); past STALE_MS it is reported as hung. */
 	begun = __atomic_load_n(&health_begun_ms, __ATOMIC_RELAXED);
