@@ -38,7 +38,14 @@ struct audit {
 	size_t        npending, cappending;
 	int           pend_durable;	/* a pending record is durable */
 	int           deferred;
+	uint64_t      retry_ms;		/* after a failed write: not before */
+	uint64_t      backoff_ms;	/* the wait after the last failure */
 };
+
+/* A failed write (a full disk) is tried again after 100 ms, then after
+ * twice as long each time, up to a second. */
+#define RETRY_MIN_MS 100
+#define RETRY_MAX_MS 1000
 
 /* Reads the last complete line of the file into line (NUL-terminated). */
 static int
@@ -307,13 +314,17 @@ write_locked(struct audit *a, struct pend *p, size_t n)
 	return rc;
 }
 
-int
-audit_flush_pending(struct audit *a)
+static int
+flush(struct audit *a, int force)
 {
 	int rc;
 
 	if (a->mac == NULL || a->npending == 0)
 		return 0;
+	/* every try writes (chains, MACs) all the queue: not at every
+	 * event-loop pass while the disk stays full */
+	if (!force && now_ms() < a->retry_ms)
+		return ERR_BUSY;
 	flock(a->fd, LOCK_EX);
 	rc = write_locked(a, a->pending, a->npending);
 	flock(a->fd, LOCK_UN);
@@ -321,7 +332,26 @@ audit_flush_pending(struct audit *a)
 	 * next flush instead of being lost. */
 	if (rc == 0)
 		pend_free(a);
+	if (rc == 0)
+		a->backoff_ms = 0;
+	else
+		a->backoff_ms = a->backoff_ms == 0 ? RETRY_MIN_MS :
+		    a->backoff_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS :
+		    a->backoff_ms * 2;
+	a->retry_ms = rc == 0 ? 0 : now_ms() + a->backoff_ms;
 	return rc;
+}
+
+int
+audit_flush_pending(struct audit *a)
+{
+	return flush(a, 1);
+}
+
+int
+audit_flush_due(struct audit *a)
+{
+	return flush(a, 0);
 }
 
 void
@@ -354,7 +384,7 @@ audit_log(struct audit *a, const struct audit_rec *r, int durable)
 				free(body);
 				return ERR_LIMIT;
 			}
-			if ((rc = audit_flush_pending(a)) != 0) {
+			if ((rc = flush(a, 0)) != 0) {
 				free(body);
 				return rc;
 			}

@@ -37,6 +37,10 @@ void audit_close(struct audit *a);
 /* Until a MAC function is set, records wait in memory (at most 10,000). */
 void audit_set_mac(struct audit *a, audit_mac_fn fn, void *ctx);
 int  audit_flush_pending(struct audit *a) WUR;
+/* The same, for the event loop: after a failed write the queue is tried
+ * again 100 ms later at the soonest, doubling to a second while it fails
+ * (ERR_BUSY until then). */
+int  audit_flush_due(struct audit *a) WUR;
 /* Deferred mode (kmsd): records are chained, MACed and written together
  * by audit_flush_pending, under one lock and in one write (the event loop
  * calls it before any reply leaves). A failed flush writes nothing and

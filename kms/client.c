@@ -91,22 +91,42 @@ queue(struct kms_client *c, int op, const uint8_t *body, size_t len,
 	return 0;
 }
 
-int
-kms_flush(struct kms_client *c)
+/* Writes the queued output. nowait: ERR_BUSY when the socket takes not a
+ * byte (output cut back to mark); a partial write is out of step. */
+static int
+flush_out(struct kms_client *c, int nowait, size_t mark)
 {
+	size_t sent = 0;
 	ssize_t n;
+	int full;
 
 	while (c->out.len > 0) {
-		n = send(c->fd, c->out.p, c->out.len, MSG_NOSIGNAL);
+		n = send(c->fd, c->out.p, c->out.len, MSG_NOSIGNAL |
+		    (nowait ? MSG_DONTWAIT : 0));
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
+			full = errno == EAGAIN || errno == EWOULDBLOCK;
+			if (nowait && full && sent == 0) {
+				if (mark < c->out.len)
+					c->out.len = mark;	/* unsent: dropped */
+				return ERR_BUSY;
+			}
 			buf_reset(&c->out);
-			return set_err(c, ERR_CLOSED, "kmsd connection lost (write)");
+			return set_err(c, ERR_CLOSED, nowait && full ? "kmsd "
+			    "connection full (part of a request written)" :
+			    "kmsd connection lost (write)");
 		}
+		sent += (size_t)n;
 		buf_consume(&c->out, (size_t)n);
 	}
 	return 0;
+}
+
+int
+kms_flush(struct kms_client *c)
+{
+	return flush_out(c, 0, 0);
 }
 
 /* An error seen while reading: its text is kept unless another thread
@@ -212,34 +232,21 @@ kms_out_len(const struct kms_client *c)
 int
 kms_flush_nowait(struct kms_client *c, size_t mark)
 {
-	size_t sent = 0;
-	ssize_t n;
-
-	while (c->out.len > 0) {
-		n = send(c->fd, c->out.p, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if ((errno == EAGAIN || errno == EWOULDBLOCK) && sent == 0) {
-				if (mark < c->out.len)
-					c->out.len = mark;	/* unsent: dropped */
-				return ERR_BUSY;
-			}
-			buf_reset(&c->out);
-			return set_err(c, ERR_CLOSED, errno == EAGAIN ||
-			    errno == EWOULDBLOCK ? "kmsd connection full (part of a "
-			    "request written)" : "kmsd connection lost (write)");
-		}
-		sent += (size_t)n;
-		buf_consume(&c->out, (size_t)n);
-	}
-	return 0;
+	return flush_out(c, 1, mark);
 }
 
 int
 kms_buffered(const struct kms_client *c)
 {
-	return c->in.len > c->consumed;
+	size_t avail = c->in.len - c->consumed;
+	struct kms_hdr h;
+
+	if (avail < KMS_HDR_LEN)
+		return 0;
+	/* a header kms_next refuses is an answer at once too */
+	if (kms_hdr_decode(c->in.p + c->consumed, &h) != 0)
+		return 1;
+	return avail - KMS_HDR_LEN >= h.len;
 }
 
 /* ---- connection ---- */

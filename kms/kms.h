@@ -310,8 +310,8 @@ int  kms_next(struct kms_client *c, uint32_t *id, int *status,
  * replies with kms_next while another (the callers serialize themselves)
  * submits and flushes. kms_next then keeps no error text and never closes
  * the socket, even on ERR_TIMEOUT (the 30 s receive timeout on a partial
- * reply): the sharer drops the connection. kms_buffered: 1 when received
- * bytes wait to be handed out (kms_next needs no new data to start).
+ * reply): the sharer drops the connection. kms_buffered: 1 when a whole
+ * received frame waits to be handed out (kms_next needs no new data).
  */
 void kms_share(struct kms_client *c);
 int  kms_buffered(const struct kms_client *c);

@@ -219,19 +219,19 @@ kmsd_conn_close(struct kmsd *d, struct conn *c)
 			break;
 		}
 	}
-	for (pp = &d->dirty; *pp != NULL; pp = &(*pp)->next_dirty) {
+	for (pp = &d->dirty; c->dirty && *pp != NULL; pp = &(*pp)->next_dirty) {
 		if (*pp == c) {
 			*pp = c->next_dirty;
 			break;
 		}
 	}
-	for (pp = &d->held; *pp != NULL; pp = &(*pp)->next_held) {
+	for (pp = &d->held; c->is_held && *pp != NULL; pp = &(*pp)->next_held) {
 		if (*pp == c) {
 			*pp = c->next_held;
 			break;
 		}
 	}
-	for (pp = &d->pending; *pp != NULL; pp = &(*pp)->next_pending) {
+	for (pp = &d->pending; c->is_pending && *pp != NULL; pp = &(*pp)->next_pending) {
 		if (*pp == c) {
 			*pp = c->next_pending;
 			break;
@@ -383,11 +383,22 @@ serve_frame(struct kmsd *d, struct conn *c, const struct kms_hdr *h,
 		    !(rq.skip_audit && status == 0)) {
 			char detail[256];
 
+			int durable = row->audit == AUDIT_DURABLE && status == 0;
+
 			snprintf(detail, sizeof(detail), "%s: %s", err_name(status),
 			    rq.msg[0] ? rq.msg : err_str(status));
-			(void)kmsd_audit(&rq, row->name, rq.key[0] ? rq.key : NULL,
+			if (kmsd_audit(&rq, row->name, rq.key[0] ? rq.key : NULL,
 			    status == 0 ? "ok" : "error", status == 0 ? NULL : detail,
-			    row->audit == AUDIT_DURABLE && status == 0);
+			    durable) != 0 && durable) {
+				/* No record, no result: it is withheld (the
+				 * queue of unwritten records is full, e.g. a
+				 * disk full for long). */
+				status = ERR_IO;
+				snprintf(rq.msg, sizeof(rq.msg), "%s: the audit "
+				    "record could not be queued; result withheld",
+				    row->name);
+				buf_reset(&out);
+			}
 			/* This reply (and those after it on the connection)
 			 * leaves only once the record is on disk; those
 			 * before it need not wait. */
@@ -420,12 +431,6 @@ kmsd_serve_input(struct kmsd *d, struct conn *c)
 	int served = 0, more = 0;
 
 	while (!c->closing && c->in.len - off >= KMS_HDR_LEN) {
-		/* One busy connection does not keep the loop from the others,
-		 * nor its own finished replies from leaving. */
-		if (served == KMSD_FRAMES_PASS) {
-			more = 1;
-			break;
-		}
 		if (kms_hdr_decode(c->in.p + off, &h) != 0) {
 			/* Length over the maximum: answer once, then close,
 			 * without reading (or allocating for) the body. */
@@ -445,6 +450,12 @@ kmsd_serve_input(struct kmsd *d, struct conn *c)
 		}
 		if (c->in.len - off - KMS_HDR_LEN < h.len)
 			break;
+		/* One busy connection does not keep the loop from the others,
+		 * nor its own finished replies from leaving. */
+		if (served == KMSD_FRAMES_PASS) {
+			more = 1;
+			break;
+		}
 		if (serve_frame(d, c, &h, c->in.p + off + KMS_HDR_LEN) != 0)
 			return -1;
 		off += KMS_HDR_LEN + h.len;
@@ -481,67 +492,50 @@ kmsd_serve_pending(struct kmsd *d)
 	}
 }
 
+/*
+ * Reads one chunk; the complete frames in it are served by
+ * kmsd_serve_pending, the one place that serves, at most KMSD_FRAMES_PASS
+ * a pass. Nothing is read while served frames wait, so c->in holds at
+ * most an incomplete frame (its header passed the size check) and a chunk.
+ */
 void
 kmsd_conn_read(struct kmsd *d, struct conn *c, int hup)
 {
 	ssize_t n;
-	int rc;
 
-	for (;;) {
-		if (c->closing || c->out.len >= OUT_HIGH) {
-			/* Not reading now; a peer that hung up can take
-			 * nothing more and would raise EPOLLHUP on every wait
-			 * (a spin while a durable reply is held): closed now. */
-			if (hup) {
-				kmsd_conn_close(d, c);
-				return;
-			}
-			break;
-		}
-		/* Frames wait from the last read: none read until they are
-		 * served (epoll reports the socket again). */
-		if (c->is_pending)
-			break;
-		if ((rc = buf_reserve(&c->in, READ_CHUNK)) != 0) {
+	if (c->closing || c->out.len >= OUT_HIGH) {
+		/* Not reading now; a peer that hung up can take nothing more
+		 * and would raise EPOLLHUP on every wait (a spin while a
+		 * durable reply is held): closed now. */
+		if (hup)
 			kmsd_conn_close(d, c);
-			return;
-		}
-		n = read(c->fd, c->in.p + c->in.len, READ_CHUNK);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN)
-				break;
-			kmsd_conn_close(d, c);
-			return;
-		}
-		if (n == 0) {
-			kmsd_conn_close(d, c);
-			return;
-		}
-		c->in.len += (size_t)n;
-		if ((rc = kmsd_serve_input(d, c)) < 0) {
-			kmsd_conn_close(d, c);
-			return;
-		}
-		if (rc > 0) {
-			mark_pending(d, c);
-			break;
-		}
-		if ((size_t)n < READ_CHUNK)
-			break;
+		return;
 	}
-	/* A client that sent a partial header of a too-large frame, or more
-	 * than a frame's worth without completing it, is cut off. */
-	if (c->in.len > KMS_MAX_FRAME + KMS_HDR_LEN)
-		c->closing = 1;
+	if (c->is_pending)
+		return;		/* epoll reports the socket again */
+	if (buf_reserve(&c->in, READ_CHUNK) != 0) {
+		kmsd_conn_close(d, c);
+		return;
+	}
+	do
+		n = read(c->fd, c->in.p + c->in.len, READ_CHUNK);
+	while (n < 0 && errno == EINTR);
+	if (n < 0 && errno == EAGAIN)
+		return;
+	if (n <= 0) {
+		kmsd_conn_close(d, c);
+		return;
+	}
+	c->in.len += (size_t)n;
+	mark_pending(d, c);
 }
 
 /* Returns -1 when the connection was closed. */
 int
 kmsd_conn_flush(struct kmsd *d, struct conn *c)
 {
-	size_t lim = conn_writable(c, sync_done_gen(d));
+	size_t lim = c->nhold > 0 ? conn_writable(c, sync_done_gen(d)) :
+	    c->out.len;
 	ssize_t n;
 
 	while (lim > 0) {
@@ -741,11 +735,12 @@ void
 kmsd_flush_dirty(struct kmsd *d)
 {
 	struct conn *c, *next;
-	int fd;
+	int fd, rc;
 
 	/* This iteration's records, chained and written in one go. */
-	if (audit_flush_pending(d->audit) != 0)
-		log_msg(LOG_ERR, "event=audit_write_failed");
+	if ((rc = audit_flush_due(d->audit)) != 0 && rc != ERR_BUSY)
+		log_msg(LOG_ERR, "event=audit_write_failed err=%s",
+		    err_name(rc));
 	if (audit_take_sync(d->audit, &fd)) {
 		if (d->sync_started) {
 			pthread_mutex_lock(&d->sync_mu);

@@ -165,15 +165,15 @@ void kmsd_syncer_stop(struct kmsd *d);
 /* Called when the syncer signals: releases held connections. */
 void kmsd_sync_done(struct kmsd *d);
 void kmsd_sweep(struct kmsd *d);
-/* Serves the complete frames buffered in c->in, at most KMSD_FRAMES_PASS
- * of them, replies into c->out; no I/O (the fuzz target calls it
- * directly). 0: all served; 1: more complete frames wait; -1: close the
- * connection. */
 /* 16: the audit records of a pass are synced, and its durable replies
  * released, only after the pass, so a long pass holds the replies of its
  * first frames (64 left the CPUs idle a fifth of the time in
  * keysync_bench); 8 costs more syncs and wake-ups than it saves. */
 #define KMSD_FRAMES_PASS 16
+/* Serves the complete frames buffered in c->in, at most KMSD_FRAMES_PASS
+ * of them, replies into c->out; no I/O (the fuzz target calls it
+ * directly). 0: all served; 1: more complete frames wait; -1: close the
+ * connection. */
 int  kmsd_serve_input(struct kmsd *d, struct conn *c);
 /* Serves connections with frames left over by the last pass (the loop
  * does not wait in epoll while there are any). */
