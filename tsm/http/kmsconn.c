@@ -30,9 +30,9 @@ static __thread uint64_t tl_retry_ms;
 static pthread_once_t health_once = PTHREAD_ONCE_INIT;
 static int health_state = ERR_IO;
 static uint64_t health_begun_ms;	/* the probe under way began, or 0 */
-static unsigned health_probes;		/* finished; written by one thread */
-static uint64_t health_done_ms;		/* the last probe finished */
-static int health_threadless;		/* the thread did not start */
+static uint64_t health_done_ms;		/* the last probe finished, or 0 */
+static int health_thread;		/* the prober runs */
+static uint64_t health_retry_ms;	/* without it: its next start */
 
 static void
 tl_destroy(void *p)
@@ -120,25 +120,7 @@ health_probe_once(void)
 	__atomic_store_n(&health_begun_ms, now_ms(), __ATOMIC_RELAXED);
 	__atomic_store_n(&health_state, health_probe(), __ATOMIC_RELAXED);
 	__atomic_store_n(&health_begun_ms, 0, __ATOMIC_RELAXED);
-	__atomic_store_n(&health_done_ms, now_ms(), __ATOMIC_RELAXED);
-	__atomic_store_n(&health_probes, health_probes + 1, __ATOMIC_RELEASE);
-}
-
-/* Without the thread: the callers probe, one at a time and at most once a
- * HEALTH_MS (the others, and those while a probe hangs, get the state as
- * it is; the STALE_MS check still reports a hung kmsd). */
-static void
-health_probe_due(void)
-{
-	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-
-	if (now_ms() - __atomic_load_n(&health_done_ms, __ATOMIC_RELAXED) <
-	    HEALTH_MS || pthread_mutex_trylock(&mu) != 0)
-		return;
-	if (now_ms() - __atomic_load_n(&health_done_ms, __ATOMIC_RELAXED) >=
-	    HEALTH_MS)
-		health_probe_once();
-	pthread_mutex_unlock(&mu);
+	__atomic_store_n(&health_done_ms, now_ms(), __ATOMIC_RELEASE);
 }
 
 static void *
@@ -152,36 +134,66 @@ health_main(void *arg)
 	return NULL;
 }
 
-/* A detached thread (with its own kmsd connection) probes at once, then
- * once a HEALTH_MS; the first caller waits for that first probe, but not
- * longer than STALE_MS (a hung kmsd does not hold tsmd's start for the
- * 30 s call timeout). Without the thread (it did not start, or
- * TSMD_TEST_NO_HEALTH_THREAD is set: tests only), callers probe. */
-static void
-health_start(void)
+static int
+health_spawn(void)
 {
 	pthread_attr_t a;
 	pthread_t t;
-	uint64_t until;
 	int started;
 
-	__atomic_store_n(&health_begun_ms, now_ms(), __ATOMIC_RELAXED);
-	started = getenv("TSMD_TEST_NO_HEALTH_THREAD") == NULL &&
-	    pthread_attr_init(&a) == 0;
-	if (started) {
-		(void)pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-		started = pthread_create(&t, &a, health_main, NULL) == 0;
-		(void)pthread_attr_destroy(&a);
+	if (pthread_attr_init(&a) != 0)
+		return 0;
+	(void)pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	started = pthread_create(&t, &a, health_main, NULL) == 0;
+	(void)pthread_attr_destroy(&a);
+	if (started)
+		__atomic_store_n(&health_thread, 1, __ATOMIC_RELAXED);
+	return started;
+}
+
+/* Without the thread no caller probes (a caller may be MHD's thread,
+ * which must not wait on kmsd): its start is tried again, at most once a
+ * HEALTH_MS, and until it runs the state is the initial "unreachable". */
+static void
+health_retry(void)
+{
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	uint64_t now = now_ms();
+
+	if (now < __atomic_load_n(&health_retry_ms, __ATOMIC_RELAXED) ||
+	    pthread_mutex_trylock(&mu) != 0)
+		return;
+	if (!__atomic_load_n(&health_thread, __ATOMIC_RELAXED) &&
+	    now >= __atomic_load_n(&health_retry_ms, __ATOMIC_RELAXED)) {
+		if (health_spawn())
+			log_msg(LOG_INFO, "event=kms_health_thread_started");
+		else
+			__atomic_store_n(&health_retry_ms, now + HEALTH_MS,
+			    __ATOMIC_RELAXED);
 	}
-	if (!started) {
-		log_msg(LOG_ERR, "event=kms_health_thread_failed note=\"callers "
-		    "probe kmsd, at most once a second\"");
-		__atomic_store_n(&health_threadless, 1, __ATOMIC_RELAXED);
-		health_probe_once();
+	pthread_mutex_unlock(&mu);
+}
+
+/* A detached thread (with its own kmsd connection) probes at once, then
+ * once a HEALTH_MS; the first caller waits for that first probe, but not
+ * longer than STALE_MS (a hung kmsd does not hold tsmd's start for the
+ * 30 s call timeout). If the thread does not start (or, in tests,
+ * TSMD_TEST_NO_HEALTH_THREAD makes this first start fail), see
+ * health_retry. */
+static void
+health_start(void)
+{
+	uint64_t until;
+
+	if (getenv("TSMD_TEST_NO_HEALTH_THREAD") != NULL || !health_spawn()) {
+		log_msg(LOG_ERR, "event=kms_health_thread_failed note=\"tried "
+		    "again at most once a second\"");
+		__atomic_store_n(&health_retry_ms, now_ms() + HEALTH_MS,
+		    __ATOMIC_RELAXED);
 		return;
 	}
 	until = now_ms() + STALE_MS;
-	while (__atomic_load_n(&health_probes, __ATOMIC_ACQUIRE) == 0 &&
+	while (__atomic_load_n(&health_done_ms, __ATOMIC_ACQUIRE) == 0 &&
 	    now_ms() < until)
 		usleep(2000);
 }
@@ -192,8 +204,8 @@ tsm_kms_health(void)
 	uint64_t begun;
 
 	pthread_once(&health_once, health_start);
-	if (__atomic_load_n(&health_threadless, __ATOMIC_RELAXED))
-		health_probe_due();
+	if (!__atomic_load_n(&health_thread, __ATOMIC_RELAXED))
+		health_retry();
 	/* A kmsd that accepts but does not answer holds the probe up to the
 	 * call timeout (30 s); past STALE_MS it is reported as hung. */
 	begun = __atomic_load_n(&health_begun_ms, __ATOMIC_RELAXED);
@@ -376,7 +388,10 @@ pipe_client(struct kms_client **out, int nowait)
 		kms_share(c);
 	pthread_mutex_lock(&pipe_.mu);
 	pipe_.connecting = 0;
-	if (rc != 0)
+	if (rc == 0 && pipe_.stop) {	/* stopped meanwhile: not installed */
+		kms_close(c);
+		rc = ERR_CLOSED;
+	} else if (rc != 0)
 		pipe_.retry_ms = now_ms() + RETRY_MS;
 	else
 		pipe_.c = c;
