@@ -329,6 +329,7 @@ struct http_sig {
 };
 #define HTTP_SIG_HEADER "X-TSM-Signature"
 #define HTTP_SIG_WINDOW_S 300
+#define HTTP_SIG_HDR_MAX  256	/* a header value with a 64-char keyId fits */
 
 /* Parses "keyId=<id>,ts=<unix>,nonce=<32 hex>,sig=<64 hex>" (each field
  * once, any order). ERR_PARSE on anything else. Pure; fuzzed. */
@@ -341,6 +342,10 @@ int  http_sig_head(struct buf *out, const char *method, const char *path,
 	    int64_t ts, const char *nonce) WUR;
 int  http_sig_input(struct buf *out, const char *method, const char *path,
 	    int64_t ts, const char *nonce, const uint8_t *body, size_t n) WUR;
+/* The X-TSM-Signature value "keyId=..,ts=..,nonce=..,sig=<hex mac>" into
+ * hdr; ERR_TOOBIG when it does not fit cap. */
+int  http_sig_header(char *hdr, size_t cap, const char *key_id, int64_t ts,
+	    const char *nonce, const uint8_t mac[32]) WUR;
 /* SHA-256 of p (the digest fetched once, not at every call). */
 int  http_sha256(const void *p, size_t n, uint8_t out[32]) WUR;
 /* A fresh nonce: 16 random bytes as 32 lowercase hex digits. The bytes

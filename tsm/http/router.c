@@ -198,8 +198,7 @@ http_route_extend(struct http_router *r, const char *method,
 				return ERR_INVAL;
 			if (x->mac_in_handler && x->inline_ok)
 				return ERR_INVAL;	/* kmsd is a wait */
-			if (x->starts_on_io && (!x->mac_in_handler ||
-			    x->inline_ok))
+			if (x->starts_on_io && !x->mac_in_handler)
 				return ERR_INVAL;
 			r->r[i].ext = *x;
 			return 0;

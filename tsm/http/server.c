@@ -766,12 +766,29 @@ req_finish(struct http_req *rq)
 	return 0;
 }
 
+/* The framework signs rq's answer: an SEI-TSM peer's route, no refusal,
+ * and not signed by the handler itself (to overlap the kmsd round trip
+ * with other work). */
+static int
+sign_due(const struct http_req *rq)
+{
+	size_t i;
+
+	if (rq->peer == NULL || rq->rt == NULL ||
+	    rq->rt->auth != HTTP_AUTH_SEI_PEER || rq->why != NULL)
+		return 0;
+	for (i = 0; i < rq->rs.nh; i++)
+		if (strcasecmp(rq->rs.hname[i], HTTP_SIG_HEADER) == 0)
+			return 0;
+	return 1;
+}
+
 /* The X-TSM-Signature of an SEI-TSM answer (same METHOD and PATH as the
  * request), or NULL. */
 static char *
 sei_sign(struct http_req *rq, const uint8_t *body, size_t n)
 {
-	char hdr[256];
+	char hdr[HTTP_SIG_HDR_MAX];
 	int rc;
 
 	rc = http_sig_make(tsm_kms(), rq->peer->mac_key, rq->peer->mac_key_id,
@@ -793,8 +810,6 @@ answer_make(struct http_req *rq)
 {
 	struct http_resp *rs = &rq->rs;
 	char *dump = NULL;
-	size_t i;
-	int presigned = 0;
 
 	if (rq->out_made)
 		return;
@@ -819,12 +834,7 @@ answer_make(struct http_req *rq)
 	 * connection closes): never a status with a cut or empty body. */
 	if (rq->out_broken)
 		return;
-	for (i = 0; i < rs->nh; i++)
-		presigned |= strcasecmp(rs->hname[i], HTTP_SIG_HEADER) == 0;
-	/* A handler may have signed its answer itself (to overlap the kmsd
-	 * round trip with other work): then it is not signed twice. */
-	if (rq->peer != NULL && rq->rt != NULL &&
-	    rq->rt->auth == HTTP_AUTH_SEI_PEER && rq->why == NULL && !presigned)
+	if (sign_due(rq))
 		rq->sig_hdr = sei_sign(rq, rq->out.p ? rq->out.p :
 		    (const uint8_t *)"", rq->out.len);
 }
@@ -954,22 +964,13 @@ pool_deferred_done(struct http_pool *q)
 	pthread_mutex_unlock(&q->mu);
 }
 
-/* 1 when making rq's answer may wait on kmsd: a MAC still unverified,
- * or an SEI-TSM answer the framework signs. */
+/* 1 when making rq's answer (for handler result rc) may wait on kmsd: a
+ * MAC still unverified, or an SEI-TSM answer the framework signs (an
+ * error answer is not signed). */
 static int
-answer_needs_kms(const struct http_req *rq)
+answer_needs_kms(const struct http_req *rq, int rc)
 {
-	size_t i;
-
-	if (rq->sig_pending)
-		return 1;
-	if (rq->peer == NULL || rq->rt == NULL ||
-	    rq->rt->auth != HTTP_AUTH_SEI_PEER)
-		return 0;
-	for (i = 0; i < rq->rs.nh; i++)
-		if (strcasecmp(rq->rs.hname[i], HTTP_SIG_HEADER) == 0)
-			return 0;
-	return 1;
+	return rq->sig_pending || (rc == 0 && sign_due(rq));
 }
 
 static int
@@ -1035,9 +1036,9 @@ http_req_done(struct http_req *rq, int rc)
 		    rc);
 		rc = ERR_INTERNAL;
 	}
-	/* Only an answer ready to go is finished here: an error, an
-	 * unsettled MAC or a signature to make go to a worker. */
-	if (rc != 0 || answer_needs_kms(rq)) {
+	/* Only an answer ready to go is finished here: an unsettled MAC or
+	 * a signature to make go to a worker. */
+	if (answer_needs_kms(rq, rc)) {
 		http_req_continue(rq, pass_rc, (void *)(intptr_t)rc);
 		return;
 	}
@@ -1143,12 +1144,12 @@ start_on_io(struct http_server *s, struct http_req *rq)
 					 * may be answered and gone already */
 		return MHD_YES;
 	rq->on_io = 0;
-	if (rc != HTTP_ON_WORKER) {
-		/* an answer made here could need kmsd (its signature) */
+	/* the handler runs again from the start: nothing of this run stays
+	 * (an answer made here could need kmsd, its signature) */
+	if (rc != HTTP_ON_WORKER)
 		log_msg(LOG_ERR, "event=handler_bad_io_return rid=%s route=%s",
 		    rq->id, rq->rt->pattern);
-		resp_clear(&rq->rs);
-	}
+	resp_clear(&rq->rs);
 	pthread_mutex_lock(&q->mu);
 	rq->cont = rq->rt->fn;
 	rq->cont_arg = rq->rt->arg;

@@ -171,16 +171,29 @@ http_sig_input(struct buf *out, const char *method, const char *path,
 }
 
 int
+http_sig_header(char *hdr, size_t cap, const char *key_id, int64_t ts,
+    const char *nonce, const uint8_t mac[32])
+{
+	char mhx[65];
+	int len;
+
+	hex_encode(mac, 32, mhx);
+	len = snprintf(hdr, cap, "keyId=%s,ts=%lld,nonce=%s,sig=%s", key_id,
+	    (long long)ts, nonce, mhx);
+	return len < 0 || (size_t)len >= cap ? ERR_TOOBIG : 0;
+}
+
+int
 http_sig_make(struct kms_client *c, const char *key_label, const char *key_id,
     const char *method, const char *path, const uint8_t *body, size_t n,
     char *hdr, size_t cap)
 {
 	uint8_t mac[32];
-	char nonce[33], mhx[65];
+	char nonce[33];
 	int64_t ts = wall_seconds();
 	struct buf in;
 	uint64_t t0;
-	int rc, len;
+	int rc;
 
 	if (c == NULL)
 		return ERR_IO;
@@ -194,10 +207,7 @@ http_sig_make(struct kms_client *c, const char *key_label, const char *key_id,
 	tsm_kms_observe(KMS_OP_HMAC, (double)(now_us() - t0) / 1e6, rc);
 	if (rc != 0)
 		goto out;
-	hex_encode(mac, 32, mhx);
-	len = snprintf(hdr, cap, "keyId=%s,ts=%lld,nonce=%s,sig=%s", key_id,
-	    (long long)ts, nonce, mhx);
-	rc = len < 0 || (size_t)len >= cap ? ERR_TOOBIG : 0;
+	rc = http_sig_header(hdr, cap, key_id, ts, nonce, mac);
 out:
 	buf_free(&in);
 	return rc;

@@ -356,7 +356,6 @@ http_tls_verify_chain(X509_STORE *store, const uint8_t *const *der,
 	X509_STORE_CTX *ctx = NULL;
 	X509 *leaf = NULL;
 	uint8_t md[32];
-	unsigned int mdl = 0;
 	const ASN1_TIME *na;
 	struct tm tm;
 	size_t i;
@@ -402,10 +401,8 @@ http_tls_verify_chain(X509_STORE *store, const uint8_t *const *der,
 	name_str(X509_get_subject_name(leaf), out->subject, sizeof(out->subject));
 	subject_cn(X509_get_subject_name(leaf), out->cn, sizeof(out->cn));
 	name_str(X509_get_issuer_name(leaf), out->issuer, sizeof(out->issuer));
-	if (EVP_Digest(der[0], len[0], md, &mdl, EVP_sha256(), NULL) != 1) {
-		rc = ERR_CRYPTO;
+	if ((rc = http_sha256(der[0], len[0], md)) != 0)
 		goto out;
-	}
 	hex_encode(md, 32, out->sha256);
 	na = X509_get0_notAfter(leaf);
 	if (ASN1_TIME_to_tm(na, &tm) == 1)

@@ -34,16 +34,18 @@ struct ks_job {
 	struct buf             body;		/* the answer, as sent */
 	size_t                 mac_at;		/* receipt MAC hex in body */
 	struct buf             head;		/* its signed string's head */
-	char                   sign_hdr[200];	/* X-TSM-Signature but sig=;
-						 * "" when the framework signs */
+	int                    kms_signs;	/* kmsd MACs the answer (0: the
+						 * header would not fit) */
+	int64_t                ans_ts;		/* its X-TSM-Signature's */
+	char                   ans_nonce[33];
 	uint8_t                ans_mac[32];	/* the answer's, from kmsd */
 	struct store_batch    *b;		/* the new set's batch */
-	int                    first;		/* its handed-off commit */
 	const struct http_sig *claimed;		/* the MAC, not yet settled */
 	struct buf             sin;		/* the string it covers */
 	struct buf             rin;		/* the receipt's MAC input */
 	int                    known;		/* stored_set() before kmsd */
-	int                    krc;		/* kmsd's, from the pipe */
+	int                    rc;		/* handed to a worker: kmsd's
+						 * reply, or the commit's */
 };
 
 static void
@@ -78,7 +80,7 @@ receive_in(const struct ks_job *j, struct kms_wrapped w[SEI_KEYS],
 	    .kek = j->peer->transport_kek, .mech = j->peer->wrap,
 	    .alg = j->ks.alg, .kcv_method = j->peer->kcv_method, .keys = w,
 	    .n = j->ks.n, .receipt = j->rin.p, .rlen = j->rin.len };
-	if (j->sign_hdr[0] != '\0') {
+	if (j->kms_signs) {
 		in->ans_head = j->head.p;
 		in->ans_hlen = j->head.len;
 		in->ans_pre = j->body.p;
@@ -102,7 +104,7 @@ receive(struct ks_job *j)
 		return ERR_IO;
 	receive_in(j, w, &in);
 	rc = kms_keyset_receive(c, &in, &j->blob, &j->kcvs, j->mac,
-	    j->sign_hdr[0] != '\0' ? j->ans_mac : NULL);
+	    j->kms_signs ? j->ans_mac : NULL);
 	tsm_kms_observe(KMS_OP_KEYSET_RECEIVE, (double)(now_us() - t0) / 1e6,
 	    rc);
 	return rc;
@@ -290,11 +292,10 @@ static int
 build_answer(struct ks_job *j)
 {
 	json_t *o, *a;
-	char hx[11], nonce[33];
+	char hx[11], hdr[HTTP_SIG_HDR_MAX];
 	const char *slot;
 	char *s;
 	size_t i;
-	int64_t ts;
 	int rc = ERR_NOMEM;
 
 	o = json_pack("{s:i, s:s}", "resultCode", SEI_OK, "resultMessage",
@@ -319,18 +320,16 @@ build_answer(struct ks_job *j)
 	free(s);
 	if (rc != 0)
 		goto out;
-	ts = wall_seconds();
-	if ((rc = http_sig_nonce(nonce)) != 0)
+	j->ans_ts = wall_seconds();
+	if ((rc = http_sig_nonce(j->ans_nonce)) != 0)
 		goto out;
 	buf_reset(&j->head);
 	if ((rc = http_sig_head(&j->head, http_req_method(j->rq),
-	    http_req_path(j->rq), ts, nonce)) != 0)
+	    http_req_path(j->rq), j->ans_ts, j->ans_nonce)) != 0)
 		goto out;
 	/* a header that does not fit is left to the framework */
-	if (snprintf(j->sign_hdr, sizeof(j->sign_hdr), "keyId=%s,ts=%lld,"
-	    "nonce=%s", j->peer->mac_key_id, (long long)ts, nonce) >=
-	    (int)sizeof(j->sign_hdr))
-		j->sign_hdr[0] = '\0';
+	j->kms_signs = http_sig_header(hdr, sizeof(hdr), j->peer->mac_key_id,
+	    j->ans_ts, j->ans_nonce, j->ans_mac) == 0;
 out:
 	json_decref(a);
 	json_decref(o);
@@ -347,15 +346,16 @@ complete_answer(struct ks_job *j)
 	memcpy(j->body.p + j->mac_at, mhx, 64);
 }
 
+/* The answer j->body, signed with kmsd's answer MAC (else the framework
+ * signs it). */
 static void
 sign_answer(struct ks_job *j, struct http_resp *rs)
 {
-	char hdr[300], mhx[65];
+	char hdr[HTTP_SIG_HDR_MAX];
 
-	if (j->sign_hdr[0] == '\0')
+	if (!j->kms_signs || http_sig_header(hdr, sizeof(hdr),
+	    j->peer->mac_key_id, j->ans_ts, j->ans_nonce, j->ans_mac) != 0)
 		return;
-	hex_encode(j->ans_mac, 32, mhx);
-	snprintf(hdr, sizeof(hdr), "%s,sig=%s", j->sign_hdr, mhx);
 	if (http_resp_header(rs, HTTP_SIG_HEADER, hdr) != 0)
 		log_msg(LOG_WARN, "event=sei_answer_sig_unused rid=%s",
 		    http_req_id(j->rq));
@@ -389,6 +389,11 @@ answer_repeat(struct ks_job *j, struct http_resp *rs, struct store_batch *b)
 	if (rc != 0)
 		goto out;
 	rc = http_resp_body(rs, 200, "application/json", body->p, body->len);
+	/* the stored answer is the fresh one's bytes (the same receipt):
+	 * kmsd's MAC over the fresh one signs it, no second kmsd call */
+	if (rc == 0 && body->len == j->body.len &&
+	    memcmp(body->p, j->body.p, j->body.len) == 0)
+		sign_answer(j, rs);
 out:
 	store_idem_cleanup(&idem);
 	return rc;
@@ -420,9 +425,11 @@ answer_stored(struct ks_job *j, struct http_resp *rs)
 	return rc;
 }
 
+#define NO_COMMIT_YET 1	/* store_new_set: none made (errors are < 0) */
+
 /*
  * Stores the new set and answers. first: the result of a commit of j->b
- * already made (by the handed-off path), or 1 for none yet.
+ * already made (by the handed-off path), or NO_COMMIT_YET.
  */
 static int
 store_new_set(struct ks_job *j, struct http_resp *rs, int first)
@@ -434,7 +441,7 @@ store_new_set(struct ks_job *j, struct http_resp *rs, int first)
 		return sei_store_failure(j->rq, rs, rc);
 	b = j->b;
 	for (tries = 0; tries < SEI_BATCH_TRIES; tries++) {
-		if (tries == 0 && first != 1)
+		if (tries == 0 && first != NO_COMMIT_YET)
 			rc = first;
 		else if ((rc = build_batch(b, j)) != 0)
 			break;
@@ -484,7 +491,7 @@ ks_retry(struct http_req *rq, struct http_resp *rs, void *arg)
 	int rc;
 
 	(void)rq;
-	rc = store_new_set(j, rs, j->first);
+	rc = store_new_set(j, rs, j->rc);
 	ks_free(j);
 	return rc;
 }
@@ -501,7 +508,7 @@ ks_committed(int rc, void *arg)
 	struct http_resp *rs = http_req_resp(rq);
 
 	if (rc != 0) {
-		j->first = rc;
+		j->rc = rc;
 		http_req_continue(rq, ks_retry, j);
 		return;
 	}
@@ -572,6 +579,22 @@ kcvs_as_sent(const struct ks_job *j)
 	return 1;
 }
 
+/* kmsd's answer is good (rc 0 from it): the MAC settles (the nonce is
+ * claimed), the KCVs are the ones sent, the receipt MAC goes into the
+ * answer. 0, 1 when refused (a replay: answered), or an error. */
+static int
+accept_set(struct ks_job *j)
+{
+	if (http_req_sig_settle(j->rq, 0) != 0)
+		return 1;
+	if ((j->sig = http_req_sig(j->rq)) == NULL)
+		return ERR_INTERNAL;
+	if (!kcvs_as_sent(j))
+		return ERR_PROTO;
+	complete_answer(j);
+	return 0;
+}
+
 /*
  * Everything after keyset.receive (rc its result), on a worker: the MAC's
  * verdict, then the repeat's answer or the new set's commit.
@@ -596,25 +619,18 @@ after_receive(struct ks_job *j, struct http_resp *rs, int rc)
 			return 0;
 		return kms_failure(j, rs, rc);
 	}
-	if (http_req_sig_settle(rq, 0) != 0)
-		return 0;	/* a replayed nonce: refused */
-	if ((j->sig = http_req_sig(rq)) == NULL)
-		return ERR_INTERNAL;
-	if (!kcvs_as_sent(j))
-		return ERR_PROTO;
-	complete_answer(j);
+	if ((rc = accept_set(j)) != 0)
+		return rc > 0 ? 0 : rc;
 	if (j->known == 1) {
-		struct store_batch *b = NULL;
-
 		log_result(j, SEI_OK, "repeat");
-		if ((rc = store_batch_new(&b)) == 0)
-			rc = answer_repeat(j, rs, b);
-		store_batch_free(b);
+		rc = j->b == NULL ? store_batch_new(&j->b) : 0;
+		if (rc == 0)
+			rc = answer_repeat(j, rs, j->b);
 		return rc != 0 ? sei_store_failure(rq, rs, rc) : 0;
 	}
 	if (hand_off(j))
 		return HTTP_DEFERRED;
-	return store_new_set(j, rs, 1);
+	return store_new_set(j, rs, NO_COMMIT_YET);
 }
 
 /* after_receive for a handed-off request, on a worker: j is freed unless
@@ -635,7 +651,7 @@ static int
 ks_after(struct http_req *rq, struct http_resp *rs, void *arg)
 {
 	struct ks_job *j = arg;
-	int rc = j->krc;
+	int rc = j->rc;
 
 	(void)rq;
 	if (rc == ERR_CLOSED || rc == ERR_IO)
@@ -657,15 +673,12 @@ on_received(int status, struct rd *reply, void *arg)
 	int rc = status;
 
 	if (rc == 0 && reply != NULL)
-		rc = kms_keyset_receive_decode(reply, j->sign_hdr[0] != '\0',
+		rc = kms_keyset_receive_decode(reply, j->kms_signs,
 		    &j->blob, &j->kcvs, j->mac, j->ans_mac);
-	if (rc == 0 && http_req_sig_settle(rq, 0) == 0 &&
-	    (j->sig = http_req_sig(rq)) != NULL && kcvs_as_sent(j)) {
-		complete_answer(j);
-		if (hand_off(j))
-			return;
-	}
-	j->krc = rc;
+	/* (accept_set again on the worker gives the same verdict) */
+	if (rc == 0 && accept_set(j) == 0 && hand_off(j))
+		return;
+	j->rc = rc;
 	http_req_continue(rq, ks_after, j);
 }
 
@@ -786,6 +799,10 @@ sei_keysync_handle(struct http_req *rq, struct http_resp *rs, void *arg)
 		log_result(j, SEI_STATE_CONFLICT, "conflict");
 		rc = sei_reply(rs, SEI_STATE_CONFLICT, "another key set is stored "
 		    "for this SE, SSD and keyVersion");
+		goto out;
+	}
+	if (io && known != 0) {		/* a repeat: on a worker */
+		rc = HTTP_ON_WORKER;
 		goto out;
 	}
 	if ((rc = idem_key(j)) != 0 ||
