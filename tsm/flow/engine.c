@@ -711,14 +711,7 @@ flow_engine_run(struct flow_step *fs)
 			    "tsmd's log", err_name(rc));
 			/* The kind ends it as its own failures do, so that its
 			 * SSD is not left held by a dead task. */
-			if (k->fail != NULL)
-				frc = k->fail(fs, &t, rc, why);
-			else {
-				flow_task_set(&t, TS_FAILED, t.r.step, rc, "%s",
-				    why);
-				frc = flow_task_save(f, &t, NULL, "failed: "
-				    "internal error");
-			}
+			frc = k->fail(fs, &t, rc, why);
 			if (frc != 0)
 				json_object_set_new(s->seen, id, json_true());
 			else

@@ -129,7 +129,7 @@ struct flow_kind {
 	const char *(*step_name)(uint32_t step);
 	/* Ends the task FAILED (err, msg) after run returned an error that is
 	 * not transient, releasing its SSD as the kind's own failures do. 0,
-	 * or the store's error (ERR_WRONGSTATE: no longer live). */
+	 * or the store's error (ERR_WRONGSTATE: no longer live). Required. */
 	int  (*fail)(struct flow_step *fs, struct flow_task *t, int err,
 	    const char *msg);
 };

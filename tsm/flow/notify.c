@@ -16,7 +16,8 @@
 #include "tsm/flow/flow_int.h"
 
 #define DUE_MAX      16		/* deliveries per round */
-#define PURGE_MAX    256	/* archived sets destroyed per batch */
+#define PURGE_MAX    256	/* documents removed per batch */
+#define PURGE_BATCHES 64	/* batches per purge (once a minute) */
 #define BACKOFF_CAP  3600000u	/* ms */
 
 int
@@ -304,22 +305,29 @@ purge_each(void *arg, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn)
 	return 0;
 }
 
-/* Removes the expired documents of db, PURGE_MAX per batch (the rest at
- * the next purge), in one commit; logs event with note. */
+/* Removes the expired documents of db, PURGE_MAX per batch and up to
+ * PURGE_BATCHES batches (the rest at the next purge); logs event with
+ * note per batch. */
 static void
 purge_db(struct flow *f, enum store_db db, expired_fn expired,
     uint64_t cutoff, const char *event, const char *note)
 {
 	struct purge_acc a = { NULL, db, expired, cutoff, 0 };
-	int rc;
+	int rc, i;
 
 	if (store_batch_new(&a.b) != 0)
 		return;
-	if ((rc = store_iter(f->st, db, NULL, 0, purge_each, &a)) == 0 &&
-	    a.n > 0) {
+	for (i = 0; i < PURGE_BATCHES; i++) {
+		store_batch_clear(a.b);
+		a.n = 0;
+		if ((rc = store_iter(f->st, db, NULL, 0, purge_each, &a)) != 0 ||
+		    a.n == 0)
+			break;
 		rc = store_batch_commit(f->st, a.b);
 		log_msg(rc == 0 ? LOG_INFO : LOG_WARN, "event=%s count=%zu "
 		    "result=%s note=\"%s\"", event, a.n, err_name(rc), note);
+		if (rc != 0 || a.n < PURGE_MAX)
+			break;
 	}
 	store_batch_free(a.b);
 }

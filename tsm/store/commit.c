@@ -813,6 +813,11 @@ preextend(struct store *st)
 		log_msg(LOG_WARN, "event=store_preextend_sync_failed errno=%d",
 		    errno);
 	st->ext_end = off;	/* what is written; short of want: tried again */
+	if (off < want && st->ext_retry_ms == 0)	/* a streak begins */
+		log_msg(LOG_WARN, "event=store_preextend_short want=%llu "
+		    "written=%llu note=\"commits grow the file meanwhile; "
+		    "tried again once a second\"", (unsigned long long)want,
+		    (unsigned long long)off);
 	/* A full disk fails every write: not again at every group. */
 	st->ext_retry_ms = off < want ? now_ms() + 1000 : 0;
 	if (off < want) {
@@ -922,6 +927,13 @@ enqueue(struct store *st, struct store_req *r)
 	return 0;
 }
 
+/* Whether b may go to the writer: 0, or why not. */
+static int
+committable(const struct store *st, const struct store_batch *b)
+{
+	return st->readonly ? ERR_NOTSUP : b->err;
+}
+
 /* Queues b and waits until the writer has made it durable (or failed it). */
 static int
 submit(struct store *st, const struct store_batch *b, uint32_t *purged)
@@ -929,12 +941,8 @@ submit(struct store *st, const struct store_batch *b, uint32_t *purged)
 	struct store_req r;
 	int rc;
 
-	if (st->readonly)
-		return ERR_NOTSUP;
-	if (b->err != 0)
-		return b->err;
-	if (b->n == 0)
-		return 0;
+	if ((rc = committable(st, b)) != 0 || b->n == 0)
+		return rc;
 	memset(&r, 0, sizeof(r));
 	r.b = b;
 	if (sem_init(&r.done, 0, 0) != 0)
@@ -966,10 +974,8 @@ store_batch_commit_async(struct store *st, const struct store_batch *b,
 	struct store_req *r;
 	int rc;
 
-	if (st->readonly)
-		return ERR_NOTSUP;
-	if (b->err != 0)
-		return b->err;
+	if ((rc = committable(st, b)) != 0)
+		return rc;
 	if (fn == NULL || b->n == 0)
 		return ERR_INVAL;
 	if ((r = calloc(1, sizeof(*r))) == NULL)

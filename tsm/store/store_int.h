@@ -61,6 +61,8 @@ struct store_req {
 	struct store_req *next;
 };
 
+#define STORE_RTXN_KEEP 8	/* reset read txns kept for renewal */
+
 struct store {
 	MDB_env *env;
 	MDB_dbi  dbi[STORE_DB_COUNT];
@@ -81,10 +83,9 @@ struct store {
 	 * slot, so a read costs neither a malloc nor the lock file's reader
 	 * mutex. Kept at most STORE_RTXN_KEEP (each holds a reader slot). */
 	pthread_mutex_t rmu;
-	MDB_txn *rfree[8];
+	MDB_txn *rfree[STORE_RTXN_KEEP];
 	unsigned nrfree;
 };
-#define STORE_RTXN_KEEP 8
 
 /* A read-only txn (renewed from the kept ones when it can) and its end. */
 int  store_rtxn_begin(struct store *st, MDB_txn **txn) WUR;
