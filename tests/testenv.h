@@ -64,6 +64,15 @@ testenv_bin(const char *name)
 
 /* utime + stime of a process (pid 0: this one), in milliseconds; -1 if
  * /proc cannot say. For the benchmarks' CPU-per-operation lines. */
+/* qsort comparison of doubles (benches' medians and ranges). */
+static int __attribute__((unused))
+testenv_cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
 static double __attribute__((unused))
 testenv_cpu_ms(pid_t pid)
 {

@@ -15,6 +15,7 @@
 #include "kms/kdf.h"
 #include "kms/kms.h"
 #include "tests/kmsenv.h"
+#include "tests/testenv.h"
 #include "tsm/gp/gp.h"
 #include "tsm/gp/gp_kms.h"
 
@@ -845,14 +846,6 @@ row(const char *name, struct cell c)
 		printf("%-50s %9.0f %8s %9s %9s\n", name, c.rate, "-", "-", "-");
 }
 
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 int
 main(void)
 {
@@ -926,7 +919,7 @@ main(void)
 
 	best = coop16;
 	keep_max(&best, coop32);
-	qsort(ratio, (size_t)rounds, sizeof(ratio[0]), cmp_double);
+	qsort(ratio, (size_t)rounds, sizeof(ratio[0]), testenv_cmp_double);
 	printf("SCP03 SL 33 APDUs/s: S8, AES-128, STORE DATA of 200 bytes (216 "
 	    "wrapped), 64-byte answer (90 on the wire); C-DEC + C-MAC + R-MAC + "
 	    "R-ENC.\nSoftHSM2 token; %.1f s per cell; cells marked * best of %d "

@@ -520,6 +520,19 @@ xcode(const struct racer *x)
 	return json_is_integer(c) ? (long)json_integer_value(c) : -1;
 }
 
+/* A fresh set for aid, raced AT_ONCE times (one request, or fresh nonces). */
+static void
+race_set(struct racer *x, struct sp_keyset *ks, const char *aid,
+    int one_nonce)
+{
+	char *body;
+
+	sp_keyset_new(ks, 16, kmsenv_kek128, 16, 0);
+	body = ks_body("SEI-TEST", aid, SEID, NULL, ks, "AES-128", 0);
+	race(x, &body, 1, one_nonce);
+	free(body);
+}
+
 static void
 race_free(struct racer *x)
 {
@@ -547,11 +560,7 @@ test_at_once(void)
 	long winner = -1;
 
 	/* the same set, fresh nonces: all stored-or-repeat, one receipt */
-	sp_keyset_new(&ks, 16, kmsenv_kek128, 16, 0);
-	bodies[0] = ks_body("SEI-TEST", "A0000001515400", SEID, NULL, &ks,
-	    "AES-128", 0);
-	race(x, bodies, 1, 0);
-	free(bodies[0]);
+	race_set(x, &ks, "A0000001515400", 0);
 	for (i = good = same = 0; i < AT_ONCE; i++) {
 		struct sent t;
 
@@ -577,11 +586,7 @@ test_at_once(void)
 	race_free(x);
 
 	/* one request replayed at once: one stored, the others replays */
-	sp_keyset_new(&ks, 16, kmsenv_kek128, 16, 0);
-	bodies[0] = ks_body("SEI-TEST", "A0000001515401", SEID, NULL, &ks,
-	    "AES-128", 0);
-	race(x, bodies, 1, 1);
-	free(bodies[0]);
+	race_set(x, &ks, "A0000001515401", 1);
 	for (i = good = replays = 0; i < AT_ONCE; i++) {
 		good += x[i].r.code == 200 && xcode(&x[i]) == 0;
 		replays += x[i].r.code == 401 && xcode(&x[i]) == SEI_REPLAY;
