@@ -157,6 +157,36 @@ post(const char *path, const char *body, struct sent *s)
 	post_as("test-mac", path, body, 0, s);
 }
 
+/* tsmd's count of kmsd hmac calls (the framework signing an answer), from
+ * /metrics; 0 before the first. */
+static long
+kms_hmacs(void)
+{
+	static const char series[] =
+	    "tsmd_kms_call_duration_seconds_count{op=\"hmac\"} ";
+	CURL *h = curl_easy_init();
+	struct sp_resp r = { 0 };
+	char url[300];
+	const char *p;
+	long n = 0;
+
+	buf_init(&r.body);
+	snprintf(url, sizeof(url), "%s/metrics", base);
+	if (h == NULL)
+		bail("curl");
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_CAINFO, ca);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sp_on_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &r);
+	if (curl_easy_perform(h) != CURLE_OK || buf_put_u8(&r.body, 0) != 0)
+		bail("GET /metrics");
+	if ((p = strstr((const char *)r.body.p, series)) != NULL)
+		n = strtol(p + strlen(series), NULL, 10);
+	curl_easy_cleanup(h);
+	sp_resp_free(&r);
+	return n;
+}
+
 /* Posts body with a signature made over another body: the MAC does not
  * verify. */
 static void
@@ -340,6 +370,7 @@ test_contract(void)
 	struct store_se se;
 	struct store_keyset rec;
 	char *body, *before, *b1, *b2;
+	long hm;
 	int r;
 
 	/* the printed names, with seId: a per-SE set for an unknown SE/SSD */
@@ -374,10 +405,14 @@ test_contract(void)
 
 	/* the same set again (fresh nonce): the same bytes, nothing new */
 	b1 = snapshot();
+	hm = kms_hmacs();
 	body = ks_body("SEI-TEST", AID, SEID, NULL, &ks, "AES-128", 0);
 	post(SP_KEYSYNC, body, &s2);
 	free(body);
 	is_int(s2.r.code, 200, "the same key set again: 200");
+	ok(sp_answer_signed(&s2.r, kmsenv_mac, 32, "test-mac", SP_KEYSYNC) &&
+	    kms_hmacs() == hm, "its answer is signed with the MAC kmsd made in "
+	    "keyset.receive (no kmsd hmac call of its own)");
 	ok(s2.r.body.len == s.r.body.len && memcmp(s2.r.body.p, s.r.body.p,
 	    s.r.body.len) == 0, "idempotent repeat: byte-identical answer "
 	    "(same receipt)");
