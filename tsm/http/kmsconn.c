@@ -405,22 +405,19 @@ pipe_client(struct kms_client **out, int nowait)
 static int
 pipe_unqueue(struct pipe_req *p)
 {
-	struct pipe_req **pp;
+	struct pipe_req **pp, *prev = NULL;
 	int found = 0;
 
 	pthread_mutex_lock(&pipe_.mu);
-	for (pp = &pipe_.head; *pp != NULL; pp = &(*pp)->next)
+	for (pp = &pipe_.head; *pp != NULL; prev = *pp, pp = &(*pp)->next)
 		if (*pp == p) {
 			*pp = p->next;
+			if (pipe_.tail == p)
+				pipe_.tail = prev;
+			pipe_.n--;
 			found = 1;
 			break;
 		}
-	if (found) {
-		pipe_.n--;
-		pipe_.tail = NULL;
-		for (pp = &pipe_.head; *pp != NULL; pp = &(*pp)->next)
-			pipe_.tail = *pp;
-	}
 	pthread_mutex_unlock(&pipe_.mu);
 	return found;
 }
@@ -451,20 +448,19 @@ tsm_kms_send(int op, const struct buf *body, tsm_kms_reply_fn fn, void *arg,
 	}
 	/* Still the pipe's client, it cannot be closed while send_mu is
 	 * held (the reader detaches it first, then closes it under
-	 * send_mu); dropped since pipe_client, it may be gone already. */
-	pthread_mutex_lock(&pipe_.mu);
-	rc = pipe_.c == c ? 0 : ERR_CLOSED;
-	pthread_mutex_unlock(&pipe_.mu);
-	if (rc != 0)
-		goto fail;
-	mark = kms_out_len(c);
-	if ((rc = kms_submit(c, op, body, &p->id)) != 0)
-		goto fail;		/* nothing went out */
+	 * send_mu); dropped since pipe_client, it may be gone already. The
+	 * frame is queued in memory under mu too (no I/O), so the check,
+	 * the id and the queue's order are one step. */
 	pthread_mutex_lock(&pipe_.mu);
 	if (pipe_.c != c || pipe_.stop) {	/* dropped, or no reader soon */
 		pthread_mutex_unlock(&pipe_.mu);
 		rc = ERR_CLOSED;
 		goto fail;
+	}
+	mark = kms_out_len(c);
+	if ((rc = kms_submit(c, op, body, &p->id)) != 0) {
+		pthread_mutex_unlock(&pipe_.mu);
+		goto fail;		/* nothing went out */
 	}
 	p->t0 = now_us();
 	if (pipe_.tail != NULL)
