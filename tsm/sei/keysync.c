@@ -3,7 +3,8 @@
  * one kmsd request (keyset.receive) verifies the peer's MAC, unwraps the
  * keys under the peer's transport KEK, checks their KCVs, rewraps them and
  * MACs the receipt and the answer that carries it; then blob, SE/SSD
- * records, nonce claim and the answer go into one durable batch. The
+ * records and nonce claim go into one durable batch (a repeat rebuilds
+ * the same answer: nothing else is kept of it). The
  * route checks the MAC itself (mac_in_handler): any other answer waits
  * for the usual check. Starts on MHD's thread (the usual case is handed
  * to kmsd's pipe from there), anything that may wait runs on a worker;
@@ -15,8 +16,6 @@
 
 #include "tsm/sei/sei_int.h"
 
-#define IDEM_TAG      "SPTSM-KEYSYNC-IDEM-1"
-#define IDEM_LIFETIME (365u * 86400u)
 #define OK_MESSAGE    "key set received"
 
 /* What one key sync works with besides the request. */
@@ -27,7 +26,6 @@ struct ks_job {
 	struct store          *st;
 	struct sei_keysync     ks;
 	uint64_t               now;
-	uint8_t                idem[32];	/* idempotency key */
 	struct buf             blob;		/* from kmsd */
 	struct kms_keyset_kcvs kcvs;		/* as computed in the token */
 	uint8_t                mac[32];		/* receipt MAC */
@@ -111,35 +109,6 @@ receive(struct ks_job *j)
 }
 
 /* ---- records ---- */
-
-/* The idempotency key: everything that names this key set. */
-static int
-idem_key(struct ks_job *j)
-{
-	struct buf b;
-	char hx[11], kv[3];
-	size_t i;
-	int rc;
-
-	buf_init(&b);
-	hex_encode_upper(&j->ks.kvn, 1, kv);
-	if ((rc = buf_put(&b, IDEM_TAG, sizeof(IDEM_TAG))) != 0 ||
-	    (rc = buf_put(&b, j->peer->sei_tsm_id,
-	    strlen(j->peer->sei_tsm_id) + 1)) != 0 ||
-	    (rc = buf_put(&b, j->ks.se_id, strlen(j->ks.se_id) + 1)) != 0 ||
-	    (rc = buf_put(&b, j->ks.sd_aid, strlen(j->ks.sd_aid) + 1)) != 0 ||
-	    (rc = buf_put(&b, kv, 3)) != 0)
-		goto out;
-	for (i = 0; i < j->ks.n; i++) {
-		hex_encode_upper(j->ks.kcv[i], j->ks.kcvlen, hx);
-		if ((rc = buf_put(&b, hx, strlen(hx) + 1)) != 0)
-			goto out;
-	}
-	rc = http_sha256(b.p, b.len, j->idem);
-out:
-	buf_free(&b);
-	return rc;
-}
 
 /* The same key set as stored: same source, Alg, usage and KCVs. */
 static int
@@ -233,13 +202,11 @@ build_batch(struct store_batch *b, struct ks_job *j)
 {
 	char key[STORE_KEY_MAX + 1];
 	struct store_keyset rec;
-	struct store_idem idem;
 	size_t i;
 	int rc;
 
 	store_batch_clear(b);
 	store_keyset_init(&rec);
-	store_idem_init(&idem);
 	snprintf(rec.se_id, sizeof(rec.se_id), "%s", j->ks.se_id);
 	snprintf(rec.sd_aid, sizeof(rec.sd_aid), "%s", j->ks.sd_aid);
 	rec.kvn = j->ks.kvn;
@@ -253,13 +220,7 @@ build_batch(struct store_batch *b, struct ks_job *j)
 		memcpy(rec.keys[i].kcv, j->kcvs.kcv[i], j->kcvs.kcvlen);
 	}
 	rec.created = j->now;
-	memcpy(idem.key, j->idem, sizeof(j->idem));
-	idem.key_len = sizeof(j->idem);
-	idem.status = 200;
-	idem.created = j->now;
-	idem.expires = j->now + IDEM_LIFETIME;
 	if ((rc = buf_put(&rec.blob, j->blob.p, j->blob.len)) != 0 ||
-	    (rc = buf_put(&idem.body, j->body.p, j->body.len)) != 0 ||
 	    (rc = store_key_keyset(key, j->ks.se_id, j->ks.sd_aid,
 	    j->ks.kvn)) != 0 ||
 	    (rc = store_batch_require_absent(b, STORE_DB_KEYSET, key,
@@ -268,12 +229,9 @@ build_batch(struct store_batch *b, struct ks_job *j)
 		goto out;
 	if (j->ks.se_id[0] != '\0' && (rc = add_se_ssd(b, j)) != 0)
 		goto out;
-	if ((rc = sei_claim_nonce(b, j->peer, j->sig, j->now)) != 0)
-		goto out;
-	rc = store_batch_put_idem(b, &idem, j->now);
+	rc = sei_claim_nonce(b, j->peer, j->sig, j->now);
 out:
 	store_keyset_cleanup(&rec);
-	store_idem_cleanup(&idem);
 	return rc;
 }
 
@@ -362,40 +320,27 @@ sign_answer(struct ks_job *j, struct http_resp *rs)
 }
 
 /*
- * The same key set again: the stored answer (the fresh one is the same
- * bytes unless the record expired), after claiming the new nonce alone.
+ * The same key set again, after claiming the new nonce alone: the answer
+ * is the first one's bytes, since everything in it (KCVs, the receipt
+ * MAC) follows from the key set and the peer's MAC key.
  */
 static int
 answer_repeat(struct ks_job *j, struct http_resp *rs, struct store_batch *b)
 {
-	struct store_idem idem;
-	const struct buf *body = &j->body;
 	int rc;
 
-	store_idem_init(&idem);
-	rc = store_idem_get(j->st, j->idem, sizeof(j->idem), j->now, &idem);
-	if (rc == 0)
-		body = &idem.body;
-	else if (rc != ERR_NOTFOUND)
-		goto out;
 	store_batch_clear(b);
 	if ((rc = sei_claim_nonce(b, j->peer, j->sig, j->now)) != 0)
-		goto out;
+		return rc;
 	rc = store_batch_commit(j->st, b);
-	if (rc == ERR_EXISTS) {
-		rc = sei_reply(rs, SEI_REPLAY, "nonce already used");
-		goto out;
-	}
+	if (rc == ERR_EXISTS)
+		return sei_reply(rs, SEI_REPLAY, "nonce already used");
 	if (rc != 0)
-		goto out;
-	rc = http_resp_body(rs, 200, "application/json", body->p, body->len);
-	/* the stored answer is the fresh one's bytes (the same receipt):
-	 * kmsd's MAC over the fresh one signs it, no second kmsd call */
-	if (rc == 0 && body->len == j->body.len &&
-	    memcmp(body->p, j->body.p, j->body.len) == 0)
+		return rc;
+	rc = http_resp_body(rs, 200, "application/json", j->body.p,
+	    j->body.len);
+	if (rc == 0)
 		sign_answer(j, rs);
-out:
-	store_idem_cleanup(&idem);
 	return rc;
 }
 
@@ -805,8 +750,7 @@ sei_keysync_handle(struct http_req *rq, struct http_resp *rs, void *arg)
 		rc = HTTP_ON_WORKER;
 		goto out;
 	}
-	if ((rc = idem_key(j)) != 0 ||
-	    (rc = sei_receipt_input(&j->rin, j->ks.sei_tsm_id, j->ks.sd_aid,
+	if ((rc = sei_receipt_input(&j->rin, j->ks.sei_tsm_id, j->ks.sd_aid,
 	    j->ks.se_id, j->ks.kvn, (const uint8_t (*)[5])j->ks.kcv, j->ks.n,
 	    j->ks.kcvlen)) != 0 || (rc = build_answer(j)) != 0) {
 		if (io)
