@@ -642,6 +642,7 @@ syncer_main(void *arg)
 	uint64_t want, one = 1;
 	int fd;
 
+	(void)pthread_setname_np(pthread_self(), "audit-sync");
 	pthread_mutex_lock(&d->sync_mu);
 	for (;;) {
 		while (!d->sync_stop && d->sync_done == d->sync_req)

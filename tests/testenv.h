@@ -132,6 +132,28 @@ testenv_switches(pid_t pid)
 	return any ? (double)sum : -1;
 }
 
+/* One counter of /proc/PID/io ("write_bytes", "syscw", ...); -1 if /proc
+ * cannot say. */
+static double __attribute__((unused))
+testenv_proc_io(pid_t pid, const char *field)
+{
+	char path[64], line[128];
+	size_t fl = strlen(field);
+	unsigned long long v;
+	double out = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/io", (int)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strncmp(line, field, fl) == 0 && line[fl] == ':' &&
+		    sscanf(line + fl + 1, "%llu", &v) == 1)
+			out = (double)v;
+	fclose(f);
+	return out;
+}
+
 /* A positive integer from the environment, else def (benchmark knobs). */
 static int __attribute__((unused))
 testenv_env_int(const char *name, int def)

@@ -393,6 +393,7 @@ flow_worker_main(void *arg)
 	uint64_t last_purge = 0, next_ms = 1;	/* a first scan at start */
 	int kicked;
 
+	(void)pthread_setname_np(pthread_self(), "flow-worker");
 	for (;;) {
 		pthread_mutex_lock(&f->mu);
 		if (!f->stop && !f->kick) {

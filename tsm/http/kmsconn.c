@@ -127,6 +127,7 @@ static void *
 health_main(void *arg)
 {
 	(void)arg;
+	(void)pthread_setname_np(pthread_self(), "kms-health");
 	for (;;) {
 		health_probe_once();
 		usleep(HEALTH_MS * 1000);
@@ -299,6 +300,7 @@ pipe_main(void *arg)
 	int rc, status, r;
 
 	(void)arg;
+	(void)pthread_setname_np(pthread_self(), "kms-pipe");
 	for (;;) {
 		pthread_mutex_lock(&pipe_.mu);
 		while (pipe_.n == 0 && !pipe_.stop)

@@ -910,6 +910,7 @@ pool_main(void *arg)
 	struct http_pool *q = &s->pool;
 	struct http_req *rq;
 
+	(void)pthread_setname_np(pthread_self(), "http-worker");
 	for (;;) {
 		http_handler_fn cont;
 		int rc;

@@ -849,6 +849,7 @@ store_writer_main(void *arg)
 	uint64_t commits;
 	size_t n, i, failed;
 
+	(void)pthread_setname_np(pthread_self(), "store-writer");
 	grp = calloc(st->max_group, sizeof(*grp));
 	pthread_mutex_lock(&st->mu);
 	for (;;) {
