@@ -1099,10 +1099,113 @@ test_kmsd_down(void)
 	free(body);
 }
 
+struct late {
+	pthread_t      t;
+	unsigned       delay_ms;
+	char          *body;
+	struct sent    s;
+};
+
+static void *
+late_run(void *arg)
+{
+	struct late *l = arg;
+	char nonce[33];
+	CURL *h = curl_easy_init();
+
+	usleep(l->delay_ms * 1000);
+	snprintf(l->s.body, sizeof(l->s.body), "%s", l->body);
+	sp_nonce(nonce);
+	sp_sign(kmsenv_mac, 32, "test-mac", SP_KEYSYNC, (long long)wall_seconds(),
+	    nonce, l->s.body, l->s.sig, sizeof(l->s.sig));
+	if (h != NULL && sp_post(h, base, ca, SP_KEYSYNC, l->s.body,
+	    strlen(l->s.body), l->s.sig, &l->s.r) == 0)
+		l->s.j = json_loadb((const char *)l->s.r.body.p, l->s.r.body.len,
+		    0, NULL);
+	curl_easy_cleanup(h);
+	return NULL;
+}
+
+static void write_config(const char *limits);
+#define LIMITS "\"maxBodyBytes\": 4096"	/* the tests' */
+
+/*
+ * A repeat starts on MHD's thread and runs again from the start on a
+ * worker. One that waited for the worker past its deadline is answered
+ * 408 there, not run: tsmd with one worker and a 400 ms deadline, kmsd
+ * stopped while the worker runs the first repeat, the second queued
+ * behind it for 800 ms.
+ */
+static void
+test_late_rerun(void)
+{
+	struct late a = { .delay_ms = 0 }, b = { .delay_ms = 150 };
+	struct sp_keyset ks;
+	struct sent s;
+	char *body;
+	int before;
+
+	write_config(LIMITS ", \"workers\": 1, \"requestTimeoutMs\": 400");
+	(void)stop_tsmd(SIGTERM);
+	start_tsmd();
+	sp_keyset_new(&ks, 16, kmsenv_kek128, 16, 0);
+	body = ks_body("SEI-TEST", "A0000001515393", SEID, NULL, &ks, "AES-128",
+	    0);
+	post(SP_KEYSYNC, body, &s);
+	is_int(s.r.code, 200, "one worker, 400 ms deadline: a key set stored");
+	sent_free(&s);
+	before = unwraps();
+	a.body = b.body = body;
+	kill(E.pid, SIGSTOP);
+	if (pthread_create(&a.t, NULL, late_run, &a) != 0 ||
+	    pthread_create(&b.t, NULL, late_run, &b) != 0)
+		bail("pthread_create");
+	usleep(800 * 1000);
+	kill(E.pid, SIGCONT);
+	pthread_join(a.t, NULL);
+	pthread_join(b.t, NULL);
+	ok(a.s.r.code == 200 && rcode(&a.s) == 0, "the repeat on the worker "
+	    "while kmsd was stopped: answered when it went on (%ld)",
+	    a.s.r.code);
+	if (!ok(b.s.r.code == 408 && b.s.r.body.p != NULL &&
+	    memmem(b.s.r.body.p, b.s.r.body.len, "longer than 400 ms", 18) !=
+	    NULL, "the repeat that waited for the "
+	    "worker past its deadline: 408, not run (%ld)", b.s.r.code))
+		diag("got %.*s", (int)b.s.r.body.len, (const char *)b.s.r.body.p);
+	is_int(unwraps(), before + 1, "kmsd unwrapped for the first repeat "
+	    "only");
+	sent_free(&a.s);
+	sent_free(&b.s);
+	free(body);
+
+	write_config(LIMITS);
+	(void)stop_tsmd(SIGTERM);
+	start_tsmd();
+}
+
+/* tsmd's config: the test peers, and limits (a JSON object's members). */
+static void
+write_config(const char *limits)
+{
+	char doc[2000];
+
+#define PEER(id, kek, kcv, kid) "{\"seiTsmId\": \"" id "\", \"tenantId\": " \
+	"\"SP-1\", \"baseUrl\": \"http://127.0.0.1:9\", \"wrap\": \"AES-KW\", " \
+	"\"kcvMethod\": \"" kcv "\", \"transportKek\": \"" kek "\", " \
+	"\"macKeyId\": \"" kid "\", \"macKey\": \"peer/test/mac\", " \
+	"\"clientCertRequired\": false}"
+	snprintf(doc, sizeof(doc), "{\"limits\": {%s}, "
+	    "\"peers\": [" PEER("SEI-TEST", "peer/test/kek", "GP", "test-mac") ", "
+	    PEER("SEI-CMAC", "peer/test/kek256", "CMAC", "cmac-mac") ", "
+	    PEER("SEI-OTHER", "peer/test/kek", "GP", "other-mac") "]}", limits);
+#undef PEER
+	if (file_write_atomic(cfgf, doc, strlen(doc), 0600) != 0)
+		bail("config");
+}
+
 int
 main(void)
 {
-	char doc[2000];
 	int st;
 
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -1115,18 +1218,7 @@ main(void)
 	snprintf(logpath, sizeof(logpath), "%s/tsmd.log", E.dir);
 	snprintf(ca, sizeof(ca), "%s/ca.pem", var);
 	snprintf(storedir, sizeof(storedir), "%s/tsm/store", var);
-#define PEER(id, kek, kcv, kid) "{\"seiTsmId\": \"" id "\", \"tenantId\": " \
-	"\"SP-1\", \"baseUrl\": \"http://127.0.0.1:9\", \"wrap\": \"AES-KW\", " \
-	"\"kcvMethod\": \"" kcv "\", \"transportKek\": \"" kek "\", " \
-	"\"macKeyId\": \"" kid "\", \"macKey\": \"peer/test/mac\", " \
-	"\"clientCertRequired\": false}"
-	snprintf(doc, sizeof(doc), "{\"limits\": {\"maxBodyBytes\": 4096}, "
-	    "\"peers\": [" PEER("SEI-TEST", "peer/test/kek", "GP", "test-mac") ", "
-	    PEER("SEI-CMAC", "peer/test/kek256", "CMAC", "cmac-mac") ", "
-	    PEER("SEI-OTHER", "peer/test/kek", "GP", "other-mac") "]}");
-#undef PEER
-	if (file_write_atomic(cfgf, doc, strlen(doc), 0600) != 0)
-		bail("config");
+	write_config(LIMITS);
 	start_tsmd();
 	if ((H = curl_easy_init()) == NULL)
 		bail("curl");
@@ -1139,6 +1231,7 @@ main(void)
 	test_sdstatus();
 	test_replay_restart();
 	test_kmsd_down();
+	test_late_rerun();
 	ok(check_clean(), "store_check: no problems");
 
 	curl_easy_cleanup(H);

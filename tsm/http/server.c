@@ -110,6 +110,8 @@ struct http_req {
 	int                        on_io;	/* starts_on_io, on MHD's thread */
 	http_handler_fn            cont;	/* http_req_continue: runs next */
 	void                      *cont_arg;
+	int                        rerun;	/* cont: the route's handler again
+						 * (HTTP_ON_WORKER) */
 	struct http_req           *qnext;
 	struct buf                 out;		/* the answer's bytes, made once */
 	char                      *sig_hdr;	/* its X-TSM-Signature, if any */
@@ -664,6 +666,17 @@ is_json_type(const char *ct)
 	    (n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0);
 }
 
+/* Past its deadline: answered 408 (1), else 0. */
+static int
+refuse_late(struct http_req *rq)
+{
+	if (!http_req_expired(rq))
+		return 0;
+	answer(rq, 408, "request_timeout", "request took longer than %u ms",
+	    rq->cfg->lim.request_timeout_ms);
+	return 1;
+}
+
 /* The body is in: bound and parse it, finish authentication. 0: the
  * handler is to run; -1: answered. */
 static int
@@ -678,11 +691,8 @@ req_prepare(struct http_req *rq)
 		    rq->cfg->lim.max_body);
 		return -1;
 	}
-	if (http_req_expired(rq)) {
-		answer(rq, 408, "request_timeout", "request took longer than %u ms",
-		    rq->cfg->lim.request_timeout_ms);
+	if (refuse_late(rq))
 		return -1;
-	}
 	if (rq->body.len > 0 && is_json_type(http_req_header(rq, "Content-Type"))) {
 		rc = http_json_precheck(rq->body.p, rq->body.len,
 		    rq->cfg->lim.max_body, rq->cfg->lim.max_json_depth, &where);
@@ -913,7 +923,7 @@ pool_main(void *arg)
 	(void)pthread_setname_np(pthread_self(), "http-worker");
 	for (;;) {
 		http_handler_fn cont;
-		int rc;
+		int rc, rerun;
 
 		pthread_mutex_lock(&q->mu);
 		/* Workers stay while a handed-off request may come back. */
@@ -931,12 +941,19 @@ pool_main(void *arg)
 			q->tail = NULL;
 		cont = rq->cont;
 		rq->cont = NULL;
+		rerun = rq->rerun;
+		rq->rerun = 0;
 		rq->on_io = 0;		/* on a worker now */
 		pthread_mutex_unlock(&q->mu);
 
 		if (cont == NULL)	/* queued only without an answer yet */
 			rc = req_finish(rq);
-		else if ((rc = cont(rq, &rq->rs, rq->cont_arg)) == HTTP_DEFERRED)
+		else if (rerun && refuse_late(rq)) {
+			/* it waited for a worker past its deadline: not run
+			 * again (its MAC is still checked first) */
+			req_conclude(rq, 0);
+			rc = 0;
+		} else if ((rc = cont(rq, &rq->rs, rq->cont_arg)) == HTTP_DEFERRED)
 			rc = 1;
 		else {
 			req_conclude(rq, rc);
@@ -1154,6 +1171,7 @@ start_on_io(struct http_server *s, struct http_req *rq)
 	pthread_mutex_lock(&q->mu);
 	rq->cont = rq->rt->fn;
 	rq->cont_arg = rq->rt->arg;
+	rq->rerun = 1;
 	if (rq->job == RQ_QUEUED) {	/* suspended, not handed off: a bug */
 		q->deferred--;		/* now the queue's */
 		pool_append(q, rq);
@@ -1165,6 +1183,7 @@ start_on_io(struct http_server *s, struct http_req *rq)
 		return MHD_YES;
 	/* The pool stops: here, and it may wait. */
 	rq->cont = NULL;
+	rq->rerun = 0;
 	rc = rq->rt->fn(rq, &rq->rs, rq->rt->arg);
 	req_conclude(rq, rc == HTTP_ON_WORKER || rc == HTTP_DEFERRED ?
 	    ERR_INTERNAL : rc);
