@@ -175,7 +175,8 @@ plant_with_lmdb(void)
 	if (mdb_env_create(&env) || mdb_env_set_maxdbs(env, 32) ||
 	    mdb_env_open(env, sdir, 0, 0600) ||
 	    mdb_txn_begin(env, NULL, 0, &txn) ||
-	    mdb_dbi_open(txn, "se", 0, &se) || mdb_dbi_open(txn, "task", 0, &task))
+	    mdb_dbi_open(txn, "by_se", 0, &se) ||
+	    mdb_dbi_open(txn, "task", 0, &task))
 		bail("lmdb");
 	if (mdb_put(txn, se, &k, &v, 0) || mdb_del(txn, task, &tk, NULL) ||
 	    mdb_txn_commit(txn))

@@ -571,7 +571,7 @@ test_readonly_and_schema(void)
 	MDB_txn *txn;
 	MDB_dbi dbi;
 	MDB_val k = { 6, "schema" }, v;
-	uint8_t ver[4] = { 0, 0, 0, 2 };
+	uint8_t ver[4] = { 0, 0, 0, STORE_SCHEMA_VERSION + 1 };
 	int rc;
 
 	is_int(store_open(&st, sdir, &ro), 0, "open read-only");
@@ -583,7 +583,7 @@ test_readonly_and_schema(void)
 	store_close(st);
 	st = NULL;
 
-	/* Plant schema 2 with LMDB itself. */
+	/* Plant a newer schema with LMDB itself. */
 	if (mdb_env_create(&env) || mdb_env_set_maxdbs(env, 32) ||
 	    mdb_env_open(env, sdir, 0, 0600) || mdb_txn_begin(env, NULL, 0, &txn) ||
 	    mdb_dbi_open(txn, "meta", 0, &dbi))
@@ -614,14 +614,222 @@ test_readonly_and_schema(void)
 	    "data without a schema record refused");
 	store_close(st);
 	st = NULL;
-	ver[3] = 1;
+	ver[3] = STORE_SCHEMA_VERSION;
 	if (mdb_txn_begin(env, NULL, 0, &txn) || mdb_put(txn, dbi, &k, &v, 0) ||
 	    mdb_txn_commit(txn))
 		bail("lmdb put");
 	mdb_env_close(env);
-	is_int(store_open(&st, sdir, NULL), 0, "schema 1 opens again");
+	is_int(store_open(&st, sdir, NULL), 0, "schema %d opens again",
+	    STORE_SCHEMA_VERSION);
 	ok(st && store_se_get(st, SE_A, &se) == 0, "data intact");
 	store_close(st);
+	store_batch_free(b);
+}
+
+/* ---- schema 1 -> 2: an SE's records from three dbs into one ---- */
+
+/* With LMDB itself: moves the records of db from whose keys hold bars '|'
+ * (every one: bars < 0) into db to. */
+static size_t
+lmdb_move(MDB_txn *txn, const char *from, const char *to, int bars)
+{
+	MDB_dbi f, t;
+	MDB_cursor *c;
+	MDB_val k, v;
+	size_t i, n = 0, nb;
+	int mrc, again = 1;
+
+	if (mdb_dbi_open(txn, from, 0, &f) || mdb_dbi_open(txn, to, MDB_CREATE,
+	    &t) || mdb_cursor_open(txn, f, &c))
+		bail("lmdb open %s", from);
+	while (again) {		/* one at a time, from the start (a few) */
+		again = 0;
+		for (mrc = mdb_cursor_get(c, &k, &v, MDB_FIRST); mrc == 0;
+		    mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+			for (i = nb = 0; i < k.mv_size; i++)
+				nb += ((const char *)k.mv_data)[i] == '|';
+			if (bars >= 0 && nb != (size_t)bars)
+				continue;
+			if (mdb_put(txn, t, &k, &v, 0) != 0 ||
+			    mdb_cursor_del(c, 0) != 0)
+				bail("lmdb move");
+			n++;
+			again = 1;
+			break;
+		}
+	}
+	mdb_cursor_close(c);
+	return n;
+}
+
+static MDB_env *
+lmdb_env(const char *dir)
+{
+	MDB_env *env;
+
+	if (mdb_env_create(&env) || mdb_env_set_maxdbs(env, 32) ||
+	    mdb_env_open(env, dir, 0, 0600))
+		bail("lmdb env");
+	return env;
+}
+
+static void
+lmdb_schema(MDB_env *env, uint8_t ver)
+{
+	uint8_t b[4] = { 0, 0, 0, ver };
+	MDB_val k = { 6, "schema" }, v = { 4, b };
+	MDB_txn *txn;
+	MDB_dbi m;
+
+	if (mdb_txn_begin(env, NULL, 0, &txn) || mdb_dbi_open(txn, "meta", 0,
+	    &m) || mdb_put(txn, m, &k, &v, 0) || mdb_txn_commit(txn))
+		bail("lmdb schema");
+}
+
+/* 1 if the LMDB db name exists in dir's store. */
+static int
+lmdb_has(const char *dir, const char *name)
+{
+	MDB_env *env = lmdb_env(dir);
+	MDB_txn *txn;
+	MDB_dbi d;
+	int has;
+
+	if (mdb_txn_begin(env, NULL, MDB_RDONLY, &txn))
+		bail("lmdb txn");
+	has = mdb_dbi_open(txn, name, 0, &d) == 0;
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+	return has;
+}
+
+static void
+test_upgrade(void)
+{
+	struct store_opts ro = { .readonly = 1 };
+	char dir[600];
+	struct store *st;
+	struct store_batch *b = batch();
+	struct store_se se;
+	struct store_ssd ssd;
+	struct store_keyset ks;
+	struct store_check_report rep;
+	MDB_env *env;
+	MDB_txn *txn;
+	FILE *devnull;
+	size_t moved;
+	int n, rc;
+
+	/* A store of this build, then given schema 1's layout by LMDB
+	 * itself: the same keys and records in "se", "ssd" and "keyset". */
+	snprintf(dir, sizeof(dir), "%s/upgrade", tmp);
+	st = open_rw(dir, 0);
+	store_keyset_init(&ks);
+	mk_se(&se, SE_A);
+	mk_ssd(&ssd, SE_A, AID1, "CREATED");
+	snprintf(ks.se_id, sizeof(ks.se_id), SE_A);
+	snprintf(ks.sd_aid, sizeof(ks.sd_aid), AID1);
+	snprintf(ks.usage, sizeof(ks.usage), "SCP03");
+	ks.kvn = 0x30;
+	ks.alg = 1;
+	ks.n_keys = 1;
+	ks.keys[0].usage = 1;
+	ks.keys[0].kcv_len = 3;
+	if (buf_put(&ks.blob, "blob", 4) != 0 ||
+	    store_batch_put_se(b, &se) != 0 || store_batch_put_ssd(b, &ssd) ||
+	    store_batch_put_keyset(b, &ks) != 0 || store_batch_commit(st, b))
+		bail("records");
+	mk_se(&se, SE_B);
+	store_batch_clear(b);
+	if (store_batch_put_se(b, &se) != 0 || store_batch_commit(st, b))
+		bail("records");
+	store_close(st);
+	env = lmdb_env(dir);
+	if (mdb_txn_begin(env, NULL, 0, &txn))
+		bail("lmdb txn");
+	moved = lmdb_move(txn, "by_se", "se", 0);
+	moved += lmdb_move(txn, "by_se", "ssd", 1);
+	moved += lmdb_move(txn, "by_se", "keyset", 2);
+	if (mdb_txn_commit(txn))
+		bail("lmdb commit");
+	lmdb_schema(env, 1);
+	mdb_env_close(env);
+	is_int((int)moved, 4, "a schema 1 store: 2 SEs, an SSD and a key set in "
+	    "three dbs");
+
+	st = NULL;
+	is_int(store_open(&st, dir, &ro), ERR_VERSION, "read-only: schema 1 is "
+	    "refused (it is upgraded by a read-write open)");
+	store_close(st);
+	st = open_rw(dir, 0);
+	ok(store_se_get(st, SE_B, &se) == 0 && store_ssd_get(st, SE_A, AID1,
+	    &ssd) == 0 && strcmp(ssd.state, "CREATED") == 0,
+	    "upgraded to 2: SE and SSD records read");
+	store_keyset_cleanup(&ks);
+	store_keyset_init(&ks);
+	ok(store_keyset_get(st, SE_A, AID1, 0x30, &ks) == 0 && ks.blob.len == 4 &&
+	    memcmp(ks.blob.p, "blob", 4) == 0, "... and the key set");
+	n = 0;
+	rc = store_iter(st, STORE_DB_SSD, SE_A "|", strlen(SE_A) + 1, count_raw,
+	    &n);
+	ok(rc == 0 && n == 1, "the SSDs of an SE: its one SSD, not its key set "
+	    "(%d)", n);
+	n = 0;
+	rc = store_iter(st, STORE_DB_SE, NULL, 0, count_raw, &n);
+	ok(rc == 0 && n == 2, "every SE: 2, not the SSD and key set beside them "
+	    "(%d)", n);
+	memset(&rep, 0, sizeof(rep));
+	rc = store_check(st, 0, stderr, &rep);
+	ok(rc == 0 && rep.problems == 0 && rep.records >= 5, "store check: clean "
+	    "(%llu records)", (unsigned long long)rep.records);
+	store_close(st);
+	ok(!lmdb_has(dir, "se") && !lmdb_has(dir, "ssd") &&
+	    !lmdb_has(dir, "keyset") && lmdb_has(dir, "by_se"),
+	    "the three dbs are gone, their records in by_se");
+
+	/* A schema 1 store whose "ssd" db holds an SE's key: refused,
+	 * nothing changed. */
+	env = lmdb_env(dir);
+	if (mdb_txn_begin(env, NULL, 0, &txn))
+		bail("lmdb txn");
+	(void)lmdb_move(txn, "by_se", "se", 0);
+	(void)lmdb_move(txn, "by_se", "ssd", -1);
+	if (mdb_txn_commit(txn))
+		bail("lmdb commit");
+	lmdb_schema(env, 1);
+	mdb_env_close(env);
+	st = NULL;
+	is_int(store_open(&st, dir, NULL), ERR_VERSION, "schema 1 with a key "
+	    "of the wrong shape in ssd: the upgrade refuses");
+	store_close(st);
+	ok(lmdb_has(dir, "se") && lmdb_has(dir, "ssd"), "... and changes "
+	    "nothing");
+
+	/* A key that fits no record type in by_se: the check says so. */
+	st = NULL;
+	snprintf(dir, sizeof(dir), "%s/shape", tmp);
+	store_close(open_rw(dir, 0));
+	env = lmdb_env(dir);
+	{
+		MDB_val k = { 7, "A|B|C|D" }, v = { 1, "x" };
+		MDB_dbi d;
+
+		if (mdb_txn_begin(env, NULL, 0, &txn) ||
+		    mdb_dbi_open(txn, "by_se", 0, &d) ||
+		    mdb_put(txn, d, &k, &v, 0) || mdb_txn_commit(txn))
+			bail("lmdb put");
+	}
+	mdb_env_close(env);
+	st = open_rw(dir, 0);
+	memset(&rep, 0, sizeof(rep));
+	if ((devnull = fopen("/dev/null", "w")) == NULL)
+		bail("/dev/null");
+	rc = store_check(st, 0, devnull, &rep);
+	ok(rc == 0 && rep.problems == 1, "store check: a by_se key of no record "
+	    "type is a problem (%llu)", (unsigned long long)rep.problems);
+	fclose(devnull);
+	store_close(st);
+	store_keyset_cleanup(&ks);
 	store_batch_free(b);
 }
 
@@ -823,6 +1031,7 @@ main(void)
 	}
 	store_close(st);
 	test_readonly_and_schema();
+	test_upgrade();
 	test_map_full();
 	test_disk_full();
 	testenv_cleanup(tmp);

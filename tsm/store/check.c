@@ -330,6 +330,26 @@ check_meta(void *arg, const uint8_t *k, size_t kn, const uint8_t *v,
 	return 0;
 }
 
+/* A key of the shared db that is none of an SE's, an SSD's or a key set's:
+ * no typed walk sees its record. */
+static int
+check_shape(void *arg, const uint8_t *k, size_t kn, const uint8_t *v,
+    size_t vn)
+{
+	struct ctx *c = arg;
+
+	(void)v;
+	(void)vn;
+	if (!store_key_fits(STORE_DB_SE, k, kn) &&
+	    !store_key_fits(STORE_DB_SSD, k, kn) &&
+	    !store_key_fits(STORE_DB_KEYSET, k, kn)) {
+		c->rep->records++;
+		problem(c, k, kn, "a key of %s that is no SE, SSD or key-set key",
+		    STORE_BY_SE);
+	}
+	return 0;
+}
+
 int
 store_check(struct store *st, uint64_t now, FILE *out,
     struct store_check_report *rep)
@@ -362,6 +382,10 @@ store_check(struct store *st, uint64_t now, FILE *out,
 		if ((rc = store_walk(st, txn, c.db, NULL, 0, cb, &c)) != 0)
 			goto out;
 	}
+	c.db = STORE_DB_SE;
+	if ((rc = store_walk_phys(st, txn, c.db, NULL, 0, check_shape,
+	    &c)) != 0)
+		goto out;
 	c.db = STORE_DB_META;
 	if (mdb_get(txn, st->dbi[STORE_DB_META], &k, &v) != 0)
 		problem(&c, k.mv_data, k.mv_size, "no schema record");

@@ -279,6 +279,27 @@ static const char *const db_names[STORE_DB_COUNT] = {
 };
 
 const char *
+store_db_phys(enum store_db db)
+{
+	if (db == STORE_DB_SE || db == STORE_DB_SSD || db == STORE_DB_KEYSET)
+		return STORE_BY_SE;
+	return store_db_name(db);
+}
+
+int
+store_key_fits(enum store_db db, const void *key, size_t n)
+{
+	const uint8_t *k = key;
+	size_t i, bars = 0;
+
+	if (db != STORE_DB_SE && db != STORE_DB_SSD && db != STORE_DB_KEYSET)
+		return 1;
+	for (i = 0; i < n; i++)
+		bars += k[i] == '|';
+	return bars == (size_t)(db - STORE_DB_SE);
+}
+
+const char *
 store_db_name(enum store_db db)
 {
 	if ((unsigned)db >= STORE_DB_COUNT)

@@ -60,15 +60,66 @@ store_mdb_err(int rc)
 
 /*
  * Upgrade hook: upgrades[i] turns schema `from` into from + 1 inside the
- * opening write txn (rewriting records, opening new dbs). Schema 1 is the
- * first, so the table holds only its terminator; a future layout change
- * adds { 1, upgrade_1_to_2 } and bumps STORE_SCHEMA_VERSION.
+ * opening write txn (rewriting records, opening new dbs).
  */
 struct upgrade {
 	uint32_t from;
 	int (*fn)(struct store *st, MDB_txn *txn);
 };
+
+/* Schema 1 kept SEs, SSDs and key sets in three dbs ("se", "ssd",
+ * "keyset"); 2 keeps them in one (STORE_BY_SE), under the same keys. */
+static int
+upgrade_1_to_2(struct store *st, MDB_txn *txn)
+{
+	static const enum store_db moved[] = { STORE_DB_SE, STORE_DB_SSD,
+		STORE_DB_KEYSET };
+	MDB_cursor *c;
+	MDB_dbi old;
+	MDB_val k, v;
+	size_t i, n;
+	int rc, mrc;
+
+	for (i = 0; i < ARRAY_LEN(moved); i++) {
+		mrc = mdb_dbi_open(txn, store_db_name(moved[i]), 0, &old);
+		if (mrc == MDB_NOTFOUND)
+			continue;
+		if ((rc = store_mdb_err(mrc)) != 0 ||
+		    (rc = store_mdb_err(mdb_cursor_open(txn, old, &c))) != 0)
+			return rc;
+		n = 0;
+		for (mrc = mdb_cursor_get(c, &k, &v, MDB_FIRST); mrc == 0;
+		    mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+			/* a key of another shape would be read as another
+			 * record type: refused, nothing changed */
+			if (!store_key_fits(moved[i], k.mv_data, k.mv_size)) {
+				mrc = MDB_INCOMPATIBLE;
+				break;
+			}
+			if ((mrc = mdb_put(txn, st->dbi[moved[i]], &k, &v,
+			    MDB_NOOVERWRITE)) != 0)
+				break;
+			n++;
+		}
+		mdb_cursor_close(c);
+		if (mrc != MDB_NOTFOUND) {
+			log_msg(LOG_ERR, "event=store_upgrade_failed db=%s "
+			    "msg=\"%s\"", store_db_name(moved[i]),
+			    mrc == MDB_INCOMPATIBLE || mrc == MDB_KEYEXIST ?
+			    "a key that fits no single record" : mdb_strerror(mrc));
+			return mrc == MDB_INCOMPATIBLE || mrc == MDB_KEYEXIST ?
+			    ERR_VERSION : store_mdb_err(mrc);
+		}
+		if ((rc = store_mdb_err(mdb_drop(txn, old, 1))) != 0)
+			return rc;
+		log_msg(LOG_INFO, "event=store_upgrade db=%s moved=%zu to=%s",
+		    store_db_name(moved[i]), n, STORE_BY_SE);
+	}
+	return 0;
+}
+
 static const struct upgrade upgrades[] = {
+	{ 1, upgrade_1_to_2 },
 	{ 0, NULL }
 };
 
@@ -139,12 +190,19 @@ schema_setup(struct store *st, const char *dir)
 	if ((rc = store_mdb_err(mdb_txn_begin(st->env, NULL, flags, &txn))) != 0)
 		goto out;
 	for (i = 0; i < STORE_DB_COUNT; i++) {
-		mrc = mdb_dbi_open(txn, store_db_name(i),
+		mrc = mdb_dbi_open(txn, store_db_phys(i),
 		    st->readonly ? 0 : MDB_CREATE, &st->dbi[i]);
 		if (mrc == MDB_NOTFOUND) {
-			log_msg(LOG_ERR, "event=store_open dir=%s msg=\"db %s "
-			    "missing: not a store of this version\"", dir,
-			    store_db_name(i));
+			/* (meta, the first, is there: its schema says why) */
+			if (schema_read(st, txn, &ver) == 0 &&
+			    ver < STORE_SCHEMA_VERSION)
+				log_msg(LOG_ERR, "event=store_open dir=%s schema=%u "
+				    "msg=\"older schema: open it read-write to "
+				    "upgrade\"", dir, (unsigned)ver);
+			else
+				log_msg(LOG_ERR, "event=store_open dir=%s msg=\"db "
+				    "%s missing: not a store of this version\"",
+				    dir, store_db_phys(i));
 			rc = ERR_VERSION;
 			goto out;
 		}
@@ -257,8 +315,9 @@ store_open(struct store **out, const char *dir, const struct store_opts *opts)
 	}
 	if ((rc = store_mdb_err(mdb_env_create(&st->env))) != 0)
 		goto out;
+	/* (an upgrade also opens the dbs it empties) */
 	if ((rc = store_mdb_err(mdb_env_set_maxdbs(st->env,
-	    STORE_DB_COUNT))) != 0 ||
+	    STORE_DB_COUNT + 4))) != 0 ||
 	    (rc = store_mdb_err(mdb_env_set_mapsize(st->env,
 	    (size_t)o.map_size))) != 0 ||
 	    (rc = store_mdb_err(mdb_env_set_maxreaders(st->env,
@@ -563,10 +622,11 @@ store_raw_get(struct store *st, enum store_db db, const void *key,
 
 /* ---- iteration ----------------------------------------------------------------- */
 
-/* Walks the keys of db starting with prefix inside txn. */
-int
-store_walk(struct store *st, MDB_txn *txn, enum store_db db, const void *prefix,
-    size_t plen, store_raw_cb cb, void *arg)
+/* Walks the keys starting with prefix of the LMDB db that db lives in,
+ * inside txn; only db's own when mine. */
+static int
+walk(struct store *st, MDB_txn *txn, enum store_db db, const void *prefix,
+    size_t plen, int mine, store_raw_cb cb, void *arg)
 {
 	MDB_cursor *c = NULL;
 	MDB_val k = { plen, (void *)prefix }, v;
@@ -579,6 +639,10 @@ store_walk(struct store *st, MDB_txn *txn, enum store_db db, const void *prefix,
 		if (plen > 0 && (k.mv_size < plen ||
 		    memcmp(k.mv_data, prefix, plen) != 0))
 			break;
+		if (mine && !store_key_fits(db, k.mv_data, k.mv_size)) {
+			mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+			continue;
+		}
 		rc = cb(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
 		if (rc != 0) {
 			rc = rc > 0 ? 0 : rc;
@@ -590,6 +654,20 @@ store_walk(struct store *st, MDB_txn *txn, enum store_db db, const void *prefix,
 out:
 	mdb_cursor_close(c);
 	return rc;
+}
+
+int
+store_walk(struct store *st, MDB_txn *txn, enum store_db db, const void *prefix,
+    size_t plen, store_raw_cb cb, void *arg)
+{
+	return walk(st, txn, db, prefix, plen, 1, cb, arg);
+}
+
+int
+store_walk_phys(struct store *st, MDB_txn *txn, enum store_db db,
+    const void *prefix, size_t plen, store_raw_cb cb, void *arg)
+{
+	return walk(st, txn, db, prefix, plen, 0, cb, arg);
 }
 
 int

@@ -18,7 +18,7 @@
 
 /* Bumped when a record layout or key encoding changes; older stores are
  * upgraded at open, newer ones refused (STORE.md "Schema"). */
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 #define STORE_MAP_SIZE_DEFAULT (1ull << 30)
 
 /* Field limits (characters, excluding the NUL). Encoders refuse longer

@@ -122,9 +122,20 @@ int store_key_peer(char *out, const char *id) WUR;
 int store_rec_key(enum store_db db, const void *p, size_t n, uint8_t *out,
     size_t *outlen) WUR;
 
+/* The LMDB db that db's records live in (record.c): an SE's records (SE,
+ * SSDs, key sets) share STORE_BY_SE, so that they sit together. */
+#define STORE_BY_SE "by_se"
+const char *store_db_phys(enum store_db db);
+/* 1 if key could be one of db's: in STORE_BY_SE a key's count of '|'
+ * tells its record type (SE 0, SSD 1, key set 2); 1 for other dbs. */
+int store_key_fits(enum store_db db, const void *key, size_t n);
+
 /* Calls cb for each key of db that starts with prefix, inside txn
- * (store.c); cb's return as for store_iter. */
+ * (store.c); cb's return as for store_iter. store_walk_phys walks the
+ * LMDB db db lives in, every key of it (a shared one's other types too). */
 int store_walk(struct store *st, MDB_txn *txn, enum store_db db,
+    const void *prefix, size_t plen, store_raw_cb cb, void *arg) WUR;
+int store_walk_phys(struct store *st, MDB_txn *txn, enum store_db db,
     const void *prefix, size_t plen, store_raw_cb cb, void *arg) WUR;
 
 /* The writer thread (commit.c), started by store_open. */
