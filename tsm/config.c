@@ -364,7 +364,7 @@ parse_limits(struct cerr *e, struct tsm_config *c, json_t *l)
 {
 	static const char *const known[] = { "maxBodyBytes", "maxJsonDepth",
 		"maxConnections", "connectionTimeoutS", "requestTimeoutMs",
-		"workers", "drainTimeoutMs", NULL };
+		"workers", "drainTimeoutMs", "storeMapMiB", NULL };
 	uint64_t v;
 	int rc;
 
@@ -406,6 +406,11 @@ parse_limits(struct cerr *e, struct tsm_config *c, json_t *l)
 	    600000, &v)) != 0)
 		return rc;
 	c->lim.drain_timeout_ms = (unsigned)v;
+	v = c->lim.store_map_mib;
+	if ((rc = get_uint(e, l, "storeMapMiB", "limits.storeMapMiB", 16,
+	    1024u * 1024u, &v)) != 0)
+		return rc;
+	c->lim.store_map_mib = v;
 	return 0;
 }
 
@@ -846,6 +851,7 @@ config_defaults(void)
 	c->lim.request_timeout_ms = 30000;
 	c->lim.workers = 8;
 	c->lim.drain_timeout_ms = 10000;
+	c->lim.store_map_mib = 1024;		/* the store's default, 1 GiB */
 	c->flows.agent_auth = TSM_AGENT_AUTH_NONE;
 	c->flows.session_timeout_s = 120;
 	c->flows.sei_timeout_ms = 10000;

@@ -38,6 +38,7 @@ struct tsm_limits {
 	unsigned request_timeout_ms;	/* per request, first byte to answer */
 	unsigned workers;		/* worker threads */
 	unsigned drain_timeout_ms;	/* on SIGTERM */
+	uint64_t store_map_mib;		/* the store's LMDB map (restart) */
 };
 
 /* How tsmd makes the new key set of an SSD (ssdKeys, tsm/tsmd.conf.md). */

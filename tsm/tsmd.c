@@ -129,6 +129,7 @@ main(int argc, char **argv)
 	struct http_router *router = NULL;
 	struct http_server *srv = NULL;
 	struct tsmd app = { 0 };
+	struct store_opts sopts = { 0 };
 	char err[512], path[1200], ca[1200], addr[300], addr_path[1200];
 	sigset_t mask;
 	size_t i;
@@ -204,8 +205,9 @@ main(int argc, char **argv)
 	/* The first kmsd probe, here: /healthz answers from memory. */
 	(void)tsm_kms_health();
 
+	sopts.map_size = cfg->lim.store_map_mib << 20;
 	if ((rc = var_path(path, sizeof(path), cfg, "tsm/store")) != 0 ||
-	    (rc = store_open(&app.store, path, NULL)) != 0) {
+	    (rc = store_open(&app.store, path, &sopts)) != 0) {
 		log_msg(LOG_ERR, "event=store_open_failed path=%s err=%s", path,
 		    err_name(rc));
 		goto out;

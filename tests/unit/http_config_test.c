@@ -84,7 +84,8 @@ test_full(void)
 	snprintf(doc, sizeof(doc),
 	    "{\"listen\": \"0.0.0.0:443\", \"logLevel\": \"warn\","
 	    " \"tls\": {\"clientCa\": \"%s\"},"
-	    " \"limits\": {\"maxBodyBytes\": 65536, \"maxJsonDepth\": 16},"
+	    " \"limits\": {\"maxBodyBytes\": 65536, \"maxJsonDepth\": 16,"
+	    " \"storeMapMiB\": 4096},"
 	    " \"peers\": [{\"seiTsmId\": \"SEI-1\", \"tenantId\": \"SP-1\","
 	    "  \"baseUrl\": \"https://sei.example/tsm/\", \"wrap\": \"AES-KWP\","
 	    "  \"kcvMethod\": \"CMAC\", \"transportKek\": \"peer/sei1/kek\","
@@ -98,7 +99,8 @@ test_full(void)
 	if (c == NULL)
 		bail("config");
 	ok(c->port == 443 && c->log_level == LOG_WARN && c->lim.max_body == 65536 &&
-	    c->lim.max_json_depth == 16 && c->npeers == 2, "values read");
+	    c->lim.max_json_depth == 16 && c->lim.store_map_mib == 4096 &&
+	    c->npeers == 2, "values read");
 	p = tsm_config_peer(c, "SEI-1");
 	ok(p != NULL && p->wrap == KMS_WRAP_AES_KWP && p->kcv_method == KMS_KCV_CMAC &&
 	    p->client_cert_required == 1 &&
@@ -139,6 +141,8 @@ test_errors(void)
 	    "limits.maxJsonDepth", "depth above ceiling");
 	refused("{\"limits\": {\"workers\": \"4\"}}", NULL, "limits.workers",
 	    "workers not an integer");
+	refused("{\"limits\": {\"storeMapMiB\": 8}}", NULL, "limits.storeMapMiB",
+	    "store map below 16 MiB");
 	refused("{\"limits\": []}", NULL, "limits", "limits not an object");
 	refused("{\"logLevel\": \"loud\"}", NULL, "logLevel", "bad log level");
 	refused("{\"tls\": {\"enabled\": \"no\"}}", NULL, "tls.enabled",

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "kms/base.h"
@@ -703,72 +704,164 @@ lmdb_has(const char *dir, const char *name)
 	return has;
 }
 
+/* Gives dir's store schema 1's layout with LMDB itself: its SEs, SSDs and
+ * key sets from by_se into "se", "ssd" and "keyset" (bad: every SSD and
+ * key set into "ssd"), by_se dropped, schema 1. Returns the records moved. */
+static size_t
+make_v1(const char *dir, int bad)
+{
+	MDB_env *env = lmdb_env(dir);
+	MDB_txn *txn;
+	MDB_dbi d;
+	size_t moved;
+
+	if (mdb_txn_begin(env, NULL, 0, &txn))
+		bail("lmdb txn");
+	moved = lmdb_move(txn, "by_se", "se", 0);
+	if (bad)
+		moved += lmdb_move(txn, "by_se", "ssd", -1);
+	else {
+		moved += lmdb_move(txn, "by_se", "ssd", 1);
+		moved += lmdb_move(txn, "by_se", "keyset", 2);
+	}
+	if (mdb_dbi_open(txn, "by_se", 0, &d) || mdb_drop(txn, d, 1) ||
+	    mdb_txn_commit(txn))
+		bail("lmdb drop");
+	lmdb_schema(env, 1);
+	mdb_env_close(env);
+	return moved;
+}
+
+/* dir's schema record, with LMDB itself. */
+static int
+lmdb_schema_of(const char *dir)
+{
+	MDB_env *env = lmdb_env(dir);
+	MDB_val k = { 6, "schema" }, v;
+	MDB_txn *txn;
+	MDB_dbi m;
+	int ver = -1;
+
+	if (mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) ||
+	    mdb_dbi_open(txn, "meta", 0, &m))
+		bail("lmdb meta");
+	if (mdb_get(txn, m, &k, &v) == 0 && v.mv_size == 4)
+		ver = ((const uint8_t *)v.mv_data)[3];
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+	return ver;
+}
+
+/* A process of an older build with the store open: holds a reader slot
+ * until killed. */
+static pid_t
+v1_reader(const char *dir)
+{
+	int fds[2];
+	char c;
+	pid_t pid;
+
+	if (pipe(fds) != 0)
+		bail("pipe");
+	if ((pid = fork()) == 0) {
+		MDB_env *env = lmdb_env(dir);
+		MDB_txn *txn;
+
+		if (mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) != 0)
+			_exit(1);
+		if (write(fds[1], "r", 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	close(fds[1]);
+	if (pid < 0 || read(fds[0], &c, 1) != 1)
+		bail("reader child");
+	close(fds[0]);
+	return pid;
+}
+
+static void
+put_keyset(struct store_batch *b, const char *se, int kvn)
+{
+	struct store_keyset ks;
+
+	store_keyset_init(&ks);
+	snprintf(ks.se_id, sizeof(ks.se_id), "%s", se);
+	snprintf(ks.sd_aid, sizeof(ks.sd_aid), AID1);
+	snprintf(ks.usage, sizeof(ks.usage), "SCP03");
+	ks.kvn = (uint8_t)kvn;
+	ks.alg = 1;
+	ks.n_keys = 1;
+	ks.keys[0].usage = 1;
+	ks.keys[0].kcv_len = 3;
+	if (buf_put(&ks.blob, "blob", 4) != 0 || store_batch_put_keyset(b, &ks))
+		bail("keyset");
+	store_keyset_cleanup(&ks);
+}
+
 static void
 test_upgrade(void)
 {
 	struct store_opts ro = { .readonly = 1 };
-	char dir[600];
+	char dir[600], key[80];
 	struct store *st;
 	struct store_batch *b = batch();
 	struct store_se se;
 	struct store_ssd ssd;
 	struct store_keyset ks;
 	struct store_check_report rep;
+	struct buf raw;
 	MDB_env *env;
 	MDB_txn *txn;
 	FILE *devnull;
-	size_t moved;
+	pid_t reader;
 	int n, rc;
 
-	/* A store of this build, then given schema 1's layout by LMDB
-	 * itself: the same keys and records in "se", "ssd" and "keyset". */
+	if ((devnull = fopen("/dev/null", "w")) == NULL)
+		bail("/dev/null");
+	/* A store of this build given schema 1's layout by LMDB itself: the
+	 * same keys and records in "se", "ssd" and "keyset", no by_se. */
 	snprintf(dir, sizeof(dir), "%s/upgrade", tmp);
 	st = open_rw(dir, 0);
-	store_keyset_init(&ks);
 	mk_se(&se, SE_A);
 	mk_ssd(&ssd, SE_A, AID1, "CREATED");
-	snprintf(ks.se_id, sizeof(ks.se_id), SE_A);
-	snprintf(ks.sd_aid, sizeof(ks.sd_aid), AID1);
-	snprintf(ks.usage, sizeof(ks.usage), "SCP03");
-	ks.kvn = 0x30;
-	ks.alg = 1;
-	ks.n_keys = 1;
-	ks.keys[0].usage = 1;
-	ks.keys[0].kcv_len = 3;
-	if (buf_put(&ks.blob, "blob", 4) != 0 ||
-	    store_batch_put_se(b, &se) != 0 || store_batch_put_ssd(b, &ssd) ||
-	    store_batch_put_keyset(b, &ks) != 0 || store_batch_commit(st, b))
+	if (store_batch_put_se(b, &se) != 0 || store_batch_put_ssd(b, &ssd))
 		bail("records");
+	put_keyset(b, SE_A, 0x30);
+	put_keyset(b, "", 0x31);	/* a master set: "*|AID|31" */
 	mk_se(&se, SE_B);
-	store_batch_clear(b);
 	if (store_batch_put_se(b, &se) != 0 || store_batch_commit(st, b))
 		bail("records");
 	store_close(st);
-	env = lmdb_env(dir);
-	if (mdb_txn_begin(env, NULL, 0, &txn))
-		bail("lmdb txn");
-	moved = lmdb_move(txn, "by_se", "se", 0);
-	moved += lmdb_move(txn, "by_se", "ssd", 1);
-	moved += lmdb_move(txn, "by_se", "keyset", 2);
-	if (mdb_txn_commit(txn))
-		bail("lmdb commit");
-	lmdb_schema(env, 1);
-	mdb_env_close(env);
-	is_int((int)moved, 4, "a schema 1 store: 2 SEs, an SSD and a key set in "
-	    "three dbs");
+	is_int((int)make_v1(dir, 0), 5, "a schema 1 store: 2 SEs, an SSD, a key "
+	    "set and a master set in three dbs");
 
 	st = NULL;
 	is_int(store_open(&st, dir, &ro), ERR_VERSION, "read-only: schema 1 is "
-	    "refused (it is upgraded by a read-write open)");
+	    "refused (a read-write open upgrades it)");
 	store_close(st);
+	reader = v1_reader(dir);
+	st = NULL;
+	is_int(store_open(&st, dir, NULL), ERR_BUSY, "another process has the "
+	    "store open: the upgrade is refused (ERR_BUSY)");
+	store_close(st);
+	kill(reader, SIGKILL);
+	waitpid(reader, NULL, 0);
+	is_int(lmdb_schema_of(dir), 1, "... and the store stays at schema 1");
+
 	st = open_rw(dir, 0);
 	ok(store_se_get(st, SE_B, &se) == 0 && store_ssd_get(st, SE_A, AID1,
 	    &ssd) == 0 && strcmp(ssd.state, "CREATED") == 0,
-	    "upgraded to 2: SE and SSD records read");
+	    "the other process gone: upgraded to 2, SE and SSD records read");
+	store_keyset_init(&ks);
+	rc = store_keyset_get(st, SE_A, AID1, 0x30, &ks);
+	ok(rc == 0 && ks.blob.len == 4 && memcmp(ks.blob.p, "blob", 4) == 0,
+	    "... the key set");
 	store_keyset_cleanup(&ks);
 	store_keyset_init(&ks);
-	ok(store_keyset_get(st, SE_A, AID1, 0x30, &ks) == 0 && ks.blob.len == 4 &&
-	    memcmp(ks.blob.p, "blob", 4) == 0, "... and the key set");
+	ok(store_keyset_get(st, "", AID1, 0x31, &ks) == 0, "... the master set");
+	store_keyset_cleanup(&ks);
 	n = 0;
 	rc = store_iter(st, STORE_DB_SSD, SE_A "|", strlen(SE_A) + 1, count_raw,
 	    &n);
@@ -776,36 +869,72 @@ test_upgrade(void)
 	    "(%d)", n);
 	n = 0;
 	rc = store_iter(st, STORE_DB_SE, NULL, 0, count_raw, &n);
-	ok(rc == 0 && n == 2, "every SE: 2, not the SSD and key set beside them "
+	ok(rc == 0 && n == 2, "every SE: 2, not the SSD and key sets beside them "
 	    "(%d)", n);
 	memset(&rep, 0, sizeof(rep));
 	rc = store_check(st, 0, stderr, &rep);
-	ok(rc == 0 && rep.problems == 0 && rep.records >= 5, "store check: clean "
-	    "(%llu records)", (unsigned long long)rep.records);
+	ok(rc == 0 && rep.problems == 0 && rep.records == 6, "store check: clean "
+	    "(%llu records: schema and the 5)", (unsigned long long)rep.records);
+
+	/* The API's raw calls keep to their db's key shape. */
+	snprintf(key, sizeof(key), "%s|%s", SE_A, AID1);
+	buf_init(&raw);
+	is_int(store_raw_get(st, STORE_DB_SE, key, strlen(key), &raw), ERR_INVAL,
+	    "raw get from se with an SSD's key: ERR_INVAL");
+	ok(store_raw_get(st, STORE_DB_SSD, key, strlen(key), &raw) == 0 &&
+	    raw.len > 0, "... from ssd: the SSD");
+	buf_free(&raw);
+	store_batch_clear(b);
+	is_int(store_batch_del(b, STORE_DB_SE, key, strlen(key)), ERR_INVAL,
+	    "a batch delete in se with an SSD's key: ERR_INVAL");
 	store_close(st);
 	ok(!lmdb_has(dir, "se") && !lmdb_has(dir, "ssd") &&
-	    !lmdb_has(dir, "keyset") && lmdb_has(dir, "by_se"),
-	    "the three dbs are gone, their records in by_se");
+	    !lmdb_has(dir, "keyset") && lmdb_has(dir, "by_se") &&
+	    lmdb_schema_of(dir) == 2, "the three dbs are gone, by_se holds their "
+	    "records, schema 2");
 
-	/* A schema 1 store whose "ssd" db holds an SE's key: refused,
-	 * nothing changed. */
+	/* Schema 1 whose "ssd" db holds key-set keys: refused, nothing
+	 * changed. */
+	(void)make_v1(dir, 1);
+	st = NULL;
+	is_int(store_open(&st, dir, NULL), ERR_VERSION, "schema 1 with key-set "
+	    "keys in ssd: the upgrade refuses");
+	store_close(st);
+	ok(lmdb_has(dir, "se") && lmdb_has(dir, "ssd") && !lmdb_has(dir, "by_se")
+	    && lmdb_schema_of(dir) == 1, "... and changes nothing");
+
+	/* Its schema record gone: data in schema 1's dbs is still data. */
 	env = lmdb_env(dir);
-	if (mdb_txn_begin(env, NULL, 0, &txn))
-		bail("lmdb txn");
-	(void)lmdb_move(txn, "by_se", "se", 0);
-	(void)lmdb_move(txn, "by_se", "ssd", -1);
-	if (mdb_txn_commit(txn))
-		bail("lmdb commit");
-	lmdb_schema(env, 1);
+	{
+		MDB_val k = { 6, "schema" };
+		MDB_dbi m;
+
+		if (mdb_txn_begin(env, NULL, 0, &txn) ||
+		    mdb_dbi_open(txn, "meta", 0, &m) ||
+		    mdb_del(txn, m, &k, NULL) || mdb_txn_commit(txn))
+			bail("lmdb del");
+	}
 	mdb_env_close(env);
 	st = NULL;
-	is_int(store_open(&st, dir, NULL), ERR_VERSION, "schema 1 with a key "
-	    "of the wrong shape in ssd: the upgrade refuses");
+	is_int(store_open(&st, dir, NULL), ERR_VERSION, "schema 1's dbs hold "
+	    "records and no schema record: refused, not initialised");
 	store_close(st);
-	ok(lmdb_has(dir, "se") && lmdb_has(dir, "ssd"), "... and changes "
-	    "nothing");
 
-	/* A key that fits no record type in by_se: the check says so. */
+	/* A schema 1 store with SEs only (no "ssd", no "keyset"). */
+	snprintf(dir, sizeof(dir), "%s/upgrade-se", tmp);
+	st = open_rw(dir, 0);
+	mk_se(&se, SE_A);
+	store_batch_clear(b);
+	if (store_batch_put_se(b, &se) != 0 || store_batch_commit(st, b))
+		bail("records");
+	store_close(st);
+	(void)make_v1(dir, 0);
+	st = open_rw(dir, 0);
+	ok(store_se_get(st, SE_A, &se) == 0, "schema 1 with only an \"se\" db: "
+	    "upgraded, the SE read");
+	store_close(st);
+
+	/* A key that fits no record type in by_se: check and dump say so. */
 	st = NULL;
 	snprintf(dir, sizeof(dir), "%s/shape", tmp);
 	store_close(open_rw(dir, 0));
@@ -822,14 +951,21 @@ test_upgrade(void)
 	mdb_env_close(env);
 	st = open_rw(dir, 0);
 	memset(&rep, 0, sizeof(rep));
-	if ((devnull = fopen("/dev/null", "w")) == NULL)
-		bail("/dev/null");
 	rc = store_check(st, 0, devnull, &rep);
 	ok(rc == 0 && rep.problems == 1, "store check: a by_se key of no record "
 	    "type is a problem (%llu)", (unsigned long long)rep.problems);
-	fclose(devnull);
+	{
+		char *dump = NULL;
+		size_t dn = 0;
+		FILE *m = open_memstream(&dump, &dn);
+
+		ok(m != NULL && store_dump(st, STORE_DB_COUNT, m) == 0 &&
+		    fclose(m) == 0 && strstr(dump, "by_se A|B|C|D UNDECODABLE") !=
+		    NULL, "store dump shows it");
+		free(dump);
+	}
 	store_close(st);
-	store_keyset_cleanup(&ks);
+	fclose(devnull);
 	store_batch_free(b);
 }
 

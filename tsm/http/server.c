@@ -1490,10 +1490,12 @@ http_server_reload(struct http_server *s, struct tsm_config *cfg)
 	    str_differs(old->var_dir, cfg->var_dir) ||
 	    old->lim.workers != cfg->lim.workers ||
 	    old->lim.max_connections != cfg->lim.max_connections ||
-	    old->lim.conn_timeout_s != cfg->lim.conn_timeout_s)
+	    old->lim.conn_timeout_s != cfg->lim.conn_timeout_s ||
+	    old->lim.store_map_mib != cfg->lim.store_map_mib)
 		log_msg(LOG_WARN, "event=reload_partial note=\"listen, tls, "
-		    "varDir, kmsSocket, workers, maxConnections and "
-		    "connectionTimeoutS take effect at the next restart\"");
+		    "varDir, kmsSocket, workers, maxConnections, "
+		    "connectionTimeoutS and storeMapMiB take effect at the next "
+		    "restart\"");
 	log_set_level(cfg->log_level);
 	log_msg(LOG_INFO, "event=reloaded peers=%zu max_body=%zu max_depth=%u "
 	    "request_timeout_ms=%u", cfg->npeers, cfg->lim.max_body,

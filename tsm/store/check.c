@@ -25,6 +25,7 @@ struct ctx {
 	uint64_t now;
 	struct store_check_report *rep;
 	int db;
+	const char *label;	/* the db's name in reports, if not db's */
 };
 
 /* A key as text: printable keys as they are, others as 0x<hex>. */
@@ -58,7 +59,8 @@ problem(struct ctx *c, const uint8_t *k, size_t kn, const char *fmt, ...)
 	va_list ap;
 
 	key_text(k, kn, kt, sizeof(kt));
-	fprintf(c->out, "problem db=%s key=%s: ", store_db_name(c->db), kt);
+	fprintf(c->out, "problem db=%s key=%s: ", c->label ? c->label :
+	    store_db_name(c->db), kt);
 	va_start(ap, fmt);
 	vfprintf(c->out, fmt, ap);
 	va_end(ap);
@@ -344,8 +346,8 @@ check_shape(void *arg, const uint8_t *k, size_t kn, const uint8_t *v,
 	    !store_key_fits(STORE_DB_SSD, k, kn) &&
 	    !store_key_fits(STORE_DB_KEYSET, k, kn)) {
 		c->rep->records++;
-		problem(c, k, kn, "a key of %s that is no SE, SSD or key-set key",
-		    STORE_BY_SE);
+		problem(c, k, kn, "no SE, SSD or key-set key (its count of '|' "
+		    "fits none): no walk sees it");
 	}
 	return 0;
 }
@@ -383,9 +385,11 @@ store_check(struct store *st, uint64_t now, FILE *out,
 			goto out;
 	}
 	c.db = STORE_DB_SE;
+	c.label = STORE_BY_SE;
 	if ((rc = store_walk_phys(st, txn, c.db, NULL, 0, check_shape,
 	    &c)) != 0)
 		goto out;
+	c.label = NULL;
 	c.db = STORE_DB_META;
 	if (mdb_get(txn, st->dbi[STORE_DB_META], &k, &v) != 0)
 		problem(&c, k.mv_data, k.mv_size, "no schema record");
@@ -612,6 +616,25 @@ dump_record(void *arg, const uint8_t *k, size_t kn, const uint8_t *v,
 	return 0;
 }
 
+/* A key of by_se that no typed walk shows (see check_shape). */
+static int
+dump_misfit(void *arg, const uint8_t *k, size_t kn, const uint8_t *v,
+    size_t vn)
+{
+	struct dctx *d = arg;
+	char kt[2 * STORE_KEY_MAX + 8];
+
+	(void)v;
+	if (store_key_fits(STORE_DB_SE, k, kn) ||
+	    store_key_fits(STORE_DB_SSD, k, kn) ||
+	    store_key_fits(STORE_DB_KEYSET, k, kn))
+		return 0;
+	key_text(k, kn, kt, sizeof(kt));
+	fprintf(d->out, "%s %s UNDECODABLE len=%zu (a key of no record type)\n",
+	    STORE_BY_SE, kt, vn);
+	return 0;
+}
+
 int
 store_dump(struct store *st, int db, FILE *out)
 {
@@ -631,6 +654,9 @@ store_dump(struct store *st, int db, FILE *out)
 		    &d)) != 0)
 			break;
 	}
+	if (rc == 0 && db == STORE_DB_COUNT)
+		rc = store_walk_phys(st, txn, STORE_DB_SE, NULL, 0, dump_misfit,
+		    &d);
 	mdb_txn_abort(txn);
 	return rc;
 }

@@ -73,7 +73,8 @@ batch_add(struct store_batch *b, uint8_t kind, int db, const void *key,
 	if (b->err != 0)
 		return b->err;
 	if (kind != OP_PURGE && (!db_writable(db) || key == NULL ||
-	    klen == 0 || klen > STORE_KEY_MAX || (vlen > 0 && val == NULL))) {
+	    klen == 0 || klen > STORE_KEY_MAX || (vlen > 0 && val == NULL) ||
+	    !store_key_fits(db, key, klen))) {
 		rc = ERR_INVAL;
 		goto out;
 	}

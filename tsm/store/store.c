@@ -8,7 +8,9 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "tsm/store/store_int.h"
 
@@ -69,52 +71,102 @@ struct upgrade {
 
 /* Schema 1 kept SEs, SSDs and key sets in three dbs ("se", "ssd",
  * "keyset"); 2 keeps them in one (STORE_BY_SE), under the same keys. */
+static const enum store_db v1_dbs[] = { STORE_DB_SE, STORE_DB_SSD,
+	STORE_DB_KEYSET };
+
+/* mdb_reader_list's lines: "pid thread txnid"; counts other processes'. */
+static int
+other_reader(const char *msg, void *ctx)
+{
+	int pid;
+
+	if (sscanf(msg, "%d", &pid) == 1 && pid != (int)getpid() && pid > 0)
+		++*(int *)ctx;
+	return 0;
+}
+
+/* 1 if schema 1's dbs exist and hold records (data whose schema record is
+ * gone). */
+static int
+v1_data(MDB_txn *txn)
+{
+	MDB_stat ms;
+	MDB_dbi d;
+	size_t i;
+
+	for (i = 0; i < ARRAY_LEN(v1_dbs); i++)
+		if (mdb_dbi_open(txn, store_db_name(v1_dbs[i]), 0, &d) == 0 &&
+		    mdb_stat(txn, d, &ms) == 0 && ms.ms_entries > 0)
+			return 1;
+	return 0;
+}
+
 static int
 upgrade_1_to_2(struct store *st, MDB_txn *txn)
 {
-	static const enum store_db moved[] = { STORE_DB_SE, STORE_DB_SSD,
-		STORE_DB_KEYSET };
+	char kt[2 * 32 + 1];
 	MDB_cursor *c;
-	MDB_dbi old;
+	MDB_dbi old[ARRAY_LEN(v1_dbs)];
+	int has[ARRAY_LEN(v1_dbs)] = { 0 };
+	size_t i, n[ARRAY_LEN(v1_dbs)] = { 0 };
 	MDB_val k, v;
-	size_t i, n;
-	int rc, mrc;
+	const char *why;
+	int rc, mrc, others = 0;
 
-	for (i = 0; i < ARRAY_LEN(moved); i++) {
-		mrc = mdb_dbi_open(txn, store_db_name(moved[i]), 0, &old);
+	/* A process that has the store open (an older tsmd or kmsctl)
+	 * would keep using the dbs this drops: refused while one does. */
+	(void)mdb_reader_list(st->env, other_reader, &others);
+	if (others > 0) {
+		log_msg(LOG_ERR, "event=store_upgrade_refused from=1 to=2 "
+		    "msg=\"%d reader slot(s) of other processes: stop tsmd "
+		    "and kmsctl of the older build first\"", others);
+		return ERR_BUSY;
+	}
+	for (i = 0; i < ARRAY_LEN(v1_dbs); i++) {
+		mrc = mdb_dbi_open(txn, store_db_name(v1_dbs[i]), 0, &old[i]);
 		if (mrc == MDB_NOTFOUND)
 			continue;
 		if ((rc = store_mdb_err(mrc)) != 0 ||
-		    (rc = store_mdb_err(mdb_cursor_open(txn, old, &c))) != 0)
+		    (rc = store_mdb_err(mdb_cursor_open(txn, old[i], &c))) != 0)
 			return rc;
-		n = 0;
+		has[i] = 1;
+		why = NULL;
 		for (mrc = mdb_cursor_get(c, &k, &v, MDB_FIRST); mrc == 0;
 		    mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-			/* a key of another shape would be read as another
+			/* a key of another shape would read as another
 			 * record type: refused, nothing changed */
-			if (!store_key_fits(moved[i], k.mv_data, k.mv_size)) {
-				mrc = MDB_INCOMPATIBLE;
+			if (!store_key_fits(v1_dbs[i], k.mv_data, k.mv_size))
+				why = "a key of another record type's shape";
+			else if ((mrc = mdb_put(txn, st->dbi[v1_dbs[i]], &k, &v,
+			    MDB_NOOVERWRITE)) == MDB_KEYEXIST)
+				why = "a key that " STORE_BY_SE " holds already";
+			if (why != NULL || mrc != 0)
 				break;
-			}
-			if ((mrc = mdb_put(txn, st->dbi[moved[i]], &k, &v,
-			    MDB_NOOVERWRITE)) != 0)
-				break;
-			n++;
+			n[i]++;
 		}
 		mdb_cursor_close(c);
-		if (mrc != MDB_NOTFOUND) {
-			log_msg(LOG_ERR, "event=store_upgrade_failed db=%s "
-			    "msg=\"%s\"", store_db_name(moved[i]),
-			    mrc == MDB_INCOMPATIBLE || mrc == MDB_KEYEXIST ?
-			    "a key that fits no single record" : mdb_strerror(mrc));
-			return mrc == MDB_INCOMPATIBLE || mrc == MDB_KEYEXIST ?
-			    ERR_VERSION : store_mdb_err(mrc);
+		if (why != NULL) {
+			hex_encode(k.mv_data, k.mv_size < 32 ? k.mv_size : 32, kt);
+			log_msg(LOG_ERR, "event=store_upgrade_failed from=1 to=2 "
+			    "db=%s key=%s msg=\"%s: nothing changed, the store "
+			    "stays at schema 1\"", store_db_name(v1_dbs[i]), kt, why);
+			return ERR_VERSION;
 		}
-		if ((rc = store_mdb_err(mdb_drop(txn, old, 1))) != 0)
-			return rc;
-		log_msg(LOG_INFO, "event=store_upgrade db=%s moved=%zu to=%s",
-		    store_db_name(moved[i]), n, STORE_BY_SE);
+		if (mrc != MDB_NOTFOUND) {
+			log_msg(LOG_ERR, "event=store_upgrade_failed from=1 to=2 "
+			    "db=%s msg=\"%s%s\"", store_db_name(v1_dbs[i]),
+			    mdb_strerror(mrc), mrc == MDB_MAP_FULL ? ": the move "
+			    "needs free map space of about the size of the data "
+			    "(raise the map size once)" : "");
+			return store_mdb_err(mrc);
+		}
 	}
+	for (i = 0; i < ARRAY_LEN(v1_dbs); i++)
+		if (has[i] && (rc = store_mdb_err(mdb_drop(txn, old[i], 1))) != 0)
+			return rc;
+	for (i = 0; i < ARRAY_LEN(v1_dbs); i++)
+		log_msg(LOG_INFO, "event=store_upgrade from=1 to=2 db=%s moved=%zu "
+		    "into=%s", store_db_name(v1_dbs[i]), n[i], STORE_BY_SE);
 	return 0;
 }
 
@@ -194,7 +246,7 @@ schema_setup(struct store *st, const char *dir)
 		    st->readonly ? 0 : MDB_CREATE, &st->dbi[i]);
 		if (mrc == MDB_NOTFOUND) {
 			/* (meta, the first, is there: its schema says why) */
-			if (schema_read(st, txn, &ver) == 0 &&
+			if (i > STORE_DB_META && schema_read(st, txn, &ver) == 0 &&
 			    ver < STORE_SCHEMA_VERSION)
 				log_msg(LOG_ERR, "event=store_open dir=%s schema=%u "
 				    "msg=\"older schema: open it read-write to "
@@ -211,7 +263,14 @@ schema_setup(struct store *st, const char *dir)
 	}
 	rc = schema_read(st, txn, &ver);
 	if (rc == ERR_NOTFOUND && !st->readonly) {
-		/* Initialise, but only a store that holds nothing. */
+		/* Initialise, but only a store that holds nothing (schema
+		 * 1's dbs included). */
+		if (v1_data(txn)) {
+			log_msg(LOG_ERR, "event=store_open dir=%s msg=\"data "
+			    "without a schema record: refusing\"", dir);
+			rc = ERR_VERSION;
+			goto out;
+		}
 		for (i = 1; i < STORE_DB_COUNT; i++) {
 			if ((rc = store_mdb_err(mdb_stat(txn, st->dbi[i], &ms))) != 0)
 				goto out;
@@ -455,7 +514,8 @@ read_one(struct store *st, enum store_db db, const void *key, size_t klen,
 	MDB_val k = { klen, (void *)key }, v;
 	int rc;
 
-	if ((unsigned)db >= STORE_DB_COUNT || klen == 0 || klen > STORE_KEY_MAX)
+	if ((unsigned)db >= STORE_DB_COUNT || klen == 0 || klen > STORE_KEY_MAX ||
+	    !store_key_fits(db, key, klen))
 		return ERR_INVAL;
 	if ((rc = store_rtxn_begin(st, &txn)) != 0)
 		return rc;
