@@ -191,9 +191,10 @@ struct conn {
 
 /* CPU (ms) of kmsd, tsmd and the clients, then the times kmsd and tsmd
  * blocked (voluntary context switches), the bytes tsmd had written to
- * disk and its write(2)-family calls (socket sends are not counted), at
- * the start and end of the counted key syncs. The last three do not
- * drift with the VM's speed. */
+ * disk and its write(2)-family calls (on any fd; socket sends go through
+ * send(2) and are not counted), at the start and end of the counted key
+ * syncs. The last two drift far less with the VM's speed than CPU times
+ * (only through how many key syncs share a group commit). */
 enum { CPU_KMSD, CPU_TSMD, CPU_CLIENTS, SW_KMSD, SW_TSMD, WB_TSMD, WC_TSMD,
 	N_SAMPLE };
 static double cpu0[N_SAMPLE], cpu1[N_SAMPLE];
@@ -586,8 +587,8 @@ main(void)
 	printf("  threads blocking per key sync: kmsd %.2f, tsmd %.2f\n",
 	    cpu[SW_KMSD], cpu[SW_TSMD]);
 	printf("  tsmd per key sync: %.1f KB written to disk, %.1f write, "
-	    "pwrite and writev calls\n", cpu[WB_TSMD] / 1024.0,
-	    cpu[WC_TSMD]);
+	    "pwrite and writev calls (the store's, and one eventfd wake-up of "
+	    "MHD's)\n", cpu[WB_TSMD] / 1024.0, cpu[WC_TSMD]);
 	printf("RESULT keysync_per_s=%.0f kmsd_import_per_s=%.0f ratio=%.3f "
 	    "healthz_per_s=%.0f kmsd_keysync_work_per_s=%.0f kmsd_us=%.0f "
 	    "tsmd_us=%.0f clients_us=%.0f tsmd_write_kb=%.1f tsmd_syscw=%.1f\n",

@@ -1099,6 +1099,62 @@ test_kmsd_down(void)
 	free(body);
 }
 
+/*
+ * An SSD whose keys tsmd has replaced (as a key replacement leaves it:
+ * PERSONALIZED, kvn_active 31, the initial set 30 deleted): the initial
+ * set again (a late retry) is refused, nothing stored; a newer version is
+ * taken.
+ */
+static void
+test_retired(void)
+{
+	static const char aid[] = "A0000001515394";
+	struct store_opts rw = { 0 };
+	struct sp_keyset ks, ks2;
+	struct store_batch *b = NULL;
+	struct store_ssd ssd;
+	struct store *st;
+	struct sent s;
+	char *body, *body2, *before;
+
+	sp_keyset_new(&ks, 16, kmsenv_kek128, 16, 0);
+	body = ks_body("SEI-TEST", aid, SEID, NULL, &ks, "AES-128", 0);
+	post(SP_KEYSYNC, body, &s);
+	is_int(s.r.code, 200, "retired: the initial set 30 stored");
+	sent_free(&s);
+	(void)stop_tsmd(SIGTERM);
+	if (store_open(&st, storedir, &rw) != 0 || store_batch_new(&b) != 0 ||
+	    store_ssd_get(st, SEID, aid, &ssd) != 0)
+		bail("store");
+	if (store_batch_require_ssd(b, &ssd) != 0)
+		bail("batch");
+	snprintf(ssd.state, sizeof(ssd.state), "PERSONALIZED");
+	ssd.kvn_active = 0x31;
+	ssd.kvn_pending = 0;
+	if (store_batch_put_ssd(b, &ssd) != 0 ||
+	    store_batch_del_keyset(b, SEID, aid, 0x30) != 0 ||
+	    store_batch_commit(st, b) != 0)
+		bail("commit");
+	store_batch_free(b);
+	store_close(st);
+	start_tsmd();
+
+	before = snapshot();
+	post(SP_KEYSYNC, body, &s);
+	refused(&s, before, 409, 1008, "replaced this SSD's keys", "the initial "
+	    "set again after tsmd replaced the keys");
+	sent_free(&s);
+	free(before);
+	sp_keyset_new(&ks2, 16, kmsenv_kek128, 16, 0);
+	body2 = ks_body("SEI-TEST", aid, SEID, "32", &ks2, "AES-128", 0);
+	post(SP_KEYSYNC, body2, &s);
+	ok(s.r.code == 200 && receipt_ok(&s, "SEI-TEST", aid, SEID, "32", &ks2),
+	    "a newer version (32) is taken");
+	sent_free(&s);
+	free(body);
+	free(body2);
+}
+
 struct late {
 	pthread_t      t;
 	unsigned       delay_ms;
@@ -1231,6 +1287,7 @@ main(void)
 	test_sdstatus();
 	test_replay_restart();
 	test_kmsd_down();
+	test_retired();
 	test_late_rerun();
 	ok(check_clean(), "store_check: no problems");
 

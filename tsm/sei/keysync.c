@@ -42,6 +42,7 @@ struct ks_job {
 	struct buf             sin;		/* the string it covers */
 	struct buf             rin;		/* the receipt's MAC input */
 	int                    known;		/* stored_set() before kmsd */
+	uint8_t                active;		/* SET_RETIRED: the SSD's kvn */
 	int                    rc;		/* handed to a worker: kmsd's
 						 * reply, or the commit's */
 };
@@ -128,24 +129,6 @@ same_set(const struct store_keyset *r, const struct ks_job *j)
 	return same;
 }
 
-/* 1 stored and the same, 0 absent, SEI_STATE_CONFLICT-worthy 2 when a
- * different set is stored, < 0 an error. */
-static int
-stored_set(struct ks_job *j)
-{
-	struct store_keyset r;
-	int rc;
-
-	store_keyset_init(&r);
-	rc = store_keyset_get(j->st, j->ks.se_id, j->ks.sd_aid, j->ks.kvn, &r);
-	if (rc == 0)
-		rc = same_set(&r, j) ? 1 : 2;
-	else if (rc == ERR_NOTFOUND)
-		rc = 0;
-	store_keyset_cleanup(&r);
-	return rc;
-}
-
 /* An SSD a key set arrives for: states from which it moves to
  * KEYS_RECEIVED (README.md); the others are the flows' to change. The
  * flows' states (tsm/flow/FLOWS.md): CREATING (their §9.1 task has not
@@ -158,6 +141,66 @@ ssd_takes_keys(const char *state)
 	    strcmp(state, "DELETED") == 0 || strcmp(state, "RESETED") == 0 ||
 	    strcmp(state, "CREATING") == 0 ||
 	    strcmp(state, "CREATE_FAILED") == 0 || strcmp(state, "GONE") == 0;
+}
+
+static void log_result(const struct ks_job *j, int code, const char *what);
+
+#define SET_OTHER   2	/* stored_set: another set under this name */
+#define SET_RETIRED 3	/* stored_set: a version tsmd's keys replaced */
+
+/* A version of an SSD whose keys tsmd has replaced (kvn_active, not
+ * deleted, reset or gone since): the SEI-TSM's set of that version, or of
+ * an older one, was superseded on the card; taking it again (a late retry)
+ * would bring retired keys back. */
+static int
+retired_version(struct ks_job *j)
+{
+	struct store_ssd ssd;
+
+	if (j->ks.se_id[0] == '\0' || store_ssd_get(j->st, j->ks.se_id,
+	    j->ks.sd_aid, &ssd) != 0)
+		return 0;
+	if (ssd.kvn_active == 0 || j->ks.kvn > ssd.kvn_active ||
+	    ssd_takes_keys(ssd.state))
+		return 0;
+	j->active = ssd.kvn_active;
+	return 1;
+}
+
+/* 1 stored and the same, 0 absent, SET_OTHER when a different set is
+ * stored, SET_RETIRED for a superseded version, < 0 an error. */
+static int
+stored_set(struct ks_job *j)
+{
+	struct store_keyset r;
+	int rc;
+
+	store_keyset_init(&r);
+	rc = store_keyset_get(j->st, j->ks.se_id, j->ks.sd_aid, j->ks.kvn, &r);
+	if (rc == 0)
+		rc = same_set(&r, j) ? 1 : SET_OTHER;
+	else if (rc == ERR_NOTFOUND)
+		rc = retired_version(j) ? SET_RETIRED : 0;
+	store_keyset_cleanup(&r);
+	return rc;
+}
+
+/* The refusal of a set stored_set found in conflict (seen). */
+static int
+refuse_set(struct ks_job *j, struct http_resp *rs, int seen)
+{
+	char kv[3], av[3];
+
+	log_result(j, SEI_STATE_CONFLICT, seen == SET_RETIRED ? "retired" :
+	    "conflict");
+	if (seen != SET_RETIRED)
+		return sei_reply(rs, SEI_STATE_CONFLICT, "another key set is "
+		    "stored for this SE, SSD and keyVersion");
+	hex_encode_upper(&j->ks.kvn, 1, kv);
+	hex_encode_upper(&j->active, 1, av);
+	return sei_reply(rs, SEI_STATE_CONFLICT, "keyVersion %s: tsmd has "
+	    "replaced this SSD's keys (active version %s); only a newer "
+	    "version is taken", kv, av);
 }
 
 static int
@@ -410,11 +453,8 @@ store_new_set(struct ks_job *j, struct http_resp *rs, int first)
 				rc = sei_store_failure(j->rq, rs, rc);
 			return rc;
 		}
-		if (seen == 2) {
-			log_result(j, SEI_STATE_CONFLICT, "conflict");
-			return sei_reply(rs, SEI_STATE_CONFLICT, "another key set "
-			    "is stored for this SE, SSD and keyVersion");
-		}
+		if (seen == SET_OTHER || seen == SET_RETIRED)
+			return refuse_set(j, rs, seen);
 		if (seen < 0) {
 			rc = seen;
 			break;
@@ -728,7 +768,8 @@ sei_keysync_handle(struct http_req *rq, struct http_resp *rs, void *arg)
 
 	/* Another set under this name is refused before any key is
 	 * touched; the same set is checked in kmsd and answered as before. */
-	if ((known = stored_set(j)) < 0 || known == 2) {
+	if ((known = stored_set(j)) < 0 || known == SET_OTHER ||
+	    known == SET_RETIRED) {
 		if (io) {
 			rc = HTTP_ON_WORKER;
 			goto out;
@@ -741,9 +782,7 @@ sei_keysync_handle(struct http_req *rq, struct http_resp *rs, void *arg)
 			rc = sei_store_failure(rq, rs, known);
 			goto out;
 		}
-		log_result(j, SEI_STATE_CONFLICT, "conflict");
-		rc = sei_reply(rs, SEI_STATE_CONFLICT, "another key set is stored "
-		    "for this SE, SSD and keyVersion");
+		rc = refuse_set(j, rs, known);
 		goto out;
 	}
 	if (io && known != 0) {		/* a repeat: on a worker */
