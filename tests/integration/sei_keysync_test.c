@@ -1102,8 +1102,8 @@ test_kmsd_down(void)
 /*
  * An SSD whose keys tsmd has replaced (as a key replacement leaves it:
  * PERSONALIZED, kvn_active 31, the initial set 30 deleted): the initial
- * set again (a late retry) is refused, nothing stored; a newer version is
- * taken.
+ * set again (a late retry) is refused, nothing stored, and so is another
+ * version; once §9.5 reports the SSD deleted, a set is taken again.
  */
 static void
 test_retired(void)
@@ -1147,9 +1147,19 @@ test_retired(void)
 	free(before);
 	sp_keyset_new(&ks2, 16, kmsenv_kek128, 16, 0);
 	body2 = ks_body("SEI-TEST", aid, SEID, "32", &ks2, "AES-128", 0);
+	before = snapshot();
+	post(SP_KEYSYNC, body2, &s);
+	refused(&s, before, 409, 1008, "replaced this SSD's keys", "another "
+	    "version (32) for it");
+	sent_free(&s);
+	free(before);
+	post(SP_SDSTATUS, "{\"seiTsmId\":\"SEI-TEST\",\"ssdAid\":\"A0000001515394\","
+	    "\"status\":\"DELETED\",\"seId\":\"" SEID "\"}", &s);
+	is_int(s.r.code, 200, "sd-status DELETED for it");
+	sent_free(&s);
 	post(SP_KEYSYNC, body2, &s);
 	ok(s.r.code == 200 && receipt_ok(&s, "SEI-TEST", aid, SEID, "32", &ks2),
-	    "a newer version (32) is taken");
+	    "then a key set is taken again");
 	sent_free(&s);
 	free(body);
 	free(body2);

@@ -1112,6 +1112,24 @@ test_map_full(void)
 	if (store_batch_put_se(b, &se) != 0)
 		bail("put");
 	is_int(store_batch_commit(st, b), 0, "and so does a small put");
+	store_close(st);
+
+	/* Opened with no size (as kmsctl and tsmctl do), a store keeps the
+	 * map size it was given: 300 KB more do not fit in 256 KiB (they
+	 * would in the default 1 GiB); given a larger size, they do. */
+	st = NULL;
+	is_int(store_open(&st, dir, NULL), 0, "reopened with no map size");
+	store_batch_clear(b);
+	for (i = 30; i < 35; i++) {
+		ks.kvn = (uint8_t)i;
+		if (store_batch_put_keyset(b, &ks) != 0)
+			bail("put");
+	}
+	is_int(store_batch_commit(st, b), ERR_LIMIT, "... it keeps the recorded "
+	    "256 KiB, not the default");
+	store_close(st);
+	st = open_rw(dir, 4u << 20);
+	is_int(store_batch_commit(st, b), 0, "reopened with 4 MiB: they fit");
 	store_keyset_cleanup(&g);
 	store_keyset_cleanup(&ks);
 	store_batch_free(b);

@@ -148,10 +148,11 @@ static void log_result(const struct ks_job *j, int code, const char *what);
 #define SET_OTHER   2	/* stored_set: another set under this name */
 #define SET_RETIRED 3	/* stored_set: a version tsmd's keys replaced */
 
-/* A version of an SSD whose keys tsmd has replaced (kvn_active, not
- * deleted, reset or gone since): the SEI-TSM's set of that version, or of
- * an older one, was superseded on the card; taking it again (a late retry)
- * would bring retired keys back. */
+/* An SSD whose keys tsmd has replaced (kvn_active, not deleted, reset or
+ * gone since): the SEI-TSM no longer knows its keys, so a set for it is a
+ * late retry of one the card has dropped (taking it would bring retired
+ * keys back), or comes before the §9.5 notice of a re-created SSD. Any
+ * version: tsmd's own wrap within 30..3F, so "newer" means nothing. */
 static int
 retired_version(struct ks_job *j)
 {
@@ -160,15 +161,14 @@ retired_version(struct ks_job *j)
 	if (j->ks.se_id[0] == '\0' || store_ssd_get(j->st, j->ks.se_id,
 	    j->ks.sd_aid, &ssd) != 0)
 		return 0;
-	if (ssd.kvn_active == 0 || j->ks.kvn > ssd.kvn_active ||
-	    ssd_takes_keys(ssd.state))
+	if (ssd.kvn_active == 0 || ssd_takes_keys(ssd.state))
 		return 0;
 	j->active = ssd.kvn_active;
 	return 1;
 }
 
 /* 1 stored and the same, 0 absent, SET_OTHER when a different set is
- * stored, SET_RETIRED for a superseded version, < 0 an error. */
+ * stored, SET_RETIRED for an SSD keyed by tsmd, < 0 an error. */
 static int
 stored_set(struct ks_job *j)
 {
@@ -199,8 +199,9 @@ refuse_set(struct ks_job *j, struct http_resp *rs, int seen)
 	hex_encode_upper(&j->ks.kvn, 1, kv);
 	hex_encode_upper(&j->active, 1, av);
 	return sei_reply(rs, SEI_STATE_CONFLICT, "keyVersion %s: tsmd has "
-	    "replaced this SSD's keys (active version %s); only a newer "
-	    "version is taken", kv, av);
+	    "replaced this SSD's keys (active version %s); a key set is taken "
+	    "again once the SSD is reported deleted or reset (sd-status)", kv,
+	    av);
 }
 
 static int

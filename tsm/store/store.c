@@ -161,12 +161,11 @@ upgrade_1_to_2(struct store *st, MDB_txn *txn)
 			return store_mdb_err(mrc);
 		}
 	}
-	for (i = 0; i < ARRAY_LEN(v1_dbs); i++)
+	for (i = 0; i < ARRAY_LEN(v1_dbs); i++) {
 		if (has[i] && (rc = store_mdb_err(mdb_drop(txn, old[i], 1))) != 0)
 			return rc;
-	for (i = 0; i < ARRAY_LEN(v1_dbs); i++)
-		log_msg(LOG_INFO, "event=store_upgrade from=1 to=2 db=%s moved=%zu "
-		    "into=%s", store_db_name(v1_dbs[i]), n[i], STORE_BY_SE);
+		st->upgrade_moved += n[i];	/* logged once committed */
+	}
 	return 0;
 }
 
@@ -193,8 +192,6 @@ schema_upgrade(struct store *st, MDB_txn *txn, uint32_t ver)
 		}
 		if ((rc = upgrades[i].fn(st, txn)) != 0)
 			return rc;
-		log_msg(LOG_INFO, "event=store_upgraded from=%u to=%u",
-		    (unsigned)ver, (unsigned)ver + 1);
 		ver++;
 	}
 	return 0;
@@ -322,6 +319,18 @@ schema_setup(struct store *st, const char *dir)
 	mrc = mdb_txn_commit(txn);
 	txn = NULL;
 	rc = store_mdb_err(mrc);
+	if (ver < STORE_SCHEMA_VERSION && !st->readonly) {
+		if (rc == 0)
+			log_msg(LOG_INFO, "event=store_upgraded dir=%s from=%u to=%u "
+			    "moved=%zu", dir, (unsigned)ver, STORE_SCHEMA_VERSION,
+			    st->upgrade_moved);
+		else
+			log_msg(LOG_ERR, "event=store_upgrade_failed dir=%s from=%u "
+			    "to=%u msg=\"commit: %s%s\"", dir, (unsigned)ver,
+			    STORE_SCHEMA_VERSION, mdb_strerror(mrc), mrc ==
+			    MDB_MAP_FULL ? ": the move needs free map space of about "
+			    "the size of the data (raise the map size once)" : "");
+	}
 out:
 	if (txn != NULL)
 		mdb_txn_abort(txn);
@@ -344,7 +353,11 @@ store_open(struct store **out, const char *dir, const struct store_opts *opts)
 		o = *opts;
 	if (dir == NULL || dir[0] == '\0')
 		return ERR_INVAL;
-	if (o.map_size == 0)
+	/* No size given (kmsctl, tsmctl): an existing store keeps the one
+	 * LMDB recorded (tsmd's limits.storeMapMiB), a new one gets the
+	 * default. */
+	if (o.map_size == 0 && (snprintf(path, sizeof(path), "%s/data.mdb",
+	    dir) >= (int)sizeof(path) || stat(path, &sb) != 0))
 		o.map_size = STORE_MAP_SIZE_DEFAULT;
 	if (o.max_readers == 0)
 		o.max_readers = 126;
@@ -377,8 +390,8 @@ store_open(struct store **out, const char *dir, const struct store_opts *opts)
 	/* (an upgrade also opens the dbs it empties) */
 	if ((rc = store_mdb_err(mdb_env_set_maxdbs(st->env,
 	    STORE_DB_COUNT + 4))) != 0 ||
-	    (rc = store_mdb_err(mdb_env_set_mapsize(st->env,
-	    (size_t)o.map_size))) != 0 ||
+	    (o.map_size != 0 && (rc = store_mdb_err(mdb_env_set_mapsize(st->env,
+	    (size_t)o.map_size))) != 0) ||
 	    (rc = store_mdb_err(mdb_env_set_maxreaders(st->env,
 	    o.max_readers))) != 0)
 		goto out;

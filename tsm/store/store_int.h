@@ -68,6 +68,7 @@ struct store {
 	MDB_dbi  dbi[STORE_DB_COUNT];
 	int      readonly;
 	unsigned max_group;
+	size_t   upgrade_moved;	/* records an upgrade at open moved */
 
 	pthread_mutex_t mu;	/* guards everything below */
 	pthread_cond_t  wake;	/* writer: the queue has work or stop is set */
