@@ -1116,6 +1116,7 @@ test_retired(void)
 	struct store *st;
 	struct sent s;
 	char *body, *body2, *before;
+	int i;
 
 	sp_keyset_new(&ks, 16, kmsenv_kek128, 16, 0);
 	body = ks_body("SEI-TEST", aid, SEID, NULL, &ks, "AES-128", 0);
@@ -1139,20 +1140,17 @@ test_retired(void)
 	store_close(st);
 	start_tsmd();
 
-	before = snapshot();
-	post(SP_KEYSYNC, body, &s);
-	refused(&s, before, 409, 1008, "replaced this SSD's keys", "the initial "
-	    "set again after tsmd replaced the keys");
-	sent_free(&s);
-	free(before);
 	sp_keyset_new(&ks2, 16, kmsenv_kek128, 16, 0);
 	body2 = ks_body("SEI-TEST", aid, SEID, "32", &ks2, "AES-128", 0);
-	before = snapshot();
-	post(SP_KEYSYNC, body2, &s);
-	refused(&s, before, 409, 1008, "replaced this SSD's keys", "another "
-	    "version (32) for it");
-	sent_free(&s);
-	free(before);
+	for (i = 0; i < 2; i++) {
+		before = snapshot();
+		post(SP_KEYSYNC, i == 0 ? body : body2, &s);
+		refused(&s, before, 409, 1008, "replaced this SSD's keys", i == 0 ?
+		    "the initial set again after tsmd replaced the keys" :
+		    "another version (32) for it");
+		sent_free(&s);
+		free(before);
+	}
 	post(SP_SDSTATUS, "{\"seiTsmId\":\"SEI-TEST\",\"ssdAid\":\"A0000001515394\","
 	    "\"status\":\"DELETED\",\"seId\":\"" SEID "\"}", &s);
 	is_int(s.r.code, 200, "sd-status DELETED for it");
