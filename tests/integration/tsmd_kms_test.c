@@ -150,6 +150,19 @@ healthz(void)
 	return (int)c;
 }
 
+/* /healthz every 200 ms until it answers want or 5 s pass; the last
+ * status. */
+static long
+healthz_until(long want)
+{
+	uint64_t until = now_ms() + 5000;
+	long code;
+
+	while ((code = healthz()) != want && now_ms() < until)
+		usleep(200000);
+	return code;
+}
+
 /*
  * kmsd hangs (SIGSTOP: it accepts, and nothing answers): /healthz keeps
  * answering at once, turns 503 "unresponsive" once the probe has waited
@@ -190,9 +203,7 @@ test_hung_kmsd(void)
 	ok(worst < 1000, "and every /healthz answered at once (slowest %llu ms)",
 	    (unsigned long long)worst);
 	kill(E.pid, SIGCONT);
-	until = now_ms() + 5000;
-	while ((code = healthz()) != 200 && now_ms() < until)
-		usleep(200000);
+	code = healthz_until(200);
 	is_int(code, 200, "kmsd goes on: /healthz 200 again");
 }
 
@@ -341,7 +352,6 @@ static void
 test_threadless_health(void)
 {
 	struct buf lg;
-	uint64_t until;
 	long code;
 	int st;
 
@@ -349,9 +359,7 @@ test_threadless_health(void)
 	tsmd_pid = start_tsmd();
 	unsetenv("TSMD_TEST_NO_HEALTH_THREAD");
 	is_int(healthz(), 503, "health thread not started: /healthz 503");
-	until = now_ms() + 5000;
-	while ((code = healthz()) != 200 && now_ms() < until)
-		usleep(200000);
+	code = healthz_until(200);
 	is_int(code, 200, "started again within a second: 200 with kmsd up");
 	buf_init(&lg);
 	ok(file_read_all(logpath, 1u << 24, &lg) == 0 && buf_put(&lg, "", 1) == 0 &&
@@ -360,15 +368,11 @@ test_threadless_health(void)
 	    "both logged");
 	buf_free(&lg);
 	kmsenv_stop(&E, 0);
-	until = now_ms() + 5000;
-	while ((code = healthz()) != 503 && now_ms() < until)
-		usleep(200000);
+	code = healthz_until(503);
 	is_int(code, 503, "kmsd stopped: /healthz 503");
 	if (kmsenv_start(&E, NULL) != 0)
 		bail("kmsd restart");
-	until = now_ms() + 5000;
-	while ((code = healthz()) != 200 && now_ms() < until)
-		usleep(200000);
+	code = healthz_until(200);
 	is_int(code, 200, "kmsd back: 200");
 	kill(tsmd_pid, SIGTERM);
 	waitpid(tsmd_pid, &st, 0);
@@ -429,7 +433,7 @@ main(void)
 	/* tsmd started while kmsd hangs: up within the 3 s health wait (not
 	 * the 30 s call timeout), /healthz 503 "unresponsive", then 200 */
 	if (kill(E.pid, SIGSTOP) == 0) {
-		uint64_t t0 = now_ms(), until;
+		uint64_t t0 = now_ms();
 		long code;
 
 		tsmd_pid = start_tsmd();
@@ -437,9 +441,7 @@ main(void)
 		    (unsigned long long)(now_ms() - t0));
 		is_int(healthz(), 503, "its /healthz: 503");
 		kill(E.pid, SIGCONT);
-		until = now_ms() + 5000;
-		while ((code = healthz()) != 200 && now_ms() < until)
-			usleep(200000);
+		code = healthz_until(200);
 		is_int(code, 200, "kmsd goes on: 200");
 		kill(tsmd_pid, SIGTERM);
 		waitpid(tsmd_pid, &st, 0);
