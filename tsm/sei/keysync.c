@@ -143,7 +143,17 @@ ssd_takes_keys(const char *state)
 	    strcmp(state, "CREATE_FAILED") == 0 || strcmp(state, "GONE") == 0;
 }
 
-static void log_result(const struct ks_job *j, int code, const char *what);
+static void
+log_result(const struct ks_job *j, int code, const char *what)
+{
+	char kv[3];
+
+	hex_encode_upper(&j->ks.kvn, 1, kv);
+	log_msg(code == SEI_OK ? LOG_INFO : LOG_WARN, "event=sei_key_sync rid=%s "
+	    "peer=%s se=%s aid=%s kvn=%s result=%d what=%s", http_req_id(j->rq),
+	    j->peer->sei_tsm_id, j->ks.se_id[0] ? j->ks.se_id : "*", j->ks.sd_aid,
+	    kv, code, what);
+}
 
 #define SET_OTHER   2	/* stored_set: another set under this name */
 #define SET_RETIRED 3	/* stored_set: a version tsmd's keys replaced */
@@ -154,17 +164,27 @@ static void log_result(const struct ks_job *j, int code, const char *what);
  * keys back), or comes before the §9.5 notice of a re-created SSD. Any
  * version: tsmd's own wrap within 30..3F, so "newer" means nothing. */
 static int
+ssd_retired(struct ks_job *j, const struct store_ssd *ssd)
+{
+	if (ssd->kvn_active == 0 || ssd_takes_keys(ssd->state))
+		return 0;
+	j->active = ssd->kvn_active;
+	return 1;
+}
+
+/* ssd_retired for the stored SSD: 1, 0 (none or not), < 0 an error. */
+static int
 retired_version(struct ks_job *j)
 {
 	struct store_ssd ssd;
+	int rc;
 
-	if (j->ks.se_id[0] == '\0' || store_ssd_get(j->st, j->ks.se_id,
-	    j->ks.sd_aid, &ssd) != 0)
+	if (j->ks.se_id[0] == '\0')
 		return 0;
-	if (ssd.kvn_active == 0 || ssd_takes_keys(ssd.state))
-		return 0;
-	j->active = ssd.kvn_active;
-	return 1;
+	rc = store_ssd_get(j->st, j->ks.se_id, j->ks.sd_aid, &ssd);
+	if (rc != 0)
+		return rc == ERR_NOTFOUND ? 0 : rc;
+	return ssd_retired(j, &ssd);
 }
 
 /* 1 stored and the same, 0 absent, SET_OTHER when a different set is
@@ -179,8 +199,8 @@ stored_set(struct ks_job *j)
 	rc = store_keyset_get(j->st, j->ks.se_id, j->ks.sd_aid, j->ks.kvn, &r);
 	if (rc == 0)
 		rc = same_set(&r, j) ? 1 : SET_OTHER;
-	else if (rc == ERR_NOTFOUND)
-		rc = retired_version(j) ? SET_RETIRED : 0;
+	else if (rc == ERR_NOTFOUND && (rc = retired_version(j)) == 1)
+		rc = SET_RETIRED;
 	store_keyset_cleanup(&r);
 	return rc;
 }
@@ -222,11 +242,16 @@ add_se_ssd(struct store_batch *b, struct ks_job *j)
 	}
 	if (rc != 0)
 		return rc;
+	/* Keyed by tsmd since the check before kmsd: refused as there (the
+	 * caller reads it again on ERR_WRONGSTATE). */
+	if (ssd_retired(j, &old))
+		return ERR_WRONGSTATE;
+	/* The batch holds only while the SSD is as read, changed or not. */
+	if ((rc = store_batch_require_ssd(b, &old)) != 0)
+		return rc;
 	ssd = old;
-	/* An SSD whose keys tsmd has replaced (PERSONALIZED, LOCKED, ...)
-	 * keeps its key versions: the set is stored, nothing else changes. */
-	if (ssd_takes_keys(ssd.state) || (strcmp(ssd.state,
-	    "KEYS_RECEIVED") == 0 && ssd.kvn_active == 0)) {
+	if (ssd_takes_keys(ssd.state) || strcmp(ssd.state,
+	    "KEYS_RECEIVED") == 0) {
 		snprintf(ssd.state, sizeof(ssd.state), "KEYS_RECEIVED");
 		if (j->ks.kvn > ssd.kvn_pending)
 			ssd.kvn_pending = j->ks.kvn;
@@ -235,8 +260,6 @@ add_se_ssd(struct store_batch *b, struct ks_job *j)
 	    ssd.kvn_pending == old.kvn_pending)
 		return 0;
 	ssd.updated = j->now;
-	if ((rc = store_batch_require_ssd(b, &old)) != 0)
-		return rc;
 	return store_batch_put_ssd(b, &ssd);
 }
 
@@ -388,18 +411,6 @@ answer_repeat(struct ks_job *j, struct http_resp *rs, struct store_batch *b)
 	return rc;
 }
 
-static void
-log_result(const struct ks_job *j, int code, const char *what)
-{
-	char kv[3];
-
-	hex_encode_upper(&j->ks.kvn, 1, kv);
-	log_msg(code == SEI_OK ? LOG_INFO : LOG_WARN, "event=sei_key_sync rid=%s "
-	    "peer=%s se=%s aid=%s kvn=%s result=%d what=%s", http_req_id(j->rq),
-	    j->peer->sei_tsm_id, j->ks.se_id[0] ? j->ks.se_id : "*", j->ks.sd_aid,
-	    kv, code, what);
-}
-
 /* The answer for a newly stored set: the body built before kmsd was
  * asked, signed with kmsd's answer MAC. */
 static int
@@ -432,9 +443,7 @@ store_new_set(struct ks_job *j, struct http_resp *rs, int first)
 	for (tries = 0; tries < SEI_BATCH_TRIES; tries++) {
 		if (tries == 0 && first != NO_COMMIT_YET)
 			rc = first;
-		else if ((rc = build_batch(b, j)) != 0)
-			break;
-		else
+		else if ((rc = build_batch(b, j)) == 0)
 			rc = store_batch_commit(j->st, b);
 		if (rc != ERR_EXISTS && rc != ERR_WRONGSTATE)
 			break;
