@@ -368,6 +368,14 @@ audit_set_deferred(struct audit *a, int on)
 }
 
 int
+audit_has_room(struct audit *a)
+{
+	if (a->npending < MAX_PENDING)
+		return 0;
+	return a->mac == NULL ? ERR_LIMIT : flush(a, 0);
+}
+
+int
 audit_log(struct audit *a, const struct audit_rec *r, int durable)
 {
 	struct pend one;

@@ -59,6 +59,9 @@ int  audit_take_sync(struct audit *a, int *fd);
  * in deferred mode for the next audit_flush_pending (0 while records wait
  * in memory for a MAC key: nothing to sync yet). */
 int  audit_sync_pending(const struct audit *a);
+/* 0 if audit_log can queue one more record (writing the queue out first
+ * when it is full), else the error that record would get. */
+int  audit_has_room(struct audit *a);
 uint64_t audit_seq(const struct audit *a);
 
 struct audit_report {

@@ -108,8 +108,10 @@ flush_out(struct kms_client *c, int nowait, size_t mark)
 				continue;
 			full = errno == EAGAIN || errno == EWOULDBLOCK;
 			if (nowait && full && sent == 0) {
-				if (mark < c->out.len)
-					c->out.len = mark;	/* unsent: dropped */
+				if (mark < c->out.len) {	/* unsent: dropped */
+					wipe(c->out.p + mark, c->out.len - mark);
+					c->out.len = mark;
+				}
 				return ERR_BUSY;
 			}
 			buf_reset(&c->out);

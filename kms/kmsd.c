@@ -375,6 +375,16 @@ serve_frame(struct kmsd *d, struct conn *c, const struct kms_hdr *h,
 		status = ERR_SEALED;
 		snprintf(rq.msg, sizeof(rq.msg), "kmsd is sealed: custodians must "
 		    "unseal it first");
+	} else if (row->audit == AUDIT_DURABLE &&
+	    (status = audit_has_room(d->audit)) != 0) {
+		/* Its record could not be queued: not run at all (an unseal or
+		 * reload done without a record, answered as failed, would be
+		 * worse). */
+		log_msg(LOG_ERR, "event=audit_write_failed op=%s err=%s "
+		    "msg=\"not run\"", row->name, err_name(status));
+		status = ERR_IO;
+		snprintf(rq.msg, sizeof(rq.msg), "%s: the audit log cannot take "
+		    "its record (records wait unwritten); not run", row->name);
 	} else {
 		status = row->fn(&rq);
 		/* One record per decision, with the outcome; repeat uses of a
@@ -397,12 +407,11 @@ serve_frame(struct kmsd *d, struct conn *c, const struct kms_hdr *h,
 				snprintf(rq.msg, sizeof(rq.msg), "%s: the audit "
 				    "record could not be queued; result withheld",
 				    row->name);
-				buf_reset(&out);
 			}
 			/* This reply (and those after it on the connection)
 			 * leaves only once the record is on disk; those
 			 * before it need not wait. */
-			if (row->audit == AUDIT_DURABLE && status == 0 &&
+			if (durable && status == 0 &&
 			    audit_sync_pending(d->audit))
 				conn_hold(c, d->sync_req + 1);
 		}
