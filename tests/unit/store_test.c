@@ -1130,6 +1130,29 @@ test_map_full(void)
 	store_close(st);
 	st = open_rw(dir, 4u << 20);
 	is_int(store_batch_commit(st, b), 0, "reopened with 4 MiB: they fit");
+	store_close(st);
+
+	/* An empty data.mdb (a process killed as it created the store) is a
+	 * new store: the default map, not LMDB's own 1 MiB. */
+	snprintf(dir, sizeof(dir), "%s/empty", tmp);
+	{
+		char f[700];
+		FILE *e;
+
+		if (mkdir(dir, 0700) != 0 || snprintf(f, sizeof(f), "%s/data.mdb",
+		    dir) < 0 || (e = fopen(f, "w")) == NULL || fclose(e) != 0)
+			bail("empty data.mdb");
+	}
+	st = NULL;
+	is_int(store_open(&st, dir, NULL), 0, "an empty data.mdb opens");
+	store_batch_clear(b);
+	for (i = 1; i <= 20; i++) {
+		ks.kvn = (uint8_t)i;
+		if (store_batch_put_keyset(b, &ks) != 0)
+			bail("put");
+	}
+	is_int(store_batch_commit(st, b), 0, "... with the default map: 1.2 MB "
+	    "in one batch fit");
 	store_keyset_cleanup(&g);
 	store_keyset_cleanup(&ks);
 	store_batch_free(b);

@@ -71,6 +71,10 @@ struct upgrade {
 
 /* Schema 1 kept SEs, SSDs and key sets in three dbs ("se", "ssd",
  * "keyset"); 2 keeps them in one (STORE_BY_SE), under the same keys. */
+/* The hint of an upgrade that ran out of map. */
+#define MOVE_ROOM ": the move needs free map space of about the size of the " \
+	"data (raise the map size once)"
+
 static const enum store_db v1_dbs[] = { STORE_DB_SE, STORE_DB_SSD,
 	STORE_DB_KEYSET };
 
@@ -155,9 +159,7 @@ upgrade_1_to_2(struct store *st, MDB_txn *txn)
 		if (mrc != MDB_NOTFOUND) {
 			log_msg(LOG_ERR, "event=store_upgrade_failed from=1 to=2 "
 			    "db=%s msg=\"%s%s\"", store_db_name(v1_dbs[i]),
-			    mdb_strerror(mrc), mrc == MDB_MAP_FULL ? ": the move "
-			    "needs free map space of about the size of the data "
-			    "(raise the map size once)" : "");
+			    mdb_strerror(mrc), mrc == MDB_MAP_FULL ? MOVE_ROOM : "");
 			return store_mdb_err(mrc);
 		}
 	}
@@ -328,8 +330,7 @@ schema_setup(struct store *st, const char *dir)
 			log_msg(LOG_ERR, "event=store_upgrade_failed dir=%s from=%u "
 			    "to=%u msg=\"commit: %s%s\"", dir, (unsigned)ver,
 			    STORE_SCHEMA_VERSION, mdb_strerror(mrc), mrc ==
-			    MDB_MAP_FULL ? ": the move needs free map space of about "
-			    "the size of the data (raise the map size once)" : "");
+			    MDB_MAP_FULL ? MOVE_ROOM : "");
 	}
 out:
 	if (txn != NULL)
@@ -346,18 +347,21 @@ store_open(struct store **out, const char *dir, const struct store_opts *opts)
 	struct store *st = NULL;
 	char path[PATH_MAX];
 	struct stat sb;
-	int rc, mrc, dead = 0, locks = 0;
+	int rc, mrc, dead = 0, locks = 0, have;
 
 	*out = NULL;
 	if (opts != NULL)
 		o = *opts;
 	if (dir == NULL || dir[0] == '\0')
 		return ERR_INVAL;
+	if (snprintf(path, sizeof(path), "%s/data.mdb", dir) >=
+	    (int)sizeof(path))
+		return ERR_INVAL;
+	have = stat(path, &sb) == 0;
 	/* No size given (kmsctl, tsmctl): an existing store keeps the one
-	 * LMDB recorded (tsmd's limits.storeMapMiB), a new one gets the
-	 * default. */
-	if (o.map_size == 0 && (snprintf(path, sizeof(path), "%s/data.mdb",
-	    dir) >= (int)sizeof(path) || stat(path, &sb) != 0))
+	 * LMDB recorded (tsmd's limits.storeMapMiB), a new or empty one (a
+	 * process killed as it created it) gets the default. */
+	if (o.map_size == 0 && (!have || sb.st_size == 0))
 		o.map_size = STORE_MAP_SIZE_DEFAULT;
 	if (o.max_readers == 0)
 		o.max_readers = 126;
@@ -369,12 +373,7 @@ store_open(struct store **out, const char *dir, const struct store_opts *opts)
 	st->readonly = o.readonly != 0;
 	st->max_group = o.max_group;
 	if (st->readonly) {
-		if (snprintf(path, sizeof(path), "%s/data.mdb", dir) >=
-		    (int)sizeof(path)) {
-			rc = ERR_INVAL;
-			goto out;
-		}
-		if (stat(path, &sb) != 0) {
+		if (!have) {
 			log_msg(LOG_ERR, "event=store_open dir=%s msg=\"no store "
 			    "here\"", dir);
 			rc = ERR_NOTFOUND;
@@ -389,7 +388,7 @@ store_open(struct store **out, const char *dir, const struct store_opts *opts)
 		goto out;
 	/* (an upgrade also opens the dbs it empties) */
 	if ((rc = store_mdb_err(mdb_env_set_maxdbs(st->env,
-	    STORE_DB_COUNT + 4))) != 0 ||
+	    STORE_DB_COUNT + ARRAY_LEN(v1_dbs)))) != 0 ||
 	    (o.map_size != 0 && (rc = store_mdb_err(mdb_env_set_mapsize(st->env,
 	    (size_t)o.map_size))) != 0) ||
 	    (rc = store_mdb_err(mdb_env_set_maxreaders(st->env,
@@ -712,14 +711,12 @@ walk(struct store *st, MDB_txn *txn, enum store_db db, const void *prefix,
 		if (plen > 0 && (k.mv_size < plen ||
 		    memcmp(k.mv_data, prefix, plen) != 0))
 			break;
-		if (mine && !store_key_fits(db, k.mv_data, k.mv_size)) {
-			mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
-			continue;
-		}
-		rc = cb(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
-		if (rc != 0) {
-			rc = rc > 0 ? 0 : rc;
-			goto out;
+		if (!mine || store_key_fits(db, k.mv_data, k.mv_size)) {
+			rc = cb(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
+			if (rc != 0) {
+				rc = rc > 0 ? 0 : rc;
+				goto out;
+			}
 		}
 		mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
 	}
