@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include <jansson.h>
-#include <openssl/sha.h>
 
 #include "kms/audit.h"
 
@@ -113,9 +112,9 @@ reload_tail(struct audit *a)
 	}
 	json_decref(o);
 	a->seq = (uint64_t)seq;
-	SHA256((const uint8_t *)line, len, a->prev);
+	rc = sha256_of(line, len, a->prev);
 	free(line);
-	return 0;
+	return rc;
 }
 
 int
@@ -219,7 +218,9 @@ format_body(const struct audit_rec *r)
 	json_esc(key, sizeof(key), r->key ? r->key : "");
 	json_esc(res, sizeof(res), r->result ? r->result : "");
 	json_esc(det, sizeof(det), r->detail ? r->detail : "");
-	SHA256(r->params ? r->params : (const uint8_t *)"", r->nparams, dig);
+	if (sha256_of(r->params ? r->params : (const uint8_t *)"", r->nparams,
+	    dig) != 0)
+		return NULL;
 	hex_encode(dig, sizeof(dig), ph);
 	if (asprintf(&s, "\"time\":\"%s\",\"uid\":%u,\"pid\":%d,\"role\":\"%s\","
 	    "\"op\":\"%s\",\"key\":\"%s\",\"params\":\"%s\",\"result\":\"%s\","
@@ -235,7 +236,7 @@ static int
 chain_one(struct audit *a, const char *body, struct buf *out)
 {
 	char prevhex[65], machex[65], *line = NULL, *full = NULL;
-	uint8_t mac[32];
+	uint8_t mac[32], next[32];
 	int n, fl, rc;
 
 	hex_encode(a->prev, 32, prevhex);
@@ -252,9 +253,10 @@ chain_one(struct audit *a, const char *body, struct buf *out)
 	free(line);
 	if (fl < 0)
 		return ERR_NOMEM;
-	rc = buf_put(out, full, (size_t)fl);
-	if (rc == 0) {
-		SHA256((const uint8_t *)full, (size_t)fl - 1, a->prev);
+	/* the chain moves on only with the record */
+	if ((rc = sha256_of(full, (size_t)fl - 1, next)) == 0 &&
+	    (rc = buf_put(out, full, (size_t)fl)) == 0) {
+		memcpy(a->prev, next, sizeof(next));
 		a->seq++;
 	}
 	free(full);
@@ -536,7 +538,8 @@ audit_verify_file(const char *path, audit_verify_fn vf, void *ctx,
 			    "another audit key)");
 			break;
 		}
-		SHA256((const uint8_t *)line, (size_t)len, prev);
+		if ((rc = sha256_of(line, (size_t)len, prev)) != 0)
+			break;
 		seq = (uint64_t)s;
 	}
 	free(line);

@@ -172,6 +172,12 @@ int  file_write_atomic(const char *path, const void *p, size_t n, int mode) WUR;
 /* mkdir -p with mode for each created component. */
 int  mkdir_p(const char *path, int mode) WUR;
 
+/* SHA-256 through a digest OpenSSL looks up once per process (SHA256()
+ * and EVP_sha256() look it up, under a lock, at every call). */
+struct evp_md_st;
+const struct evp_md_st *sha256_evp(void);
+int  sha256_of(const void *p, size_t n, uint8_t out[32]) WUR;	/* ERR_CRYPTO */
+
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 #endif

@@ -1321,18 +1321,6 @@ struct receive_answer {
 	size_t         hn, pn, sn;
 };
 
-/* SHA-256, fetched once (operations run on kmsd's one loop thread; an
- * implicit fetch at every digest costs a lookup under a lock). */
-static const EVP_MD *
-sha256_md(void)
-{
-	static EVP_MD *md;
-
-	if (md == NULL)
-		md = EVP_MD_fetch(NULL, "SHA256", NULL);
-	return md != NULL ? md : EVP_sha256();
-}
-
 /*
  * The string the answer's MAC covers: head || hex(SHA-256(pre ||
  * hex(receipt MAC) || suf)), lowercase hex both times - tsmd's
@@ -1351,7 +1339,7 @@ answer_input(const struct receive_answer *an, const uint8_t mac[32],
 	hex_encode(mac, 32, mhx);
 	if ((x = EVP_MD_CTX_new()) == NULL)
 		return ERR_NOMEM;
-	ok = EVP_DigestInit_ex(x, sha256_md(), NULL) == 1 &&
+	ok = EVP_DigestInit_ex(x, sha256_evp(), NULL) == 1 &&
 	    EVP_DigestUpdate(x, an->pre, an->pn) == 1 &&
 	    EVP_DigestUpdate(x, mhx, 64) == 1 &&
 	    EVP_DigestUpdate(x, an->suf, an->sn) == 1 &&

@@ -11,6 +11,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <pthread.h>
+
+#include <openssl/evp.h>
 
 #include "base.h"
 
@@ -220,5 +223,31 @@ mkdir_p(const char *path, int mode)
 		if (i < n)
 			tmp[i] = '/';
 	}
+	return 0;
+}
+
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void
+sha256_fetch(void)
+{
+	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+const EVP_MD *
+sha256_evp(void)
+{
+	(void)pthread_once(&sha256_once, sha256_fetch);
+	return sha256_md != NULL ? sha256_md : EVP_sha256();
+}
+
+int
+sha256_of(const void *p, size_t n, uint8_t out[32])
+{
+	unsigned int ml = 0;
+
+	if (EVP_Digest(p, n, out, &ml, sha256_evp(), NULL) != 1 || ml != 32)
+		return ERR_CRYPTO;
 	return 0;
 }

@@ -97,7 +97,7 @@ test_sha_nonce(void)
 	uint8_t md[32];
 	int i, j, bad = 0, same = 0;
 
-	if (http_sha256("abc", 3, md) != 0)
+	if (sha256_of("abc", 3, md) != 0)
 		bail("sha256");
 	hex_encode(md, 32, hx);
 	ok(strcmp(hx, abc) == 0, "http_sha256: the FIPS 180-2 \"abc\" vector");

@@ -242,7 +242,7 @@ http_apikeys_check(struct http_apikeys *ak, const char *key,
 	int rc = ERR_AUTH, hit = 0;
 
 	memset(id, 0, sizeof(*id));
-	if (n == 0 || n > KEY_MAX_LEN || http_sha256(key, n, h) != 0)
+	if (n == 0 || n > KEY_MAX_LEN || sha256_of(key, n, h) != 0)
 		return ERR_AUTH;
 	pthread_rwlock_rdlock(&ak->lock);
 	/* Every entry is compared so the time does not depend on where the
@@ -287,7 +287,7 @@ key_make(int role, const char *provider, struct key_ent *e, char *key_out,
 	if (provider != NULL)
 		snprintf(e->provider, sizeof(e->provider), "%s", provider);
 	e->created = wall_seconds();
-	if ((rc = http_sha256(key_out, strlen(key_out), e->hash)) != 0)
+	if ((rc = sha256_of(key_out, strlen(key_out), e->hash)) != 0)
 		wipe(key_out, cap);
 	return rc;
 }

@@ -346,8 +346,6 @@ int  http_sig_input(struct buf *out, const char *method, const char *path,
  * hdr; ERR_TOOBIG when it does not fit cap. */
 int  http_sig_header(char *hdr, size_t cap, const char *key_id, int64_t ts,
 	    const char *nonce, const uint8_t mac[32]) WUR;
-/* SHA-256 of p (the digest fetched once, not at every call). */
-int  http_sha256(const void *p, size_t n, uint8_t out[32]) WUR;
 /* A fresh nonce: 16 random bytes as 32 lowercase hex digits. The bytes
  * come from a per-thread pool refilled 32 nonces at a time (one DRBG call,
  * and its fork check, instead of one per nonce; tsmd does not fork). */

@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include "tsm/http/http_int.h"
@@ -114,27 +113,6 @@ http_sig_head(struct buf *out, const char *method, const char *path,
 	return buf_put(out, "\n", 1);
 }
 
-static EVP_MD *sha256_md;
-static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
-
-static void
-sha256_fetch(void)
-{
-	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
-}
-
-int
-http_sha256(const void *p, size_t n, uint8_t out[32])
-{
-	unsigned int ml = 0;
-
-	(void)pthread_once(&sha256_once, sha256_fetch);
-	if (EVP_Digest(p, n, out, &ml, sha256_md != NULL ? sha256_md :
-	    EVP_sha256(), NULL) != 1 || ml != 32)
-		return ERR_CRYPTO;
-	return 0;
-}
-
 #define NONCE_POOL 512
 
 static __thread uint8_t nonce_pool[NONCE_POOL];
@@ -161,7 +139,7 @@ http_sig_input(struct buf *out, const char *method, const char *path,
 	char hx[65];
 	int rc;
 
-	if ((rc = http_sha256(body != NULL ? body : (const uint8_t *)"", n,
+	if ((rc = sha256_of(body != NULL ? body : (const uint8_t *)"", n,
 	    md)) != 0)
 		return rc;
 	hex_encode(md, 32, hx);
@@ -270,7 +248,7 @@ nonce_op(const char *key_id, const char *nonce, int64_t ts, int64_t now,
 		return ERR_INVAL;
 	memcpy(in, key_id, kl + 1);
 	memcpy(in + kl + 1, nonce, nl);
-	if ((rc = http_sha256(in, kl + 1 + nl, md)) != 0)
+	if ((rc = sha256_of(in, kl + 1 + nl, md)) != 0)
 		return rc;
 	memcpy(h, md, sizeof(h));
 	pthread_mutex_lock(&nonce_lock);

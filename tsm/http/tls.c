@@ -401,7 +401,7 @@ http_tls_verify_chain(X509_STORE *store, const uint8_t *const *der,
 	name_str(X509_get_subject_name(leaf), out->subject, sizeof(out->subject));
 	subject_cn(X509_get_subject_name(leaf), out->cn, sizeof(out->cn));
 	name_str(X509_get_issuer_name(leaf), out->issuer, sizeof(out->issuer));
-	if ((rc = http_sha256(der[0], len[0], md)) != 0)
+	if ((rc = sha256_of(der[0], len[0], md)) != 0)
 		goto out;
 	hex_encode(md, 32, out->sha256);
 	na = X509_get0_notAfter(leaf);
